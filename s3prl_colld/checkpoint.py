@@ -1,0 +1,76 @@
+"""Checkpoint files: plain dicts, written atomically, read with ``weights_only=True``.
+
+A checkpoint holds only tensors and plain Python values (dict, list, str,
+int, float, bool, None), so ``torch.load(path, weights_only=True)`` reads it
+and no class is unpickled. ``save_atomic`` writes to a temporary file in the
+same folder, flushes it to disk and renames it over the target, so a kill
+during a save leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CKPT_PATTERN = re.compile(r"^states-(\d+)\.ckpt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, unreadable or of the wrong kind."""
+
+
+def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
+    """Write ``state`` to ``path`` via temp file + fsync + rename; returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read one of our checkpoints with ``weights_only=True``; clear errors otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - re-raised with the path and the cause
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is not an s3prl-colld checkpoint (top level is {type(state).__name__})")
+    return state
+
+
+def step_of(path: str | Path) -> int | None:
+    """``states-1200.ckpt`` -> 1200; other names -> None."""
+    m = CKPT_PATTERN.match(Path(path).name)
+    return int(m.group(1)) if m else None
+
+
+def list_checkpoints(folder: str | Path) -> list[Path]:
+    """The ``states-STEP.ckpt`` files in ``folder``, oldest step first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(step_of(p), p) for p in folder.iterdir()]
+    return [p for s, p in sorted((s, p) for s, p in found if s is not None)]
+
+
+def latest_checkpoint(folder: str | Path) -> Path | None:
+    """The ``states-STEP.ckpt`` with the highest step in ``folder``, if any."""
+    found = list_checkpoints(folder)
+    return found[-1] if found else None

@@ -1,0 +1,154 @@
+"""``make demo``: the offline mini replication, stage by stage, reusing finished stages.
+
+Stages (each writes into ``--out`` and is skipped when its output exists):
+1. corpus  - a synthetic multi-speaker English corpus (espeak-ng), LibriSpeech layout;
+2. teacher - ``run_pretrain.py -u hubert_tiny`` (resumes from its last checkpoint if killed);
+3. probes  - a linear CTC phone probe on held-out speakers for the teacher,
+             a random-init teacher of the same shape, and MFCC features;
+4. report  - ``results.md`` (table), ``results.json`` and ``teacher_curves.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from s3prl_colld.checkpoint import latest_checkpoint
+
+log = logging.getLogger("s3prl_colld.demo")
+
+
+def _stage(name: str, done: Path, fn: Callable[[], Any]) -> None:
+    """Run ``fn`` unless ``done`` exists; print timing either way."""
+    if done.exists():
+        print(f"[demo] {name}: reusing {done}", flush=True)
+        return
+    print(f"[demo] {name}: running ...", flush=True)
+    start = time.time()
+    fn()
+    print(f"[demo] {name}: done in {time.time() - start:.0f} s", flush=True)
+
+
+def make_corpus(out: Path, utterances: int, seed: int) -> None:
+    from s3prl_colld.data import synth
+
+    synth.main(["--lang", "en", "--out", str(out), "--utterances", str(utterances), "--seed", str(seed)])
+
+
+def train_teacher(corpus: Path, expdir: Path, overrides: str) -> Path:
+    """Train (or resume) the tiny HuBERT teacher; returns its final checkpoint."""
+    from s3prl_colld.pretrain.cli import main as pretrain_main
+
+    args = ["-u", "hubert_tiny", "-n", "teacher", "-p", str(expdir), "-o", f"config.data.root={corpus}" + overrides]
+    last = latest_checkpoint(expdir)
+    if last is not None:
+        args += ["-e", str(last)]
+    pretrain_main(args)
+    final = latest_checkpoint(expdir)
+    assert final is not None
+    return final
+
+
+def run_probes(corpus: Path, teacher_dir: Path, out: Path, steps: int) -> dict[str, Any]:
+    """Probe PER for teacher / random-init teacher / MFCC."""
+    from s3prl_colld.checkpoint import load
+    from s3prl_colld.config import from_dict
+    from s3prl_colld.downstream.phone_probe import ProbeConfig, mfcc_features, probe_per, upstream_features
+    from s3prl_colld.pretrain.tasks.hubert_tiny import HubertTinyConfig, write_random_init_checkpoint
+
+    ckpt = latest_checkpoint(teacher_dir)
+    assert ckpt is not None
+    state = load(ckpt)
+    cfg = from_dict(HubertTinyConfig, state["config"])
+    n_units = len(state["dictionaries_symbols"][0])
+    random_ckpt = write_random_init_checkpoint(cfg, n_units, out / "random_init_teacher.ckpt")
+    pcfg = ProbeConfig(steps=steps)
+    results = {}
+    for name, fn in (
+        ("teacher", lambda: upstream_features("hubert_local", ckpt)),
+        ("random-init teacher", lambda: upstream_features("hubert_local", random_ckpt)),
+        ("MFCC", lambda: mfcc_features),
+    ):
+        print(f"[demo] probing {name}", flush=True)
+        results[name] = probe_per(fn(), corpus, pcfg, name=name)
+    return results
+
+
+def teacher_summary(teacher_dir: Path) -> dict[str, float]:
+    """Steps/s and the last logged loss / masked accuracy, from ``log.jsonl``."""
+    rows = [json.loads(line) for line in (teacher_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    last = rows[-1]
+    speeds = [r["steps_per_sec"] for r in rows if "steps_per_sec" in r]
+    return {"steps": last["step"], "loss": last["loss"], "acc_m": last.get("acc_m", float("nan")),
+            "steps_per_sec": sum(speeds) / max(len(speeds), 1)}
+
+
+def plot_curves(teacher_dir: Path, png: Path) -> None:
+    """Loss and masked accuracy against step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in (teacher_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    steps = [r["step"] for r in rows]
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    ax[0].plot(steps, [r["loss"] for r in rows])
+    ax[0].set(xlabel="step", ylabel="loss", title="tiny HuBERT: training loss")
+    ax[1].plot(steps, [100 * r.get("acc_m", float("nan")) for r in rows], label="masked")
+    ax[1].plot(steps, [100 * r.get("acc_u", float("nan")) for r in rows], label="unmasked")
+    ax[1].set(xlabel="step", ylabel="unit accuracy %", title="unit prediction accuracy")
+    ax[1].legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def report(out: Path, teacher: dict[str, float], probes: dict[str, Any]) -> str:
+    """Write results.md / results.json and return the markdown table."""
+    lines = [
+        "| features | dev PER | test PER (held-out speakers) |",
+        "|---|---|---|",
+        *[f"| {name} | {r['dev_per']:.1f} | {r['test_per']:.1f} |" for name, r in probes.items()],
+        "",
+        f"Teacher: {teacher['steps']} steps at {teacher['steps_per_sec']:.2f} steps/s, "
+        f"final loss {teacher['loss']:.3f}, masked unit accuracy {100 * teacher['acc_m']:.0f}%.",
+    ]
+    text = "\n".join(lines)
+    (out / "results.md").write_text(text + "\n")
+    (out / "results.json").write_text(json.dumps({"teacher": teacher, "probes": probes}, indent=2))
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("result/demo"), help="where every stage writes")
+    p.add_argument("--utterances", type=int, default=1500, help="corpus size")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--teacher-overrides", default="", help="extra -o overrides for the teacher, e.g. ',,config.runner.total_steps=50'")
+    p.add_argument("--probe-steps", type=int, default=1500)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    corpus, teacher_dir = out / "corpus_en", out / "teacher"
+
+    _stage("corpus", corpus / "manifest.json", lambda: make_corpus(corpus, args.utterances, args.seed))
+    _stage("teacher", teacher_dir / "DONE", lambda: (train_teacher(corpus, teacher_dir, args.teacher_overrides),
+                                                    (teacher_dir / "DONE").touch()))
+    probes_file = out / "probes.json"
+    _stage("probes", probes_file, lambda: probes_file.write_text(json.dumps(
+        run_probes(corpus, teacher_dir, out, args.probe_steps), indent=2)))
+    plot_curves(teacher_dir, out / "teacher_curves.png")
+    table = report(out, teacher_summary(teacher_dir), json.loads(probes_file.read_text()))
+    print("\n" + table + f"\n\n[demo] results in {out}/results.md, curves in {out}/teacher_curves.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

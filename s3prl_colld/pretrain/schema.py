@@ -1,0 +1,70 @@
+"""Config sections shared by every pretrain task: runner, optimizer, data.
+
+Key names follow s3prl's runner configs where it has them
+(``total_steps``, ``log_step``, ``save_step``, ``max_keep``,
+``gradient_accumulate_steps``, ``gradient_clipping``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from s3prl_colld.config import ConfigError, choice
+
+
+@dataclass
+class RunnerConfig:
+    total_steps: int = 1000
+    log_step: int = 20
+    save_step: int = 500
+    max_keep: int = 2  # how many states-STEP.ckpt to keep (older ones are deleted)
+    gradient_accumulate_steps: int = 1
+    gradient_clipping: float = 10.0
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 uses a GradScaler)
+    seed: int = 1337
+    num_workers: int = 2
+    device: str = "auto"  # auto | cpu | cuda
+    max_bad_steps: int = 20  # abort when this many steps had a NaN/inf loss or gradient
+    progress_bar: bool = True
+
+    def validate(self) -> None:
+        choice(self.precision, ("fp32", "bf16", "fp16"), "config.runner.precision")
+        choice(self.device, ("auto", "cpu", "cuda"), "config.runner.device")
+        for name in ("total_steps", "log_step", "save_step", "gradient_accumulate_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"config.runner.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "AdamW"  # AdamW | Adam
+    lr: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-6
+    weight_decay: float = 0.0
+    warmup_steps: int = 0  # linear warm-up from 0 to lr
+    decay: str = "linear"  # linear | cosine | constant, from the end of warm-up to total_steps
+    final_lr_ratio: float = 0.0  # lr at the last step, as a fraction of lr
+
+    def validate(self) -> None:
+        choice(self.name, ("AdamW", "Adam"), "config.optimizer.name")
+        choice(self.decay, ("linear", "cosine", "constant"), "config.optimizer.decay")
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/synth_en"  # LibriSpeech-layout corpus (from s3prl_colld.data.synth or real)
+    splits: list[str] = field(default_factory=lambda: ["train"])  # names of len_for_bucket/<split>.csv
+    batch_size: int = 8  # utterances per batch per process
+    crop_min_sec: float = 2.0  # each batch draws one crop length in [min, max] seconds
+    crop_max_sec: float = 4.0
+    min_sec: float = 0.5  # utterances shorter than this are dropped
+    max_sec: Optional[float] = None  # utterances longer than this are dropped
+    bucket_size: int = 64  # batches are drawn from windows of this many length-sorted utterances
+
+    def validate(self) -> None:
+        if self.crop_min_sec > self.crop_max_sec:
+            raise ConfigError("config.data.crop_min_sec must not exceed config.data.crop_max_sec")
+        if self.batch_size < 1:
+            raise ConfigError("config.data.batch_size must be >= 1")
