@@ -1,0 +1,74 @@
+"""Audio input: 16 kHz mono float waveforms read with soundfile.
+
+Everything in this project expects 16 kHz mono audio. A file at another rate
+or with several channels is an error that says what to do, unless
+``resample=True``, which downmixes (channel mean) and resamples with
+``scipy.signal.resample_poly`` and logs that it did.
+"""
+
+from __future__ import annotations
+
+import logging
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from scipy.signal import resample_poly
+
+SAMPLE_RATE = 16_000
+
+log = logging.getLogger(__name__)
+
+
+class AudioError(RuntimeError):
+    """An audio file that cannot be read, or is not 16 kHz mono."""
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """``([frames, channels] float32, sample rate)`` of any file soundfile reads.
+
+    Raises:
+        AudioError: naming ``path``, when it is missing or not readable audio.
+    """
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, OSError, TypeError) as e:  # soundfile.LibsndfileError is a RuntimeError
+        raise AudioError(f"cannot read audio file {path}: {e}") from None
+    return data, rate
+
+
+def load_audio(path: str | Path, resample: bool = False, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """A waveform ``[N]`` (float32, about [-1, 1]) at ``sample_rate`` (16 kHz), mono.
+
+    Args:
+        path: any file soundfile reads (flac, wav, ogg, ...).
+        resample: downmix several channels to mono and resample another rate
+            to ``sample_rate`` (logged) instead of raising.
+
+    Raises:
+        AudioError: the file is unreadable, or (unless ``resample``) not mono
+            or not at ``sample_rate``; the message names the file and the fix.
+    """
+    data, rate = read_audio(path)
+    channels = data.shape[1]
+    if channels != 1:
+        if not resample:
+            raise AudioError(
+                f"{path} has {channels} channels, expected mono: downmix it "
+                f"(e.g. `sox IN OUT remix -` or `ffmpeg -i IN -ac 1 OUT`) or call load_audio(..., resample=True)"
+            )
+        log.info("%s: averaging %d channels to mono", path, channels)
+    wav = data.mean(axis=1) if channels != 1 else data[:, 0]
+    if rate != sample_rate:
+        if not resample:
+            raise AudioError(
+                f"{path} has a sample rate of {rate} Hz, expected {sample_rate} Hz: resample it "
+                f"(e.g. `sox IN -r {sample_rate} OUT` or `ffmpeg -i IN -ar {sample_rate} OUT`) "
+                f"or call load_audio(..., resample=True)"
+            )
+        log.info("%s: resampling %d Hz -> %d Hz", path, rate, sample_rate)
+        g = gcd(sample_rate, rate)
+        wav = resample_poly(wav, sample_rate // g, rate // g)
+    return torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))

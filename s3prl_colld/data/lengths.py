@@ -1,0 +1,117 @@
+"""Length tables for bucketing, in the format of s3prl's ``preprocess/generate_len_for_bucket.py``.
+
+``len_for_bucket/<split>.csv`` has the header ``,file_path,length,label``:
+a row index, the audio path relative to the corpus root
+(``train-clean-100/103/1240/103-1240-0000.flac``), the number of samples and
+the transcript (s3prl leaves it empty; we fill it from ``*.trans.txt`` when
+there is one). Rows are sorted by length, longest first (ties by path).
+
+Usage for a real LibriSpeech::
+
+    python -m s3prl_colld.data.lengths --root /data/LibriSpeech --split train-clean-100 --split dev-clean
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import soundfile as sf
+
+HEADER = ["", "file_path", "length", "label"]
+AUDIO_EXTENSIONS = (".flac", ".wav")
+
+
+@dataclass(frozen=True)
+class LengthRow:
+    """One utterance: path relative to the corpus root, length in samples, transcript."""
+
+    file_path: str
+    length: int
+    label: str = ""
+
+
+def write_length_csv(rows: Iterable[LengthRow], path: str | Path) -> Path:
+    """Write ``rows`` (sorted here: longest first, ties by path) in s3prl's format."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ordered = sorted(rows, key=lambda r: (-r.length, r.file_path))
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(HEADER)
+        for i, row in enumerate(ordered):
+            writer.writerow([i, row.file_path, row.length, row.label])
+    return path
+
+
+def read_transcripts(split_dir: Path) -> dict[str, str]:
+    """``uttid -> transcript`` from all ``*.trans.txt`` files under ``split_dir``."""
+    out: dict[str, str] = {}
+    for trans in sorted(split_dir.rglob("*.trans.txt")):
+        for line in trans.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                uttid, _, text = line.strip().partition(" ")
+                out[uttid] = text
+    return out
+
+
+def _num_samples(path: Path) -> int:
+    try:
+        return sf.info(str(path)).frames
+    except (RuntimeError, OSError) as e:
+        raise OSError(f"cannot read audio file {path}: {e}") from None
+
+
+def split_rows(root: str | Path, split: str, workers: int = 8) -> list[LengthRow]:
+    """Length rows of every audio file under ``root/split`` (lengths read from the file headers).
+
+    Raises:
+        FileNotFoundError: when ``root/split`` is not a folder or holds no audio.
+    """
+    root = Path(root)
+    split_dir = root / split
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"no split folder {split_dir}")
+    files = sorted(p for p in split_dir.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+    if not files:
+        raise FileNotFoundError(f"no {'/'.join(AUDIO_EXTENSIONS)} files under {split_dir}")
+    labels = read_transcripts(split_dir)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        lengths = list(pool.map(_num_samples, files))
+    return [
+        LengthRow(p.relative_to(root).as_posix(), n, labels.get(p.name.split(".")[0], ""))
+        for p, n in zip(files, lengths)
+    ]
+
+
+def write_split_lengths(root: str | Path, split: str, out_dir: str | Path | None = None, workers: int = 8) -> Path:
+    """Write ``<out_dir or root/len_for_bucket>/<split>.csv`` for ``root/split``; returns its path."""
+    out_dir = Path(out_dir) if out_dir is not None else Path(root) / "len_for_bucket"
+    return write_length_csv(split_rows(root, split, workers), out_dir / f"{split}.csv")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: one length table per ``--split``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--root", required=True, help="corpus root in LibriSpeech layout")
+    parser.add_argument("--split", action="append", required=True, help="split folder name (repeatable)")
+    parser.add_argument("--out", default=None, help="output folder (default ROOT/len_for_bucket)")
+    parser.add_argument("--workers", type=int, default=8, help="threads reading audio headers")
+    args = parser.parse_args(argv)
+    try:
+        for split in args.split:
+            path = write_split_lengths(args.root, split, args.out, args.workers)
+            print(f"wrote {path}")
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

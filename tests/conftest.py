@@ -1,0 +1,41 @@
+"""Shared fixtures: tiny synthetic corpora, generated once per test session.
+
+``synth_corpus_en``: 120 English utterances (96/12/12, German targets);
+``synth_corpus_de``: 60 German utterances (48/6/6, English targets). Both are
+the full layout of :mod:`s3prl_colld.data.synth` (LibriSpeech folders,
+lexicon, phone transcripts, CoVoST tsv, len_for_bucket), seed 0; each takes
+a few seconds on 2 cores.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # importable however pytest was started
+    sys.path.insert(0, str(REPO_ROOT))
+
+from s3prl_colld.data.synth import main as synth_main  # noqa: E402
+
+
+def make_corpus(out: Path, lang: str, utterances: int, seed: int = 0, workers: int = 2) -> Path:
+    """Generate a corpus into ``out`` (in this process) and return ``out``."""
+    argv = ["--lang", lang, "--out", str(out), "--utterances", str(utterances), "--seed", str(seed),
+            "--workers", str(workers)]
+    assert synth_main(argv) == 0, f"corpus generation failed: {argv}"
+    return out
+
+
+@pytest.fixture(scope="session")
+def synth_corpus_en(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Root of a 120-utterance English corpus (read-only: do not write into it)."""
+    return make_corpus(tmp_path_factory.mktemp("synth_en") / "corpus", "en", 120)
+
+
+@pytest.fixture(scope="session")
+def synth_corpus_de(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Root of a 60-utterance German corpus (read-only: do not write into it)."""
+    return make_corpus(tmp_path_factory.mktemp("synth_de") / "corpus", "de", 60)
