@@ -115,3 +115,42 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """One utterance of a length table, resolved against the corpus root."""
+
+    uttid: str
+    path: Path
+    num_samples: int
+    label: str
+
+
+def read_length_table(root: str | Path, split: str) -> list[TableRow]:
+    """Rows of ``ROOT/len_for_bucket/SPLIT.csv`` (s3prl's format), with absolute audio paths.
+
+    Raises:
+        FileNotFoundError: the corpus root or the table is missing (the message says how to make it).
+    """
+    root = Path(root)
+    table = root / "len_for_bucket" / f"{split}.csv"
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"corpus root {root} does not exist: make a synthetic one with "
+            f"`python -m s3prl_colld.data.synth --lang en --out {root}` or point config.data.root at a LibriSpeech"
+        )
+    if not table.is_file():
+        raise FileNotFoundError(
+            f"length table {table} not found: run `python -m s3prl_colld.data.lengths --root {root} --split {split}`"
+        )
+    rows = []
+    with open(table, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or header[1:3] != HEADER[1:3]:
+            raise ValueError(f"{table}: expected s3prl's header ',file_path,length,label', got {header}")
+        for rec in reader:
+            rel = rec[1]
+            rows.append(TableRow(Path(rel).name.rsplit(".", 1)[0], root / rel, int(rec[2]), rec[3] if len(rec) > 3 else ""))
+    return rows

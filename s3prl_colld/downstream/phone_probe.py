@@ -23,7 +23,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from s3prl_colld.data.audio import load_audio
-from s3prl_colld.data.librispeech import read_length_table, read_phone_transcripts
+from s3prl_colld.data.corpus import read_phone_inventory, read_phone_transcripts
+from s3prl_colld.data.lengths import read_length_table
 from s3prl_colld.data.units import mfcc_50hz
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,10 @@ FeatureFn = Callable[[torch.Tensor], torch.Tensor]  # wav [N] -> hidden states [
 
 @dataclass
 class ProbeConfig:
-    steps: int = 1500
+    steps: int = 2000
     batch_size: int = 16
-    lr: float = 2e-3
-    eval_every: int = 250
+    lr: float = 1e-2
+    eval_every: int = 500
     max_train_utts: int | None = None
     seed: int = 0
 
@@ -155,7 +156,7 @@ def train_probe(train: tuple[list[torch.Tensor], list[list[str]]], dev: tuple[li
         opt.step()
         if step % cfg.eval_every == 0 or step == cfg.steps:
             per = evaluate(probe, *dev, vocab)
-            history.append({"step": step, "loss": float(loss), "dev_per": per})
+            history.append({"step": step, "loss": loss.item(), "dev_per": per})
             if per < best:
                 best, best_state = per, {k: v.clone() for k, v in probe.state_dict().items()}
     if best_state is not None:
@@ -165,8 +166,6 @@ def train_probe(train: tuple[list[torch.Tensor], list[list[str]]], dev: tuple[li
 
 def probe_per(fn: FeatureFn, root: str | Path, cfg: ProbeConfig, name: str = "") -> dict[str, float]:
     """Train a probe on ``train``, select on ``dev``, report PER% on ``test`` (held-out speakers)."""
-    from s3prl_colld.data.librispeech import read_phone_inventory
-
     vocab = read_phone_inventory(root)
     train = extract_split(fn, root, "train", cfg.max_train_utts, desc=f"{name} train features")
     dev = extract_split(fn, root, "dev", desc=f"{name} dev features")

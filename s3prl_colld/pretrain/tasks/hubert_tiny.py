@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 from s3prl_colld.checkpoint import CheckpointError, save_atomic
 from s3prl_colld.config import ConfigError, to_dict
 from s3prl_colld.data.audio import load_audio
-from s3prl_colld.data.bucket import crop_batch, pad_batch
-from s3prl_colld.data.librispeech import read_length_table
+from s3prl_colld.data.bucket import crop_spans, pad_batch
+from s3prl_colld.data.lengths import read_length_table
 from s3prl_colld.data.units import FRAME_SHIFT, UnitQuantizer, mfcc_50hz, num_frames
 from s3prl_colld.models.tiny_hubert import TinyHubertConfig, build_hubert, hubert_local_keys
 from s3prl_colld.pretrain.schema import DataConfig, OptimizerConfig, RunnerConfig
@@ -146,7 +146,7 @@ class HubertTinyTask(PretrainTask):
         ``units [B, T]`` (padding frames hold 0; they are excluded by the padding mask).
         """
         d = self.cfg.data
-        spans = crop_batch([len(it["wav"]) for it in items], int(d.crop_min_sec * 16_000),
+        spans = crop_spans([len(it["wav"]) for it in items], int(d.crop_min_sec * 16_000),
                            int(d.crop_max_sec * 16_000), FRAME_SHIFT, generator)
         wavs, units = [], []
         for it, (start, end) in zip(items, spans):

@@ -1,0 +1,122 @@
+"""Student front-ends: the waveform CNN (HuBERT's) and the light Fbank front-end.
+
+Both map a padded batch of waveforms ``[B, N]`` (16 kHz) to frames
+``[B, T, C]`` at 50 Hz plus a validity mask ``[B, T]``, and report their
+``downsample_rate`` (samples per frame).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torchaudio
+from torch import nn
+
+
+def _hubert_cnn() -> list[list[int]]:
+    return [[512, 10, 5]] + [[512, 3, 2]] * 4 + [[512, 2, 2]] * 2
+
+
+@dataclass
+class CNNConfig:
+    conv_layers: list[list[int]] = field(default_factory=_hubert_cnn)  # [dim, kernel, stride]
+    mode: str = "default"  # default: GroupNorm in the first layer (HuBERT Base); layer_norm: LN in every layer
+    conv_bias: bool = False
+
+
+@dataclass
+class FbankConfig:
+    n_mels: int = 80
+    hidden: int = 256  # channels of the two subsampling convs
+    out_dim: int = 512  # = the teacher's CNN output dim (what stage 1 regresses)
+
+
+class WavCNN(nn.Module):
+    """HuBERT's feature extractor (conv, [GroupNorm|LayerNorm], GELU) x layers."""
+
+    def __init__(self, cfg: CNNConfig) -> None:
+        super().__init__()
+        layers, in_dim = [], 1
+        for i, (dim, k, s) in enumerate(cfg.conv_layers):
+            block: list[nn.Module] = [nn.Conv1d(in_dim, dim, k, stride=s, bias=cfg.conv_bias)]
+            if cfg.mode == "default" and i == 0:
+                block.append(nn.GroupNorm(dim, dim, affine=True))
+            elif cfg.mode == "layer_norm":
+                block.append(_ChannelLayerNorm(dim))
+            block.append(nn.GELU())
+            layers.append(nn.Sequential(*block))
+            in_dim = dim
+        self.layers = nn.ModuleList(layers)
+        self.kernels = [k for _, k, _ in cfg.conv_layers]
+        self.strides = [s for _, _, s in cfg.conv_layers]
+        self.out_dim = in_dim
+        for m in self.modules():
+            if isinstance(m, nn.Conv1d):
+                nn.init.kaiming_normal_(m.weight)
+
+    @property
+    def downsample_rate(self) -> int:
+        rate = 1
+        for s in self.strides:
+            rate *= s
+        return rate
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Frames per utterance for ``lengths`` samples."""
+        for k, s in zip(self.kernels, self.strides):
+            lengths = torch.div(lengths - k, s, rounding_mode="floor") + 1
+        return lengths.clamp_min(0)
+
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``wav [B, N]``, ``lengths [B]`` -> ``(frames [B, T, C], valid [B, T])``."""
+        x = wav[:, None, :]
+        for layer in self.layers:
+            x = layer(x)
+        x = x.transpose(1, 2)
+        out_len = self.output_lengths(lengths)
+        valid = torch.arange(x.size(1), device=x.device)[None, :] < out_len[:, None]
+        return x, valid
+
+
+class _ChannelLayerNorm(nn.LayerNorm):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, T]
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+class FbankFrontend(nn.Module):
+    """80-dim log-mel filterbanks (25 ms / 10 ms) -> 2 convs (stride 2 overall) -> ``out_dim`` at 50 Hz.
+
+    Frame ``k`` of the output covers fbank frames ``2k, 2k+1`` (and neighbours),
+    i.e. the same 20 ms hop as the CNN, so targets align by truncation.
+    """
+
+    def __init__(self, cfg: FbankConfig) -> None:
+        super().__init__()
+        self.fbank = torchaudio.transforms.MelSpectrogram(
+            sample_rate=16_000, n_fft=400, win_length=400, hop_length=160, n_mels=cfg.n_mels, center=False
+        )
+        self.norm = nn.LayerNorm(cfg.n_mels)
+        self.conv = nn.Sequential(
+            nn.Conv1d(cfg.n_mels, cfg.hidden, kernel_size=3, stride=1, padding=1),
+            nn.GELU(),
+            nn.Conv1d(cfg.hidden, cfg.out_dim, kernel_size=2, stride=2),
+            nn.GELU(),
+        )
+        self.out_dim = cfg.out_dim
+
+    downsample_rate = 320
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        frames = torch.div(lengths - 400, 160, rounding_mode="floor") + 1
+        return torch.div(frames.clamp_min(0), 2, rounding_mode="floor")
+
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``wav [B, N]``, ``lengths [B]`` -> ``(frames [B, T, C], valid [B, T])``."""
+        with torch.autocast(device_type=wav.device.type, enabled=False):
+            spec = self.fbank(wav.float()).clamp_min(1e-10).log()  # [B, n_mels, F]
+        x = self.norm(spec.transpose(1, 2)).transpose(1, 2)
+        x = self.conv(x).transpose(1, 2)  # [B, F // 2, C]
+        out_len = self.output_lengths(lengths)
+        valid = torch.arange(x.size(1), device=x.device)[None, :] < out_len[:, None]
+        return x, valid

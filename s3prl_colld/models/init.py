@@ -1,0 +1,107 @@
+"""Initialise a student from its teacher where shapes allow (DistilHuBERT's recipe).
+
+The teacher is an s3prl wav2vec 2.0-family model (HuBERT, wav2vec 2.0, WavLM's
+CNN) whose ``feature_extractor`` and ``encoder.layers`` follow fairseq's
+layout; copied are the waveform CNN (conv + norm weights), the front-end
+LayerNorm and projection, the position conv, the encoder LayerNorm, and
+optionally the first student layers from the first teacher layers. Every
+copy is checked for shape; what does not fit is left at its random init and
+logged, never forced.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+def _copy(dst: torch.Tensor, src: torch.Tensor, name: str, skipped: list[str]) -> bool:
+    if dst.shape != src.shape:
+        skipped.append(f"{name} {tuple(src.shape)} -> {tuple(dst.shape)}")
+        return False
+    with torch.no_grad():
+        dst.copy_(src.to(dst.dtype))
+    return True
+
+
+def _norm_and_conv(seq: nn.Module) -> tuple[nn.Conv1d | None, nn.Module | None]:
+    conv = next((m for m in seq.modules() if isinstance(m, nn.Conv1d)), None)
+    norm = next((m for m in seq.modules() if isinstance(m, (nn.GroupNorm, nn.LayerNorm))), None)
+    return conv, norm
+
+
+def _copy_cnn(student_cnn: nn.Module, teacher_fx: nn.Module, skipped: list[str]) -> int:
+    copied = 0
+    t_layers = list(teacher_fx.conv_layers)
+    if len(t_layers) != len(student_cnn.layers):
+        skipped.append(f"CNN depth {len(t_layers)} -> {len(student_cnn.layers)}")
+        return 0
+    for k, (s_seq, t_seq) in enumerate(zip(student_cnn.layers, t_layers)):
+        (s_conv, s_norm), (t_conv, t_norm) = _norm_and_conv(s_seq), _norm_and_conv(t_seq)
+        if s_conv is not None and t_conv is not None:
+            copied += _copy(s_conv.weight, t_conv.weight, f"cnn.{k}.conv", skipped)
+        if s_norm is not None and t_norm is not None:
+            for p in ("weight", "bias"):
+                copied += _copy(getattr(s_norm, p), getattr(t_norm, p), f"cnn.{k}.norm.{p}", skipped)
+    return copied
+
+
+def _copy_layer(s_layer: nn.TransformerEncoderLayer, t_layer: Any, k: int, skipped: list[str]) -> int:
+    """fairseq TransformerSentenceEncoderLayer -> torch TransformerEncoderLayer."""
+    att = t_layer.self_attn
+    w = torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight])
+    b = torch.cat([att.q_proj.bias, att.k_proj.bias, att.v_proj.bias])
+    pairs = [
+        (s_layer.self_attn.in_proj_weight, w, "in_proj.weight"), (s_layer.self_attn.in_proj_bias, b, "in_proj.bias"),
+        (s_layer.self_attn.out_proj.weight, att.out_proj.weight, "out_proj.weight"),
+        (s_layer.self_attn.out_proj.bias, att.out_proj.bias, "out_proj.bias"),
+        (s_layer.linear1.weight, t_layer.fc1.weight, "fc1.weight"), (s_layer.linear1.bias, t_layer.fc1.bias, "fc1.bias"),
+        (s_layer.linear2.weight, t_layer.fc2.weight, "fc2.weight"), (s_layer.linear2.bias, t_layer.fc2.bias, "fc2.bias"),
+        (s_layer.norm1.weight, t_layer.self_attn_layer_norm.weight, "norm1.weight"),
+        (s_layer.norm1.bias, t_layer.self_attn_layer_norm.bias, "norm1.bias"),
+        (s_layer.norm2.weight, t_layer.final_layer_norm.weight, "norm2.weight"),
+        (s_layer.norm2.bias, t_layer.final_layer_norm.bias, "norm2.bias"),
+    ]
+    return sum(_copy(d, s, f"layer{k}.{n}", skipped) for d, s, n in pairs)
+
+
+def init_student_from_teacher(student: nn.Module, teacher: nn.Module, cfg: Any) -> dict[str, int]:
+    """Copy what fits (see module docstring). ``cfg`` is an ``InitConfig``. Returns counts."""
+    model = getattr(getattr(teacher.upstream, "upstream", None), "model", None)
+    skipped: list[str] = []
+    copied = {"frontend": 0, "layers": 0}
+    if model is None or not hasattr(model, "feature_extractor"):
+        if cfg.frontend_from_teacher or cfg.layers_from_teacher:
+            log.warning("teacher %s has no fairseq-style model to copy from; the student starts from random init",
+                        teacher.cfg.name)
+        return copied
+    if cfg.frontend_from_teacher and student.cfg.frontend == "cnn":
+        copied["frontend"] += _copy_cnn(student.frontend, model.feature_extractor, skipped)
+        if getattr(model, "layer_norm", None) is not None:
+            copied["frontend"] += _copy(student.frontend_norm.weight, model.layer_norm.weight, "frontend_norm.weight", skipped)
+            copied["frontend"] += _copy(student.frontend_norm.bias, model.layer_norm.bias, "frontend_norm.bias", skipped)
+        if getattr(model, "post_extract_proj", None) is not None:
+            copied["frontend"] += _copy(student.proj.weight, model.post_extract_proj.weight, "proj.weight", skipped)
+            copied["frontend"] += _copy(student.proj.bias, model.post_extract_proj.bias, "proj.bias", skipped)
+    if cfg.layers_from_teacher:
+        enc = model.encoder
+        t_pos = enc.pos_conv[0]
+        s_pos = student.pos_conv.conv
+        if hasattr(t_pos, "weight_g"):
+            copied["layers"] += _copy(s_pos.parametrizations.weight.original0, t_pos.weight_g, "pos_conv.g", skipped)
+            copied["layers"] += _copy(s_pos.parametrizations.weight.original1, t_pos.weight_v, "pos_conv.v", skipped)
+            copied["layers"] += _copy(s_pos.bias, t_pos.bias, "pos_conv.bias", skipped)
+        copied["layers"] += _copy(student.norm.weight, enc.layer_norm.weight, "norm.weight", skipped)
+        copied["layers"] += _copy(student.norm.bias, enc.layer_norm.bias, "norm.bias", skipped)
+        for k, (s_layer, t_layer) in enumerate(zip(student.layers, enc.layers)):
+            copied["layers"] += _copy_layer(s_layer, t_layer, k, skipped)
+    if skipped:
+        log.warning("init from teacher: %d tensors did not fit and keep their random init: %s", len(skipped),
+                    "; ".join(skipped[:6]) + (" ..." if len(skipped) > 6 else ""))
+    log.info("init from teacher: copied %d front-end and %d encoder tensors", copied["frontend"], copied["layers"])
+    return copied

@@ -1,0 +1,128 @@
+"""The student: a front-end, a projection, a convolutional position embedding and transformer layers.
+
+Hidden states follow s3prl's convention: ``h_0`` is the projected front-end
+output (after the position embedding and layer norm, as HuBERT's first
+layer input), ``h_1 .. h_L`` the outputs of the layers; each ``[B, T, D]``.
+Any depth and width is set from config; presets live in ``configs/students``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from s3prl_colld.config import ConfigError, choice
+from s3prl_colld.models.frontends import CNNConfig, FbankConfig, FbankFrontend, WavCNN
+
+
+@dataclass
+class StudentConfig:
+    frontend: str = "cnn"  # cnn | fbank
+    cnn: CNNConfig = field(default_factory=CNNConfig)
+    fbank: FbankConfig = field(default_factory=FbankConfig)
+    freeze_frontend: bool = False
+    layers: int = 2
+    dim: int = 768
+    ffn_dim: int = 3072
+    heads: int = 12
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    activation_dropout: float = 0.1
+    layer_norm_first: bool = False
+    conv_pos: int = 128
+    conv_pos_groups: int = 16
+
+    def validate(self) -> None:
+        choice(self.frontend, ("cnn", "fbank"), "config.model.frontend")
+        if self.dim % self.heads:
+            raise ConfigError(f"config.model.dim={self.dim} is not divisible by config.model.heads={self.heads}")
+        if self.layers < 1:
+            raise ConfigError("config.model.layers must be >= 1")
+
+
+class ConvPositionEmbedding(nn.Module):
+    """wav2vec 2.0's relative position embedding: a grouped, weight-normed conv over time."""
+
+    def __init__(self, dim: int, kernel: int, groups: int) -> None:
+        super().__init__()
+        conv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=groups)
+        nn.init.normal_(conv.weight, mean=0.0, std=(4.0 / (kernel * dim)) ** 0.5)
+        nn.init.zeros_(conv.bias)
+        self.conv = nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2)
+        self.even = kernel % 2 == 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, T, D]`` -> ``[B, T, D]``."""
+        y = self.conv(x.transpose(1, 2))
+        if self.even:
+            y = y[..., :-1]
+        return nn.functional.gelu(y).transpose(1, 2)
+
+
+class StudentEncoder(nn.Module):
+    """Front-end -> Linear -> (mask) -> + conv position -> LayerNorm -> transformer layers."""
+
+    def __init__(self, cfg: StudentConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.frontend: WavCNN | FbankFrontend = WavCNN(cfg.cnn) if cfg.frontend == "cnn" else FbankFrontend(cfg.fbank)
+        if cfg.freeze_frontend:
+            self.frontend.requires_grad_(False)
+        self.frontend_norm = nn.LayerNorm(self.frontend.out_dim)
+        self.proj = nn.Linear(self.frontend.out_dim, cfg.dim)
+        self.mask_emb = nn.Parameter(torch.empty(cfg.dim).uniform_())
+        self.pos_conv = ConvPositionEmbedding(cfg.dim, cfg.conv_pos, cfg.conv_pos_groups)
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(cfg.dim, cfg.heads, cfg.ffn_dim, dropout=cfg.dropout, activation="gelu",
+                                       batch_first=True, norm_first=cfg.layer_norm_first)
+            for _ in range(cfg.layers)
+        )
+        for layer in self.layers:  # attention dropout differs from the residual dropout
+            layer.self_attn.dropout = cfg.attention_dropout
+            layer.dropout.p = cfg.activation_dropout
+        self.final_norm = nn.LayerNorm(cfg.dim) if cfg.layer_norm_first else nn.Identity()
+
+    @property
+    def downsample_rate(self) -> int:
+        return self.frontend.downsample_rate
+
+    def frontend_features(self, wav: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``wav [B, N]`` -> ``(front-end output [B, T, C], valid [B, T])`` (what input distillation regresses)."""
+        if self.cfg.freeze_frontend:
+            with torch.no_grad():
+                return self.frontend(wav, lengths)
+        return self.frontend(wav, lengths)
+
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor,
+                mask_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+                ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
+        """Encode a padded batch.
+
+        Args:
+            wav: ``[B, N]`` waveforms, zero-padded.
+            lengths: ``[B]`` valid samples.
+            mask_fn: optional ``valid [B, T] -> mask [B, T]``; masked frames are replaced by the mask embedding.
+        Returns:
+            ``(hidden_states, valid, mask)``: ``L + 1`` tensors ``[B, T, D]``, ``valid [B, T]``, the mask or None.
+        """
+        feats, valid = self.frontend_features(wav, lengths)
+        x = self.proj(self.frontend_norm(feats))
+        mask = mask_fn(valid) if mask_fn is not None else None
+        if mask is not None:
+            x = torch.where(mask[..., None], self.mask_emb.to(x.dtype), x)
+        x = x * valid[..., None]
+        x = self.norm(x + self.pos_conv(x))
+        x = self.dropout(x)
+        hidden = [x]
+        pad = ~valid
+        for i, layer in enumerate(self.layers):
+            x = layer(x, src_key_padding_mask=pad)
+            if i == len(self.layers) - 1:
+                x = self.final_norm(x)
+            hidden.append(x)
+        return hidden, valid, mask

@@ -1,0 +1,111 @@
+"""The frozen teacher: any s3prl upstream, run in eval mode under inference mode.
+
+``Teacher`` wraps ``s3prl.nn.S3PRLUpstream`` (so ``hubert_base``,
+``wavlm_base_plus``, ``hubert_local`` + a path, ... all work), reads its layer
+count and dims, optionally runs it in half precision, and, for HuBERT
+teachers, exposes the unit-prediction head (``final_proj`` and the unit
+embeddings ``label_embs_concat``) for the discriminative loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from s3prl_colld.config import ConfigError, choice
+
+
+@dataclass
+class TeacherConfig:
+    name: str = "hubert_local"  # any s3prl hub name
+    ckpt: str | None = None  # path for *_local upstreams
+    precision: str = "fp32"  # fp32 | fp16 | bf16 (weights cast; fp16/bf16 are for GPUs)
+
+    def validate(self) -> None:
+        choice(self.precision, ("fp32", "fp16", "bf16"), "config.teacher.precision")
+        if self.name.endswith("_local") and not self.ckpt:
+            raise ConfigError(f"config.teacher.name={self.name} needs config.teacher.ckpt=PATH")
+
+
+def load_upstream(name: str, ckpt: str | None) -> nn.Module:
+    """``S3PRLUpstream(name, path_or_url=ckpt)`` with a clear error for unknown names."""
+    import difflib
+
+    from s3prl import hub
+    from s3prl.nn import S3PRLUpstream
+
+    import s3prl_colld.hub  # noqa: F401  (registers our students as upstream names)
+
+    if not hasattr(hub, name):
+        close = difflib.get_close_matches(name, hub.options(), n=5)
+        raise ConfigError(f"unknown s3prl upstream {name!r}" + (f"; close matches: {', '.join(close)}" if close else ""))
+    return S3PRLUpstream(name, path_or_url=ckpt)
+
+
+class Teacher(nn.Module):
+    """Frozen upstream -> hidden states ``[B, T, D_T]`` (front-end output + every layer)."""
+
+    def __init__(self, cfg: TeacherConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.upstream = load_upstream(cfg.name, cfg.ckpt)
+        self.upstream.requires_grad_(False)
+        self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.precision]
+        self.upstream.to(self.dtype)
+        self.num_layers = self.upstream.num_layers - 1  # transformer layers (hidden_states also has h_0)
+        self.hidden_sizes = list(self.upstream.hidden_sizes)
+        self.downsample_rate = int(self.upstream.downsample_rates[0])
+        self.eval()
+
+    def train(self, mode: bool = True) -> "Teacher":
+        """The teacher stays in eval mode (no dropout, no layerdrop) whatever its parent does."""
+        return super().train(False)
+
+    @property
+    def hubert(self) -> nn.Module | None:
+        """The s3prl ``HubertModel`` inside, when the teacher is a HuBERT with its pre-training head."""
+        model = getattr(getattr(self.upstream, "upstream", None), "model", None)
+        if model is not None and getattr(model, "final_proj", None) is not None and hasattr(model, "label_embs_concat"):
+            return model
+        return None
+
+    @property
+    def has_unit_head(self) -> bool:
+        return self.hubert is not None
+
+    @torch.inference_mode()
+    def _forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+        hs, _ = self.upstream(wav.to(self.dtype), lengths)
+        return list(hs)
+
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+        """``wav [B, N]``, ``lengths [B]`` -> ``L_T + 1`` float32 tensors ``[B, T, D_T]`` (plain, not inference tensors)."""
+        return [h.float().clone() for h in self._forward(wav, lengths)]
+
+    @torch.inference_mode()
+    def _unit_log_probs(self, last: torch.Tensor) -> torch.Tensor:
+        from s3prl_colld.objectives.losses import unit_log_probs
+
+        model = self.hubert
+        assert model is not None
+        proj = model.final_proj(last.to(self.dtype))
+        codebook = model.label_embs_concat.split(model.num_classes, 0)[0]
+        return unit_log_probs(proj, codebook, float(model.logit_temp))
+
+    def unit_log_probs(self, last: torch.Tensor) -> torch.Tensor:
+        """HuBERT's unit distribution ``log p_T(c|t)`` from the last hidden state ``[B, T, D]`` -> ``[B, T, C]``."""
+        if not self.has_unit_head:
+            raise ConfigError(
+                f"the discriminative loss needs a HuBERT teacher with its unit-prediction head "
+                f"(final_proj and label_embs_concat); {self.cfg.name} has none"
+            )
+        return self._unit_log_probs(last).float().clone()
+
+    def codebook(self) -> torch.Tensor:
+        """The frozen unit embeddings ``[C, final_dim]`` (first label set)."""
+        model = self.hubert
+        if model is None:
+            raise ConfigError(f"{self.cfg.name} has no unit embeddings")
+        return model.label_embs_concat.split(model.num_classes, 0)[0].detach().float().clone()

@@ -1,0 +1,1 @@
+"""Pretrain tasks and the trainer that runs them (``run_pretrain.py``)."""
