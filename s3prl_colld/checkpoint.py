@@ -24,6 +24,12 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable or of the wrong kind."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` to ``path`` via temp file + fsync + rename; returns ``path``."""
     path = Path(path)
@@ -34,6 +40,7 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

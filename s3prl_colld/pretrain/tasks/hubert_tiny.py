@@ -21,12 +21,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from s3prl_colld.checkpoint import CheckpointError, save_atomic
 from s3prl_colld.config import ConfigError, to_dict
 from s3prl_colld.data.audio import load_audio
+from s3prl_colld.data.audio_dataset import AudioDataset
 from s3prl_colld.data.bucket import crop_spans, pad_batch
 from s3prl_colld.data.lengths import read_length_table
 from s3prl_colld.data.units import FRAME_SHIFT, UnitQuantizer, mfcc_50hz, num_frames
@@ -70,29 +70,22 @@ class HubertTinyConfig:
             )
 
 
-class UnitDataset(Dataset):
-    """Utterances of a length table with their unit sequences.
-
-    Item: ``{"id": str, "wav": [N] float, "units": [num_frames(N)] int64}``.
-    """
+class UnitDataset(AudioDataset):
+    """``AudioDataset`` items with their unit sequences: ``{"id", "wav": [N], "units": [num_frames(N)] int64}``."""
 
     def __init__(self, root: str | Path, splits: list[str], units: dict[str, torch.Tensor], min_sec: float,
                  max_sec: float | None) -> None:
-        rows = [r for split in splits for r in read_length_table(root, split)]
-        keep = [r for r in rows if r.num_samples >= min_sec * 16_000 and (max_sec is None or r.num_samples <= max_sec * 16_000)]
-        missing = [r.uttid for r in keep if r.uttid not in units]
+        super().__init__(root, splits, min_sec, max_sec)
+        missing = [r.uttid for r in self.rows if r.uttid not in units]
         if missing:
-            raise ConfigError(f"{len(missing)} utterances have no units (first: {missing[0]}); delete {UNITS_FILE} in the run folder to rebuild")
-        self.rows = keep
+            raise ConfigError(f"{len(missing)} utterances have no units (first: {missing[0]}); "
+                              f"delete {UNITS_FILE} in the run folder to rebuild them")
         self.units = units
-        self.lengths = [r.num_samples for r in keep]
-
-    def __len__(self) -> int:
-        return len(self.rows)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        row = self.rows[index]
-        return {"id": row.uttid, "wav": load_audio(row.path), "units": self.units[row.uttid]}
+        item = super().__getitem__(index)
+        item["units"] = self.units[item["id"]]
+        return item
 
 
 @register("hubert_tiny")

@@ -1,0 +1,56 @@
+"""A distilled student as an s3prl upstream: ``forward(wavs) -> {"hidden_states": [...], ...}``.
+
+Loads a ``states-STEP.ckpt`` of a distillation task directly (``weights_only``):
+the student config is ``ckpt["config"]["model"]`` and its weights are the
+``student.*`` entries of ``ckpt["model"]``. Hidden states are the projected
+front-end output and every layer, ``[B, T, D]``; the downsample rate is the
+front-end's (320 for the CNN and for the Fbank front-end).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from s3prl_colld import checkpoint as ckpt_io
+from s3prl_colld.config import from_dict
+from s3prl_colld.models.student import StudentConfig, StudentEncoder
+
+STUDENT_TASKS = ("distilhubert", "l2l_distiller", "colld_distiller")
+
+
+def load_student(ckpt: str | Path) -> tuple[StudentEncoder, str]:
+    """``(student, task name)`` from a distillation checkpoint; clear errors for other files."""
+    state = ckpt_io.load(ckpt)
+    task = state.get("task")
+    if task not in STUDENT_TASKS:
+        raise ckpt_io.CheckpointError(
+            f"{ckpt} is a checkpoint of task {task!r}; a student upstream needs one of {', '.join(STUDENT_TASKS)} "
+            "(for a hubert_tiny teacher use the upstream name hubert_local)"
+        )
+    cfg = from_dict(StudentConfig, state["config"]["model"], "config.model")
+    student = StudentEncoder(cfg)
+    weights = {k[len("student."):]: v for k, v in state["model"].items() if k.startswith("student.")}
+    student.load_state_dict(weights)
+    return student.eval(), task
+
+
+class UpstreamExpert(nn.Module):
+    """s3prl's upstream interface around ``StudentEncoder``."""
+
+    def __init__(self, ckpt: str, **kwargs: object) -> None:
+        super().__init__()
+        self.model, self.task = load_student(ckpt)
+
+    def get_downsample_rates(self, key: str) -> int:
+        return self.model.downsample_rate
+
+    def forward(self, wavs: list[torch.Tensor]) -> dict[str, list[torch.Tensor] | torch.Tensor]:
+        """``wavs``: list of ``[N_b]`` -> hidden states ``L + 1`` x ``[B, T, D]`` (zero beyond each length)."""
+        lengths = torch.tensor([w.numel() for w in wavs], device=wavs[0].device)
+        padded = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True)
+        hidden, valid, _ = self.model(padded, lengths)
+        hidden = [h * valid[..., None] for h in hidden]
+        return {"hidden_states": hidden, "last_hidden_state": hidden[-1]}
