@@ -54,7 +54,7 @@ def train_teacher(corpus: Path, expdir: Path, overrides: str) -> Path:
     return final
 
 
-def run_probes(corpus: Path, teacher_dir: Path, out: Path, steps: int) -> dict[str, Any]:
+def run_probes(corpus: Path, teacher_dir: Path, out: Path, steps: int | None) -> dict[str, Any]:
     """Probe PER for teacher / random-init teacher / MFCC."""
     from s3prl_colld.checkpoint import load
     from s3prl_colld.config import from_dict
@@ -67,7 +67,7 @@ def run_probes(corpus: Path, teacher_dir: Path, out: Path, steps: int) -> dict[s
     cfg = from_dict(HubertTinyConfig, state["config"])
     n_units = len(state["dictionaries_symbols"][0])
     random_ckpt = write_random_init_checkpoint(cfg, n_units, out / "random_init_teacher.ckpt")
-    pcfg = ProbeConfig(steps=steps)
+    pcfg = ProbeConfig() if steps is None else ProbeConfig(steps=steps)
     results = {}
     for name, fn in (
         ("teacher", lambda: upstream_features("hubert_local", ckpt)),
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--utterances", type=int, default=1500, help="corpus size")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--teacher-overrides", default="", help="extra -o overrides for the teacher, e.g. ',,config.runner.total_steps=50'")
-    p.add_argument("--probe-steps", type=int, default=1500)
+    p.add_argument("--probe-steps", type=int, default=None, help="probe training steps (default: ProbeConfig's)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     out: Path = args.out

@@ -1,100 +1,186 @@
-"""Length-bucketed batches, random crops and padding.
+"""Length-bucketed batches with per-batch seeds, random crops and padding.
 
-``BucketBatchSampler`` sorts utterances by length, cuts the order into
-windows of ``bucket_size``, shuffles inside and between windows, forms
-batches of similar lengths and shards them across DDP ranks. It is a pure
-function of ``(seed, epoch)`` and can start at any batch of an epoch, which
-is what exact resumption needs. Each batch carries its own crop seed, so
-crops do not depend on the number of data-loader workers.
+``BucketBatchSampler`` sorts utterances by length (random tie-breaks), cuts
+the order into windows of ``bucket_size``, shuffles inside each window, cuts
+windows into batches, shuffles the batches, and deals them round-robin to
+the DDP ranks (every rank gets the same number). The batches are a pure
+function of ``(seed, epoch)`` and the sampler can start at any batch of an
+epoch, which is what exact resumption needs.
+
+Every batch carries its own seed, ``mix_seed(seed, epoch, batch, rank)``;
+``seeded_loader`` passes it through the ``DataLoader`` to the collate
+function as a ``torch.Generator``, so crops depend neither on the number of
+workers nor on any global RNG.
+
+Length tables (``len_for_bucket/<split>.csv``) are read by
+``s3prl_colld.data.lengths.read_length_table``; datasets expose the lengths
+in samples as ``dataset.lengths``.
 """
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+SAMPLE_RATE = 16_000
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def mix_seed(*values: int) -> int:
+    """A 63-bit seed from a tuple of integers (a splitmix64 chain).
+
+    Distinct tuples give unrelated seeds, unlike ``a * K + b`` which collides
+    once ``b`` exceeds ``K``.
+    """
+    h = _GOLDEN
+    for v in values:
+        h = ((h ^ (int(v) & _MASK64)) + _GOLDEN) & _MASK64
+        h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & _MASK64
+        h ^= h >> 31
+    return h >> 1
 
 
 class BucketBatchSampler(Sampler[list[tuple[int, int]]]):
-    """Yields batches as lists of ``(item index, crop seed)`` pairs.
+    """Yields this rank's batches as lists of ``(item index, batch seed)`` pairs.
 
     Args:
-        lengths: samples per item.
+        lengths: samples per item (``dataset.lengths``).
         batch_size: items per batch (per process).
-        bucket_size: length-sorted window from which batches are drawn.
-        seed: base seed; the order depends on ``(seed, epoch)`` only.
-        rank, world_size: DDP sharding; every rank gets the same number of batches.
-        drop_last: drop a final incomplete batch (keeps batch shapes uniform).
+        bucket_size: batches are drawn from windows of this many length-sorted
+            items (rounded up to a multiple of ``batch_size``).
+        seed: base seed; the batches depend on ``(seed, epoch)`` only.
+        rank, world_size: DDP sharding. Every rank gets the same number of
+            batches: the epoch's batch list is padded by repeating its first
+            batches to a multiple of ``world_size``.
+        drop_last: drop incomplete batches (keeps batch shapes uniform).
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, bucket_size: int = 64, seed: int = 0,
                  rank: int = 0, world_size: int = 1, drop_last: bool = False) -> None:
         if len(lengths) == 0:
             raise ValueError("BucketBatchSampler: the dataset is empty")
-        self.lengths = torch.as_tensor(list(lengths))
+        if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"BucketBatchSampler: bad batch_size={batch_size}, rank={rank}, world_size={world_size}")
+        self.lengths = torch.as_tensor(list(lengths), dtype=torch.long)
         self.batch_size = batch_size
-        self.bucket_size = max(bucket_size, batch_size)
+        self.bucket_size = -(-max(bucket_size, batch_size) // batch_size) * batch_size
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
         self.drop_last = drop_last
         self.epoch = 0
         self.start_batch = 0
+        self._cache: tuple[int, list[list[int]]] | None = None
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        """Select the epoch, and the batch (of this rank) to start from."""
+        """Select the epoch, and the batch of this rank to start from (0 = the beginning)."""
         self.epoch = epoch
         self.start_batch = start_batch
 
-    def _all_batches(self) -> list[list[int]]:
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        noise = torch.rand(len(self.lengths), generator=gen)  # random tie-breaks between equal lengths
-        order = sorted(range(len(self.lengths)), key=lambda i: (int(self.lengths[i]), float(noise[i])))
-        windows = [order[i: i + self.bucket_size] for i in range(0, len(order), self.bucket_size)]
+    def epoch_batches(self) -> list[list[int]]:
+        """All batches of the current epoch, for all ranks (a multiple of ``world_size``)."""
+        if self._cache is not None and self._cache[0] == self.epoch:
+            return self._cache[1]
+        gen = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch))
+        perm = torch.randperm(len(self.lengths), generator=gen)  # random tie-breaks between equal lengths
+        order = perm[torch.sort(self.lengths[perm], stable=True).indices].tolist()
         batches: list[list[int]] = []
-        for window in windows:
-            perm = torch.randperm(len(window), generator=gen).tolist()
-            shuffled = [window[p] for p in perm]
-            batches += [shuffled[i: i + self.batch_size] for i in range(0, len(shuffled), self.batch_size)]
+        for start in range(0, len(order), self.bucket_size):
+            window = order[start: start + self.bucket_size]
+            window = [window[i] for i in torch.randperm(len(window), generator=gen).tolist()]
+            batches += [window[i: i + self.batch_size] for i in range(0, len(window), self.batch_size)]
         if self.drop_last:
             batches = [b for b in batches if len(b) == self.batch_size] or batches[:1]
-        perm = torch.randperm(len(batches), generator=gen).tolist()
-        batches = [batches[p] for p in perm]
-        usable = len(batches) - len(batches) % self.world_size if len(batches) >= self.world_size else len(batches)
-        while len(batches) < self.world_size:  # tiny data: repeat so every rank has a batch
-            batches.append(batches[len(batches) % max(usable, 1)])
-            usable = len(batches)
-        return batches[:usable]
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+        pad = -len(batches) % self.world_size
+        batches += [batches[i % len(batches)] for i in range(pad)]
+        self._cache = (self.epoch, batches)
+        return batches
 
     def batches_per_rank(self) -> int:
-        return len(self._all_batches()) // self.world_size
+        """Batches each rank gets in a whole epoch."""
+        return len(self.epoch_batches()) // self.world_size
+
+    def batch_seed(self, k: int) -> int:
+        """The seed of this rank's batch ``k`` of the current epoch."""
+        return mix_seed(self.seed, self.epoch, k, self.rank)
 
     def __len__(self) -> int:
-        return self.batches_per_rank() - self.start_batch
+        return max(0, self.batches_per_rank() - self.start_batch)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        mine = self._all_batches()[self.rank:: self.world_size]
+        mine = self.epoch_batches()[self.rank:: self.world_size]
         for k in range(self.start_batch, len(mine)):
-            crop_seed = (self.seed * 1_000_003 + self.epoch) * 100_003 + k * self.world_size + self.rank
-            yield [(i, crop_seed) for i in mine[k]]
+            seed = self.batch_seed(k)
+            yield [(i, seed) for i in mine[k]]
+
+
+class SeededDataset(Dataset):
+    """``dataset[(index, seed)] -> (dataset[index], seed)``: carries the batch seed to the collate function."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Any, int]:
+        index, seed = key
+        return self.dataset[index], seed
+
+
+class SeededCollate:
+    """Calls ``collate(items, generator)`` with a generator seeded by the batch seed."""
+
+    def __init__(self, collate: Callable[[list[Any], torch.Generator], Any]) -> None:
+        self.collate = collate
+
+    def __call__(self, pairs: list[tuple[Any, int]]) -> Any:
+        generator = torch.Generator().manual_seed(pairs[0][1])
+        return self.collate([item for item, _ in pairs], generator)
+
+
+def seeded_loader(dataset: Dataset, sampler: BucketBatchSampler,
+                  collate: Callable[[list[Any], torch.Generator], Any], num_workers: int = 0,
+                  pin_memory: bool = False) -> DataLoader:
+    """A ``DataLoader`` over ``sampler``'s batches that calls ``collate(items, generator)``.
+
+    The loader's own generator (which seeds the workers) is seeded from the
+    sampler's ``(seed, epoch, rank)``, so building the loader does not
+    consume the global torch RNG.
+    """
+    return DataLoader(
+        SeededDataset(dataset), batch_sampler=sampler, collate_fn=SeededCollate(collate),
+        num_workers=num_workers, pin_memory=pin_memory, persistent_workers=False,
+        generator=torch.Generator().manual_seed(mix_seed(sampler.seed, sampler.epoch, sampler.rank, 1)),
+    )
 
 
 def crop_spans(lengths: Sequence[int], min_samples: int, max_samples: int, align: int,
                generator: torch.Generator) -> list[tuple[int, int]]:
     """One crop length per batch, random aligned starts.
 
-    Draws ``L`` uniformly in ``[min_samples, max_samples]`` (rounded down to a
-    multiple of ``align``); an utterance longer than ``L`` gets a random start
-    that is a multiple of ``align`` (so frame-level labels stay aligned),
-    shorter ones are kept whole. Returns ``(start, end)`` per utterance.
+    Draws ``L`` uniformly in ``[min_samples, max_samples]``, rounded down to a
+    multiple of ``align`` (at least ``align``). An utterance longer than ``L``
+    gets a random start that is a multiple of ``align`` (320 samples = one
+    50 Hz frame, so frame-level labels stay aligned); shorter ones are kept
+    whole.
+
+    Returns:
+        ``(start, end)`` sample indices per utterance.
     """
+    if min_samples > max_samples:
+        raise ValueError(f"crop_spans: min_samples={min_samples} > max_samples={max_samples}")
     span = int(torch.randint(min_samples, max_samples + 1, (1,), generator=generator))
     span = max(align, span // align * align)
     out = []
     for n in lengths:
         if n <= span:
-            out.append((0, n))
+            out.append((0, int(n)))
             continue
         slots = (n - span) // align + 1
         start = int(torch.randint(slots, (1,), generator=generator)) * align
@@ -102,17 +188,27 @@ def crop_spans(lengths: Sequence[int], min_samples: int, max_samples: int, align
     return out
 
 
+def crop_batch(wavs: Sequence[torch.Tensor], min_samples: int, max_samples: int, align: int,
+               generator: torch.Generator) -> list[tuple[int, int]]:
+    """``crop_spans`` for waveforms ``[N_b]``: the ``(start, end)`` of each crop."""
+    return crop_spans([w.shape[-1] for w in wavs], min_samples, max_samples, align, generator)
+
+
 def pad_batch(wavs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``B`` waveforms ``[N_b]`` -> ``(padded [B, max N], lengths [B])`` (zero padding)."""
-    lengths = torch.tensor([w.numel() for w in wavs])
+    """``B`` waveforms ``[N_b]`` -> ``(padded [B, max N_b], lengths [B] int64)`` (zero padding)."""
+    lengths = torch.tensor([w.numel() for w in wavs], dtype=torch.long)
     return torch.nn.utils.rnn.pad_sequence(list(wavs), batch_first=True), lengths
 
 
-def crop_and_pad(items: Sequence[dict], crop_min_sec: float, crop_max_sec: float, align: int,
-                 generator: torch.Generator, sample_rate: int = 16_000) -> dict[str, torch.Tensor]:
-    """Audio-only collate: random crops then padding.
+def crop_and_pad(items: Sequence[dict[str, Any]], crop_min_sec: float, crop_max_sec: float, align: int,
+                 generator: torch.Generator, sample_rate: int = SAMPLE_RATE) -> dict[str, torch.Tensor]:
+    """Audio-only collate: random crops (``crop_spans``), then padding.
 
-    Returns ``wav [B, N]``, ``wav_lengths [B]``.
+    Args:
+        items: dicts with ``"wav"`` ``[N_b]``.
+
+    Returns:
+        ``wav [B, N]``, ``wav_lengths [B]``.
     """
     spans = crop_spans([len(it["wav"]) for it in items], int(crop_min_sec * sample_rate),
                        int(crop_max_sec * sample_rate), align, generator)

@@ -20,20 +20,24 @@ class RunnerConfig:
     save_step: int = 500
     max_keep: int = 2  # how many states-STEP.ckpt to keep (older ones are deleted)
     gradient_accumulate_steps: int = 1
-    gradient_clipping: float = 10.0
+    gradient_clipping: float = 10.0  # max global grad norm; <= 0 disables clipping (the norm is still logged)
     precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 uses a GradScaler)
     seed: int = 1337
     num_workers: int = 2
     device: str = "auto"  # auto | cpu | cuda
-    max_bad_steps: int = 20  # abort when this many steps had a NaN/inf loss or gradient
+    max_bad_steps: int = 20  # abort when more steps than this had a NaN/inf loss or gradient
     progress_bar: bool = True
+    find_unused_parameters: bool = False  # DDP: set true if some trainable parameters get no gradient in a step
 
     def validate(self) -> None:
         choice(self.precision, ("fp32", "bf16", "fp16"), "config.runner.precision")
         choice(self.device, ("auto", "cpu", "cuda"), "config.runner.device")
-        for name in ("total_steps", "log_step", "save_step", "gradient_accumulate_steps"):
+        for name in ("total_steps", "log_step", "save_step", "max_keep", "gradient_accumulate_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"config.runner.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("num_workers", "max_bad_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"config.runner.{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass

@@ -10,6 +10,7 @@ logging and checkpoints. Tasks register themselves by name with ``@register``.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -17,9 +18,13 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from s3prl_colld.config import CONFIG_DIR
+from s3prl_colld.config import CONFIG_DIR, ConfigError
 
 TASKS: dict[str, type["PretrainTask"]] = {}
+
+
+class UnknownTaskError(ConfigError):
+    """A task name that no module in ``s3prl_colld.pretrain.tasks`` registers."""
 
 
 def register(name: str) -> Callable[[type["PretrainTask"]], type["PretrainTask"]]:
@@ -61,16 +66,29 @@ class PretrainTask(nn.Module):
         """One-off work before training (e.g. k-means targets); run on rank 0 only, then all ranks wait."""
 
     def train_dataset(self) -> Dataset:
-        """The training set; ``len(ds.lengths)`` equals ``len(ds)`` (samples per item, for bucketing)."""
+        """The training set; ``ds.lengths[i]`` is item ``i``'s length in samples (for bucketing).
+
+        Called once per process, before training starts; items should be
+        deterministic functions of the index (no global RNG).
+        """
         raise NotImplementedError
 
     def collate(self, items: list[dict[str, Any]], generator: torch.Generator) -> dict[str, Any]:
-        """Items -> one batch. All randomness (crops) must come from ``generator``."""
+        """Items -> one batch of CPU tensors. All randomness (crops) must come from ``generator``.
+
+        Runs in data-loader worker processes: it must not touch CUDA or module state.
+        """
         raise NotImplementedError
 
     # ---- training -----------------------------------------------------
     def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """One batch -> (scalar loss, stats of scalar tensors to log)."""
+        """One batch (tensors moved to the device) -> (scalar loss, stats: scalar tensors or floats to log).
+
+        May draw from the global RNGs (torch, numpy, random), e.g. for masks:
+        the trainer seeds them per rank and checkpoints their states. A stat
+        missing from some batches is averaged over the batches that have it.
+        If ``batch`` has ``"wav_lengths"`` ``[B]`` the trainer logs audio seconds per second.
+        """
         raise NotImplementedError
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
@@ -82,8 +100,26 @@ class PretrainTask(nn.Module):
         self.load_state_dict(state)
 
     def export(self) -> dict[str, Any]:
-        """Extra top-level checkpoint keys (plain values and tensors), e.g. for upstream loading."""
+        """Extra top-level checkpoint keys (plain values and tensors), e.g. for upstream loading.
+
+        They must not reuse the trainer's keys (``task``, ``config``, ``model``, ``optimizer``, ...).
+        """
         return {}
+
+
+def get_task(name: str) -> type[PretrainTask]:
+    """The task class registered as ``name`` (imports every module of ``s3prl_colld.pretrain.tasks`` first).
+
+    Raises:
+        UnknownTaskError: naming the available tasks and the closest matches.
+    """
+    import s3prl_colld.pretrain.tasks  # noqa: F401  (registers the tasks)
+
+    if name not in TASKS:
+        close = difflib.get_close_matches(name, list(TASKS), n=3)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        raise UnknownTaskError(f"unknown pretrain task {name!r}.{hint} Available tasks: {', '.join(sorted(TASKS))}")
+    return TASKS[name]
 
 
 def task_config_dict(cfg: Any) -> dict[str, Any]:

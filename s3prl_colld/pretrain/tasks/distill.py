@@ -1,0 +1,165 @@
+"""Distillation tasks: DistilHuBERT, layer-to-layer regression, CoLLD, and the discriminative loss.
+
+One task class serves the three names; they differ only in their shipped
+configs (``configs/pretrain/<name>/``):
+
+- ``distilhubert``: every head reads the LAST student layer and regresses
+  teacher layers {4, 8, 12} with L1 + cosine (methods.md, 1);
+- ``l2l_distiller``: head (i, j) reads student layer i, regresses teacher layer j (2);
+- ``colld_distiller``: span-masked student input, unmasked teacher, per-frame
+  InfoNCE against the teacher frame with negatives from the same utterance (3).
+
+Any of them can add Wang et al.'s discriminative loss (``loss.disc_weight``;
+4) on a HuBERT teacher, and use the Fbank front-end of input distillation (5)
+through ``model.frontend=fbank`` + ``init.frontend_ckpt``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from s3prl_colld.config import ConfigError, choice
+from s3prl_colld.data.audio_dataset import AudioDataset
+from s3prl_colld.data.bucket import crop_and_pad
+from s3prl_colld.models.heads import HeadConfig, PredictionHeads
+from s3prl_colld.models.student import StudentConfig, StudentEncoder
+from s3prl_colld.models.teacher import Teacher, TeacherConfig
+from s3prl_colld.objectives.losses import discriminative_kl, info_nce, l1_cosine, unit_log_probs
+from s3prl_colld.objectives.masking import span_mask
+from s3prl_colld.pretrain.schema import DataConfig, OptimizerConfig, RunnerConfig
+from s3prl_colld.pretrain.task import PretrainTask, register
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MaskConfig:
+    prob: float = 0.0  # span-start probability x span (HuBERT's mask_prob); 0 = no masking
+    length: int = 10
+
+
+@dataclass
+class LossConfig:
+    kind: str = "regression"  # regression (L1 + cosine) | contrastive (InfoNCE)
+    cos_weight: float = 1.0  # λ of the cosine term in regression
+    num_negatives: int = 100  # K, contrastive
+    temperature: float = 0.1  # τ, contrastive
+    masked_only: bool = True  # contrastive/regression on masked frames only (when masking is on)
+    regression_weight: float = 0.0  # with kind=contrastive: add L1 + cosine with this weight
+    disc_weight: float = 0.0  # α of the discriminative KL loss (HuBERT teachers only)
+    disc_temperature: float = 0.1  # κ (HuBERT's logit_temp)
+    disc_final_dim: int = 0  # student projection dim; 0 = the teacher's final_dim
+
+    def validate(self) -> None:
+        choice(self.kind, ("regression", "contrastive"), "config.loss.kind")
+
+
+@dataclass
+class InitConfig:
+    frontend_from_teacher: bool = True  # copy the teacher's CNN when shapes match
+    layers_from_teacher: bool = False  # copy the teacher's first layers when shapes match
+    frontend_ckpt: str | None = None  # states-*.ckpt of an input_distill run (Fbank front-end)
+
+
+@dataclass
+class DistillConfig:
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    model: StudentConfig = field(default_factory=StudentConfig)
+    heads: HeadConfig = field(default_factory=HeadConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+
+
+class DistillTask(PretrainTask):
+    """Frozen teacher -> targets; student (+ heads) -> predictions; objective over valid frames."""
+
+    Config = DistillConfig
+
+    def __init__(self, cfg: DistillConfig, expdir: Path) -> None:
+        super().__init__(cfg, expdir)
+        self.teacher = Teacher(cfg.teacher)
+        self.student = StudentEncoder(cfg.model)
+        self.pairs = cfg.heads.resolve(cfg.model.layers, self.teacher.num_layers)
+        self.heads = PredictionHeads(self.pairs, cfg.model.dim, self.teacher.hidden_sizes, cfg.heads)
+        self.unit_proj: nn.Linear | None = None
+        if cfg.loss.disc_weight > 0:
+            if not self.teacher.has_unit_head:
+                raise ConfigError(
+                    f"config.loss.disc_weight={cfg.loss.disc_weight} needs a HuBERT teacher with its unit head "
+                    f"(final_proj, label_embs_concat); {cfg.teacher.name} has none: set config.loss.disc_weight=0"
+                )
+            final_dim = cfg.loss.disc_final_dim or int(self.teacher.codebook().size(1))
+            self.unit_proj = nn.Linear(cfg.model.dim, final_dim)
+            self.register_buffer("codebook", self.teacher.codebook(), persistent=False)
+        from s3prl_colld.models.init import init_student_from_teacher
+
+        init_student_from_teacher(self.student, self.teacher, cfg.init)
+
+    # ---- data ---------------------------------------------------------
+    def train_dataset(self) -> AudioDataset:
+        d = self.cfg.data
+        return AudioDataset(d.root, d.splits, d.min_sec, d.max_sec)
+
+    def collate(self, items: list[dict[str, Any]], generator: torch.Generator) -> dict[str, Any]:
+        d = self.cfg.data
+        return crop_and_pad(items, d.crop_min_sec, d.crop_max_sec, self.student.downsample_rate, generator)
+
+    # ---- training -----------------------------------------------------
+    def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Loss of one batch; see the module docstring for the objectives."""
+        cfg = self.cfg
+        wav, lengths = batch["wav"], batch["wav_lengths"]
+        targets = self.teacher(wav, lengths)  # L_T + 1 x [B, T_T, D_T]
+        mask_fn = (lambda v: span_mask(v, cfg.mask.prob, cfg.mask.length)) if cfg.mask.prob > 0 else None
+        hidden, valid, mask = self.student(wav, lengths, mask_fn=mask_fn)
+        T = min(hidden[0].size(1), targets[0].size(1))
+        valid = valid[:, :T]
+        select = valid & mask[:, :T] if (mask is not None and cfg.loss.masked_only) else valid
+        preds = self.heads([h[:, :T] for h in hidden])
+        total = hidden[0].new_zeros(())
+        stats: dict[str, torch.Tensor] = {}
+        for (i, j), pred in zip(self.pairs, preds):
+            y = targets[j][:, :T]
+            if cfg.loss.kind == "contrastive":
+                loss, s = info_nce(pred, y, valid, select, cfg.loss.num_negatives, cfg.loss.temperature)
+                if cfg.loss.regression_weight > 0:
+                    reg, _ = l1_cosine(pred, y, valid, cfg.loss.cos_weight)
+                    loss = loss + cfg.loss.regression_weight * reg
+            else:
+                loss, s = l1_cosine(pred, y, select, cfg.loss.cos_weight)
+            total = total + loss / len(self.pairs)
+            stats[f"loss_{i}_{j}"] = loss.detach()
+            stats.update({f"{k}_{i}_{j}": v for k, v in s.items()})
+        if self.unit_proj is not None:
+            t_logp = self.teacher.unit_log_probs(targets[-1][:, :T])
+            s_logp = unit_log_probs(self.unit_proj(hidden[-1][:, :T]), self.codebook, cfg.loss.disc_temperature)
+            kl, s = discriminative_kl(s_logp, t_logp, valid)
+            total = total + cfg.loss.disc_weight * kl
+            stats.update(s)
+        if mask is not None:
+            stats["mask_frac"] = (mask[:, :T] & valid).sum() / valid.sum().clamp_min(1)
+        return total, stats
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Student, heads and unit projection; the frozen teacher is not stored."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("teacher.")}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("teacher.")]
+        if missing or unexpected:
+            raise RuntimeError(f"checkpoint does not match the task: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+
+for _name in ("distilhubert", "l2l_distiller", "colld_distiller"):
+    register(_name)(type(f"{_name.title().replace('_', '')}Task", (DistillTask,), {"__doc__": DistillTask.__doc__}))
