@@ -1,5 +1,4 @@
-#!/usr/bin/env python3
-"""s3prl-style entry point: ``python run_pretrain.py -u TASK -n NAME ...`` (see ``s3prl_colld.pretrain.cli``)."""
+"""``python run_pretrain.py -u TASK -n NAME ...``: s3prl-style shim for ``s3prl_colld.pretrain.cli``."""
 import sys
 
 from s3prl_colld.pretrain.cli import main

@@ -5,13 +5,16 @@ A config is a tree of dataclasses. ``from_dict`` builds one from plain dicts
 names the valid keys, so a misspelt key never passes silently.
 
 Overrides use s3prl's syntax, ``config.a.b=value,,config.c=value``, but each
-value is parsed with ``yaml.safe_load`` (never ``eval``).
+value is parsed as YAML by a safe loader (never ``eval``). YAML files and
+override values are read with ``SafeLoader`` plus YAML 1.2's float syntax,
+so ``1e-3`` is a float everywhere (PyYAML's YAML 1.1 reads it as a string).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -24,6 +27,22 @@ T = TypeVar("T")
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-3``, ``5E4`` and ``1.0e3`` as floats (YAML 1.2)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def safe_load(text: str) -> Any:
+    """``yaml.safe_load`` with YAML 1.2 floats (see ``_Loader``)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+
+
 class ConfigError(ValueError):
     """A config key or value that does not fit the schema."""
 
@@ -34,7 +53,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f)
+        data = safe_load(f)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -56,8 +75,9 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def parse_overrides(text: str | None) -> dict[str, Any]:
     """Parse ``config.a.b=v,,config.c=w`` into a nested dict ``{"a": {"b": v}, "c": w}``.
 
-    The leading ``config.`` is optional. Values go through ``yaml.safe_load``,
-    so ``1e-3`` is a float, ``true`` a bool, ``[4, 8]`` a list and ``null`` None.
+    The leading ``config.`` is optional. Values go through ``safe_load``,
+    so ``1e-3`` is a float, ``true`` a bool, ``[4, 8]`` a list and ``null`` None;
+    only the first ``=`` separates key and value.
     """
     out: dict[str, Any] = {}
     if not text:
@@ -74,9 +94,7 @@ def parse_overrides(text: str | None) -> dict[str, Any]:
             parts = parts[1:]
         if not parts or any(not p for p in parts):
             raise ConfigError(f"override key {key!r} is malformed: write config.a.b=value")
-        value = yaml.safe_load(raw) if raw.strip() else ""
-        if isinstance(value, float) or _looks_like_float(raw):
-            value = float(raw)
+        value = safe_load(raw) if raw.strip() else ""
         node = out
         for p in parts[:-1]:
             node = node.setdefault(p, {})
@@ -84,15 +102,6 @@ def parse_overrides(text: str | None) -> dict[str, Any]:
                 raise ConfigError(f"override {key!r} conflicts with another override of {p!r}")
         node[parts[-1]] = value
     return out
-
-
-def _looks_like_float(raw: str) -> bool:
-    """YAML 1.1 reads ``1e-3`` as a string; a user means a float."""
-    try:
-        float(raw)
-    except ValueError:
-        return False
-    return any(c in raw.lower() for c in ".e") and raw.strip().lower() not in {"nan", "inf"}
 
 
 def _strip_optional(tp: Any) -> tuple[Any, bool]:

@@ -39,3 +39,19 @@ def synth_corpus_en(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def synth_corpus_de(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Root of a 60-utterance German corpus (read-only: do not write into it)."""
     return make_corpus(tmp_path_factory.mktemp("synth_de") / "corpus", "de", 60)
+
+
+@pytest.fixture(scope="session")
+def teacher_run(synth_corpus_en: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 40-step tiny HuBERT teacher trained on ``synth_corpus_en`` (its run folder)."""
+    from s3prl_colld.pretrain.cli import main
+
+    expdir = tmp_path_factory.mktemp("teacher")
+    rc = main([
+        "-u", "hubert_tiny", "-n", "t", "-p", str(expdir), "-o",
+        f"config.data.root={synth_corpus_en},,config.runner.total_steps=40,,config.runner.log_step=1,,"
+        "config.runner.save_step=20,,config.runner.num_workers=0,,config.runner.progress_bar=false,,"
+        "config.data.batch_size=4,,config.units.n_clusters=20,,config.optimizer.warmup_steps=5",
+    ])
+    assert rc == 0
+    return expdir

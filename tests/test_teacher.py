@@ -37,21 +37,6 @@ def test_unit_quantizer_recovers_clusters() -> None:
     assert len(pairs) == 4
 
 
-@pytest.fixture(scope="module")
-def teacher_run(synth_corpus_en: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from s3prl_colld.pretrain.cli import main
-
-    expdir = tmp_path_factory.mktemp("teacher")
-    rc = main([
-        "-u", "hubert_tiny", "-n", "t", "-p", str(expdir), "-o",
-        f"config.data.root={synth_corpus_en},,config.runner.total_steps=40,,config.runner.log_step=1,,"
-        "config.runner.save_step=20,,config.runner.num_workers=0,,config.runner.progress_bar=false,,"
-        "config.data.batch_size=4,,config.units.n_clusters=20,,config.optimizer.warmup_steps=5",
-    ])
-    assert rc in (0, None)
-    return expdir
-
-
 def test_teacher_trains_and_loss_falls(teacher_run: Path) -> None:
     rows = [json.loads(x) for x in (teacher_run / "log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in rows]

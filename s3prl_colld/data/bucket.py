@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -65,7 +66,7 @@ class BucketBatchSampler(Sampler[list[tuple[int, int]]]):
             raise ValueError("BucketBatchSampler: the dataset is empty")
         if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"BucketBatchSampler: bad batch_size={batch_size}, rank={rank}, world_size={world_size}")
-        self.lengths = torch.as_tensor(list(lengths), dtype=torch.long)
+        self.lengths = torch.as_tensor(np.asarray(lengths), dtype=torch.long)
         self.batch_size = batch_size
         self.bucket_size = -(-max(bucket_size, batch_size) // batch_size) * batch_size
         self.seed = seed
@@ -86,13 +87,16 @@ class BucketBatchSampler(Sampler[list[tuple[int, int]]]):
         if self._cache is not None and self._cache[0] == self.epoch:
             return self._cache[1]
         gen = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch))
-        perm = torch.randperm(len(self.lengths), generator=gen)  # random tie-breaks between equal lengths
-        order = perm[torch.sort(self.lengths[perm], stable=True).indices].tolist()
-        batches: list[list[int]] = []
-        for start in range(0, len(order), self.bucket_size):
-            window = order[start: start + self.bucket_size]
-            window = [window[i] for i in torch.randperm(len(window), generator=gen).tolist()]
-            batches += [window[i: i + self.batch_size] for i in range(0, len(window), self.batch_size)]
+        n = len(self.lengths)
+        perm = torch.randperm(n, generator=gen)  # random tie-breaks between equal lengths
+        order = perm[torch.sort(self.lengths[perm], stable=True).indices]
+        # shuffle inside each window: sort by (window number + uniform noise in [0, 1))
+        key = torch.arange(n, dtype=torch.float64).div_(self.bucket_size).floor_() + torch.rand(
+            n, generator=gen, dtype=torch.float64)
+        order = order[torch.argsort(key)]
+        # windows are whole batches (bucket_size is a multiple of batch_size): no batch spans two windows
+        flat = order.tolist()
+        batches = [flat[i: i + self.batch_size] for i in range(0, n, self.batch_size)]
         if self.drop_last:
             batches = [b for b in batches if len(b) == self.batch_size] or batches[:1]
         batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]

@@ -105,3 +105,23 @@ def init_student_from_teacher(student: nn.Module, teacher: nn.Module, cfg: Any) 
                     "; ".join(skipped[:6]) + (" ..." if len(skipped) > 6 else ""))
     log.info("init from teacher: copied %d front-end and %d encoder tensors", copied["frontend"], copied["layers"])
     return copied
+
+
+def load_frontend(student: nn.Module, ckpt: str) -> None:
+    """Copy the Fbank front-end trained by ``-u input_distill`` (stage 1) into ``student`` (stage 2)."""
+    from s3prl_colld import checkpoint as ckpt_io
+    from s3prl_colld.config import ConfigError
+
+    state = ckpt_io.load(ckpt)
+    if state.get("task") != "input_distill":
+        raise ckpt_io.CheckpointError(f"config.init.frontend_ckpt={ckpt} is a {state.get('task')!r} checkpoint; "
+                                      "it must come from run_pretrain.py -u input_distill")
+    if student.cfg.frontend != "fbank":
+        raise ConfigError("config.init.frontend_ckpt needs config.model.frontend=fbank")
+    weights = {k[len("frontend."):]: v for k, v in state["model"].items() if k.startswith("frontend.")}
+    try:
+        student.frontend.load_state_dict(weights)
+    except RuntimeError as err:
+        raise ConfigError(f"the Fbank front-end in {ckpt} does not match config.model.fbank "
+                          f"(its config: {state['config']['model']}): {err}") from None
+    log.info("loaded the Fbank front-end from %s", ckpt)

@@ -2,17 +2,26 @@
 
 s3prl's flags. The config is resolved as: the task's dataclass defaults <-
 its runner.yaml (or ``-c``) <- ``{"model": model.yaml}`` (or ``-g``) <- ``-o``
-overrides; with ``-e`` the checkpoint's own config replaces the first three.
+overrides (``config.a.b=v,,config.c=w``, values read as YAML, never ``eval``).
+With ``-e`` the checkpoint's own config replaces the first three, and ``-o``
+may still change it (e.g. ``config.runner.total_steps``).
+
+The run folder is ``-p``, else ``result/pretrain/NAME`` (relative to the
+current directory, like s3prl), else the folder of ``-e``. A folder that
+already holds checkpoints is only continued with ``-e``.
+
 Mistakes (unknown task or key, a bad value, a missing file) print one line
-on stderr and exit with code 2.
+on stderr and exit with code 2 (``-v`` shows the traceback instead).
+Under ``torchrun`` every process runs this; rank 0 writes the files.
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
 import logging
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,92 +29,117 @@ import yaml
 
 from s3prl_colld import checkpoint as ckpt_io
 from s3prl_colld.config import ConfigError, deep_merge, from_dict, load_yaml, parse_overrides, to_dict
-from s3prl_colld.pretrain.task import TASKS, PretrainTask
+from s3prl_colld.pretrain.task import PretrainTask, get_task
 
 log = logging.getLogger("s3prl_colld.pretrain")
+
+__all__ = ["main", "run", "parser", "resolve_config", "get_task", "UsageError"]
 
 
 class UsageError(Exception):
     """A mistake on the command line; printed as one line, exit code 2."""
 
 
-def get_task(name: str) -> type[PretrainTask]:
-    """The registered task class ``name`` (importing every task module first)."""
-    import s3prl_colld.pretrain.tasks  # noqa: F401  (registers the tasks)
+def resolve_config(task_cls: type[PretrainTask], model_yaml: str | None = None, runner_yaml: str | None = None,
+                   overrides: str | None = None, base: dict[str, Any] | None = None) -> Any:
+    """Build and validate ``task_cls.Config`` (see the module docstring for the order).
 
-    if name not in TASKS:
-        close = difflib.get_close_matches(name, list(TASKS), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise UsageError(f"unknown pretrain task {name!r}.{hint} Available: {', '.join(sorted(TASKS))}")
-    return TASKS[name]
+    Args:
+        model_yaml, runner_yaml: ``-g`` / ``-c`` (default: the task's shipped files).
+        overrides: ``-o``'s text.
+        base: a checkpoint's config, used instead of the YAML files.
 
-
-def resolve_config(task_cls: type[PretrainTask], model_yaml: str | None, runner_yaml: str | None,
-                   overrides: str | None, base: dict[str, Any] | None = None) -> Any:
-    """Build and validate the task's config (see the module docstring for the order)."""
+    Raises:
+        ConfigError: an unknown key (naming the valid ones), a bad value or a missing file.
+    """
     if base is None:
         default_model, default_runner = task_cls.default_config_paths()
         base = load_yaml(runner_yaml or default_runner)
-        model_path = model_yaml or default_model
-        if Path(model_path).is_file() or model_yaml:
+        model_path = Path(model_yaml) if model_yaml else default_model
+        if model_yaml or model_path.is_file():
             base = deep_merge(base, {"model": load_yaml(model_path)})
-    merged = deep_merge(base, parse_overrides(overrides))
-    return from_dict(task_cls.Config, merged)
+    return from_dict(task_cls.Config, deep_merge(base, parse_overrides(overrides)))
 
 
 def parser() -> argparse.ArgumentParser:
+    """s3prl's ``run_pretrain.py`` flags."""
     p = argparse.ArgumentParser(prog="run_pretrain.py", description="Pretrain (distil) a speech encoder.")
-    p.add_argument("-u", "--upstream", required=True, help="the pretrain task, e.g. hubert_tiny, colld_distiller")
+    p.add_argument("-u", "--upstream", required=True, help="the pretrain task, e.g. colld_distiller, hubert_tiny")
     p.add_argument("-n", "--expname", help="run name; the run folder is result/pretrain/NAME")
     p.add_argument("-g", "--upstream_config", help="model config yaml (default: configs/pretrain/TASK/model.yaml)")
     p.add_argument("-c", "--config", help="runner config yaml (default: configs/pretrain/TASK/runner.yaml)")
-    p.add_argument("-p", "--expdir", help="run folder (overrides -n)")
-    p.add_argument("-e", "--past_exp", help="checkpoint to resume from (states-STEP.ckpt)")
+    p.add_argument("-p", "--expdir", help="run folder (instead of result/pretrain/NAME)")
+    p.add_argument("-e", "--past_exp", help="checkpoint to resume from exactly (EXPDIR/states-STEP.ckpt)")
     p.add_argument("-o", "--override", help='e.g. "config.runner.total_steps=2000,,config.data.root=/data/LibriSpeech"')
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging; tracebacks for config errors")
     return p
 
 
-def _expdir(args: argparse.Namespace) -> Path:
+def run_folder(args: argparse.Namespace) -> Path:
+    """``-p``, else ``result/pretrain/NAME``, else the folder of the ``-e`` checkpoint."""
     if args.expdir:
         return Path(args.expdir)
+    if args.expname:
+        return Path("result") / "pretrain" / args.expname
     if args.past_exp:
         return Path(args.past_exp).parent
-    if not args.expname:
-        raise UsageError("give a run name with -n NAME (or a run folder with -p DIR)")
-    return Path("result") / "pretrain" / args.expname
+    raise UsageError("give a run name with -n NAME (or a run folder with -p DIR, or a checkpoint with -e)")
+
+
+def write_yaml_atomic(data: dict[str, Any], path: Path) -> None:
+    """``path`` <- YAML of ``data`` (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        yaml.safe_dump(data, f, sort_keys=False)
+    os.replace(tmp, path)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Resolve everything, write ``config.yaml``, train; returns the trainer's summary."""
-    from s3prl_colld.pretrain.trainer import train
+    """Resolve the task, folder and config, write ``config.yaml``, train; returns the trainer's summary."""
+    from s3prl_colld.pretrain.trainer import train  # imports the training stack only when needed
 
     task_cls = get_task(args.upstream)
-    expdir = _expdir(args)
+    expdir = run_folder(args)
     resume = Path(args.past_exp) if args.past_exp else None
     base = None
     if resume is not None:
         state = ckpt_io.load(resume)
         if state.get("task") != task_cls.name:
             raise UsageError(f"{resume} is a checkpoint of task {state.get('task')!r}, not {task_cls.name!r}")
+        if args.upstream_config or args.config:
+            log.warning("-g / -c are ignored with -e: the checkpoint's config is used (change values with -o)")
         base = state["config"]
-    elif ckpt_io.latest_checkpoint(expdir) is not None:
+        del state
+    else:
         last = ckpt_io.latest_checkpoint(expdir)
-        raise UsageError(f"{expdir} already has checkpoints; resume with -e {last} or choose a new -n NAME")
+        if last is not None:
+            raise UsageError(f"{expdir} already has checkpoints: pass -e {last} to resume, or choose a new -n NAME")
     cfg = resolve_config(task_cls, args.upstream_config, args.config, args.override, base)
-    expdir.mkdir(parents=True, exist_ok=True)
-    (expdir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_yaml_atomic(to_dict(cfg), expdir / "config.yaml")
     return train(task_cls, cfg, expdir, resume)
 
 
+def setup_logging(verbose: bool) -> None:
+    """Timestamped messages on stderr; under torchrun only rank 0 logs below WARNING."""
+    if logging.getLogger().handlers:
+        return
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    level = logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level if rank == 0 else logging.WARNING,
+                        format=f"%(asctime)s %(levelname)s{f' [rank {rank}]' if world > 1 else ''} %(name)s: %(message)s")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``run_pretrain.py`` / ``colld-pretrain``; returns the exit code (0 also after SIGTERM)."""
     args = parser().parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
     try:
         summary = run(args)
     except (UsageError, ConfigError, ckpt_io.CheckpointError, FileNotFoundError) as err:
+        if args.verbose:
+            raise
         print(f"run_pretrain.py: error: {err}", file=sys.stderr)
         return 2
     log.info("finished: %s", summary)

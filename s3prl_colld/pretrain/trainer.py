@@ -1,9 +1,21 @@
-"""One trainer for every pretrain task: DDP, AMP, accumulation, clipping, schedule, checkpoints.
+"""One trainer for every pretrain task: DDP, AMP, accumulation, clipping, LR schedule, checkpoints.
 
-The loop is deliberately plain (in the spirit of nanoGPT's ``train.py``).
-Everything a run needs to continue exactly is in its checkpoint: model,
-optimizer, scheduler, scaler, step, data position and every RNG state, so
-``-e states-N.ckpt`` reproduces the uninterrupted loss sequence on CPU.
+The loop (``Trainer.fit`` and ``Trainer.train_step``) is kept plain, in the
+spirit of nanoGPT's ``train.py``: draw ``gradient_accumulate_steps``
+micro-batches, forward under autocast, backward (``no_sync`` on all but the
+last under DDP), unscale, clip, step unless a loss or the gradient is not
+finite, log, save.
+
+Exact resume: a checkpoint holds the model, optimizer, scheduler, scaler,
+step, data position (epoch, batch) and the RNG states of every rank, and the
+batches are a pure function of ``(seed, epoch)``, so ``-e states-N.ckpt``
+reproduces an uninterrupted run's losses bit for bit on CPU (with the same
+number of processes).
+
+Launch: ``python run_pretrain.py ...`` (one process) or
+``torchrun --nproc_per_node G run_pretrain.py ...`` (DDP: NCCL on GPUs,
+gloo on CPU). SIGTERM or Ctrl-C saves a checkpoint after the current step
+and returns normally; a second Ctrl-C aborts at once.
 """
 
 from __future__ import annotations
@@ -14,186 +26,393 @@ import math
 import os
 import random
 import signal
+import threading
 import time
-from contextlib import nullcontext
+import warnings
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ContextManager, Iterator
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from s3prl_colld import checkpoint as ckpt_io
-from s3prl_colld.config import to_dict
-from s3prl_colld.data.bucket import BucketBatchSampler
-from s3prl_colld.pretrain.schema import OptimizerConfig, RunnerConfig
-from s3prl_colld.pretrain.task import PretrainTask
+from s3prl_colld.config import ConfigError, to_dict
+from s3prl_colld.data.bucket import SAMPLE_RATE, BucketBatchSampler, mix_seed, seeded_loader
+from s3prl_colld.pretrain.schema import OptimizerConfig
+from s3prl_colld.pretrain.task import PretrainTask, get_task
 
 log = logging.getLogger(__name__)
 
+# top-level checkpoint keys written by the trainer (a task's export() must not reuse them)
+TRAINER_KEYS = frozenset({"task", "config", "model", "optimizer", "scheduler", "scaler", "step", "epoch",
+                          "batch_in_epoch", "bad_steps", "world_size", "rng", "rng_per_rank"})
+# log.jsonl keys written by the trainer (a task's stats must not reuse them)
+LOG_KEYS = frozenset({"step", "epoch", "loss", "grad_norm", "lr", "steps_per_sec", "audio_sec_per_sec",
+                      "loss_scale", "bad_steps"})
+PG_TIMEOUT = timedelta(minutes=60)
+_SCHEDULER_WARNING = r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`"
+
 
 class BadLossError(RuntimeError):
-    """Too many steps with a NaN/inf loss or gradient."""
+    """Too many steps had a non-finite loss or gradient."""
 
 
-# ---------------------------------------------------------------- distributed
-@dataclass
-class Dist:
+# ------------------------------------------------------------------ distributed
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in a ``torchrun`` job (rank 0 of 1 without one)."""
+
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # this trainer initialised the process group (and destroys it)
 
     @property
     def main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def ddp(self) -> bool:
+        return self.world_size > 1
 
-def setup_distributed(device_pref: str) -> tuple[Dist, torch.device]:
-    """Init the process group under torchrun (NCCL on GPU, gloo on CPU); pick the device."""
+
+def pick_device(pref: str, local_rank: int = 0) -> torch.device:
+    """``cuda:LOCAL_RANK`` when CUDA is available and ``pref`` (auto | cpu | cuda) allows, else CPU."""
+    if pref == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("config.runner.device=cuda but no CUDA device is available: use auto or cpu")
+    if pref == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    if local_rank >= torch.cuda.device_count():
+        raise RuntimeError(f"LOCAL_RANK={local_rank} but only {torch.cuda.device_count()} CUDA devices are visible")
+    return torch.device("cuda", local_rank)
+
+
+def setup_distributed(device_pref: str) -> tuple[DistInfo, torch.device]:
+    """Read torchrun's environment, pick the device, init the process group (NCCL on GPU, gloo on CPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() and device_pref != "cpu"
-    if device_pref == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("config.runner.device=cuda but no CUDA device is available; use auto or cpu")
-    device = torch.device("cuda", local) if use_cuda else torch.device("cpu")
-    if use_cuda:
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(device_pref, local_rank)
+    if device.type == "cuda":
         torch.cuda.set_device(device)
+    owns = False
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return Dist(rank, world, local), device
+        # generous timeout: rank 0's prepare() (e.g. k-means) runs while the others wait
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=PG_TIMEOUT)
+        owns = True
+    return DistInfo(rank, world, local_rank, owns), device
 
 
-def _all_reduce_mean(values: torch.Tensor, d: Dist) -> torch.Tensor:
-    if d.world_size > 1:
-        dist.all_reduce(values, op=dist.ReduceOp.SUM)
-        values /= d.world_size
-    return values
+def all_reduce_(tensor: torch.Tensor, d: DistInfo, op: Any = dist.ReduceOp.SUM) -> torch.Tensor:
+    """In-place all-reduce (sum by default) across ranks; identity with one process."""
+    if d.ddp:
+        dist.all_reduce(tensor, op=op)
+    return tensor
 
 
-# ---------------------------------------------------------------- optimisation
-def build_optimizer(params: list[torch.nn.Parameter], cfg: OptimizerConfig) -> torch.optim.Optimizer:
+def all_gather_objects(obj: Any, d: DistInfo) -> list[Any]:
+    """``[obj of rank 0, obj of rank 1, ...]`` (picklable objects)."""
+    if not d.ddp:
+        return [obj]
+    out: list[Any] = [None] * d.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+# ------------------------------------------------------------------ precision
+def effective_precision(precision: str, device: torch.device) -> str:
+    """``runner.precision`` as it can run on ``device`` (fp16 needs CUDA: fp32 on CPU, with a warning)."""
+    if precision == "fp16" and device.type != "cuda":
+        log.warning("precision=fp16 needs a GPU: training in fp32 on %s (bf16 works on CPU)", device)
+        return "fp32"
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("config.runner.precision=bf16 is not supported by this GPU: use fp16")
+    return precision
+
+
+def autocast(precision: str, device: torch.device) -> ContextManager[Any]:
+    """Autocast for bf16 / fp16 forward passes; nothing for fp32."""
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# ------------------------------------------------------------------ optimisation
+def build_optimizer(params: list[torch.nn.Parameter], cfg: OptimizerConfig,
+                    device: torch.device) -> torch.optim.Optimizer:
+    """AdamW / Adam over ``params`` (fused kernels on CUDA)."""
+    if not params:
+        raise ConfigError("the task has no trainable parameters (none has requires_grad=True)")
     cls = torch.optim.AdamW if cfg.name == "AdamW" else torch.optim.Adam
-    return cls(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    return cls(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
+               fused=True if device.type == "cuda" else None)
 
 
-def lr_factor(step: int, total: int, cfg: OptimizerConfig) -> float:
-    """Multiplier of ``cfg.lr`` at optimizer step ``step`` (0-based): linear warm-up, then decay."""
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """``optimizer.load_state_dict`` keeping this run's implementation flags (fused/foreach),
+    so that a checkpoint written on GPU resumes on CPU and vice versa."""
+    current = optimizer.state_dict()["param_groups"]
+    impl = ("fused", "foreach", "capturable", "differentiable")
+    groups = [{**saved, **{k: cur[k] for k in impl if k in cur}} for saved, cur in zip(state["param_groups"], current)]
+    optimizer.load_state_dict({**state, "param_groups": groups})
+
+
+def lr_factor(step: int, total_steps: int, cfg: OptimizerConfig) -> float:
+    """Multiplier of ``cfg.lr`` for optimizer step ``step`` (0-based).
+
+    Linear warm-up over ``warmup_steps`` (``(step + 1) / warmup_steps``), then
+    linear / cosine / constant decay from 1 to ``final_lr_ratio`` at ``total_steps``.
+    """
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     if cfg.decay == "constant":
         return 1.0
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
     shape = 1.0 - progress if cfg.decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
     return cfg.final_lr_ratio + (1.0 - cfg.final_lr_ratio) * shape
 
 
-# ---------------------------------------------------------------- RNG state
-def rng_state() -> dict[str, Any]:
-    """Every global RNG as plain values / tensors (``weights_only``-safe)."""
-    py = random.getstate()
-    np_state = np.random.get_state()
+# ------------------------------------------------------------------ RNG state
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """The global RNG states as tensors and plain values (``torch.load(weights_only=True)``-safe).
+
+    ``python``: ``[version, [625 ints], gauss_next]``; ``numpy``: the MT19937
+    key as an int64 tensor ``[624]`` plus plain values; ``torch``: the CPU
+    state ``[5056] uint8``; ``cuda``: ``[state of this rank's device]`` or ``[]``.
+    """
+    version, internal, gauss = random.getstate()
+    kind, key, pos, has_gauss, cached = np.random.get_state()
     return {
-        "python": [py[0], list(py[1]), py[2]],
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]),
-                  float(np_state[4])],
+        "python": [version, list(internal), gauss],
+        "numpy": {"kind": str(kind), "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else [],
     }
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Inverse of ``rng_state`` (CUDA states are skipped on CPU)."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
     npy = state["numpy"]
-    np.random.set_state((npy[0], npy[1].numpy().astype(np.uint32), npy[2], npy[3], npy[4]))
+    if isinstance(npy, (list, tuple)):  # checkpoints of the first trainer version
+        npy = dict(zip(("kind", "key", "pos", "has_gauss", "cached_gaussian"), npy))
+    np.random.set_state((npy["kind"], npy["key"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state["cuda"] and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"][0], device)
 
 
 def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's (CPU and CUDA) global RNGs."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
-# ---------------------------------------------------------------- data
-class _Seeded(Dataset):
-    """Passes each batch's crop seed through the data loader next to the item."""
-
-    def __init__(self, ds: Dataset) -> None:
-        self.ds = ds
-
-    def __len__(self) -> int:
-        return len(self.ds)  # type: ignore[arg-type]
-
-    def __getitem__(self, key: tuple[int, int]) -> tuple[Any, int]:
-        index, seed = key
-        return self.ds[index], seed
+# ------------------------------------------------------------------ small helpers
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor in a (nested) dict / list / tuple to ``device``."""
+    if torch.is_tensor(batch):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
 
 
-class _Collate:
-    def __init__(self, task: PretrainTask) -> None:
-        self.collate = task.collate
-
-    def __call__(self, pairs: list[tuple[Any, int]]) -> dict[str, Any]:
-        gen = torch.Generator().manual_seed(pairs[0][1])
-        return self.collate([p[0] for p in pairs], gen)
-
-
-def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log rows past ``step`` (written after the checkpoint a run resumes from)."""
-    if path.is_file():
-        rows = [line for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line)["step"] <= step]
-        path.write_text("".join(r + "\n" for r in rows), encoding="utf-8")
+def truncate_log(path: Path, step: int) -> None:
+    """Drop ``log.jsonl`` rows past ``step`` (written after the checkpoint a run resumes from)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (ValueError, KeyError, TypeError):  # a line cut short by a kill
+            continue
+    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
 
 
-# ---------------------------------------------------------------- the trainer
+@dataclass
+class StepResult:
+    """One optimizer step. Tensors stay on the device until a log step reads them."""
+
+    loss: torch.Tensor  # [] mean over micro-batches
+    stats: dict[str, tuple[torch.Tensor, int]]  # name -> (sum over micro-batches [], how many had it)
+    grad_norm: torch.Tensor  # [] before clipping
+    audio_sec: torch.Tensor  # [] seconds of audio in the micro-batches (0 without "wav_lengths")
+    lr: float  # the learning rate of this step
+    updated: bool  # the optimizer stepped
+    bad: bool  # a non-finite loss or gradient (not an fp16 overflow the scaler handles)
+    stop: bool  # some rank received SIGTERM / SIGINT
+
+
+class Meter:
+    """Sums over the steps of one logging window, reduced across ranks when logged."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+        self.steps = 0  # every step of the window
+        self.updates = 0  # steps whose loss counts (the optimizer stepped)
+        self.audio = torch.zeros((), dtype=torch.float64, device=device)
+        self.lr = 0.0  # of the window's last step
+        self.t0 = time.perf_counter()
+
+    def _add(self, key: str, value: torch.Tensor, count: int = 1) -> None:
+        value = value.detach().to(torch.float64)
+        self.sums[key] = self.sums[key] + value if key in self.sums else value
+        self.counts[key] = self.counts.get(key, 0) + count
+
+    def record(self, r: StepResult) -> None:
+        self.steps += 1
+        self.audio += r.audio_sec
+        self.lr = r.lr
+        if not r.updated:
+            return
+        self.updates += 1
+        self._add("loss", r.loss)
+        self._add("grad_norm", r.grad_norm)
+        for key, (total, count) in r.stats.items():
+            self._add(key, total, count)
+
+    def reduce(self, d: DistInfo) -> tuple[dict[str, float], float]:
+        """(means over the window and all ranks, audio seconds of all ranks). Collective under DDP."""
+        keys = sorted(set().union(*all_gather_objects(sorted(self.sums), d)))
+        zero = torch.zeros((), dtype=torch.float64, device=self.device)
+        sums = torch.stack([self.sums.get(k, zero) for k in keys] + [self.audio])
+        counts = torch.tensor([self.counts.get(k, 0) for k in keys], dtype=torch.float64, device=self.device)
+        packed = all_reduce_(torch.cat([sums, counts]), d).tolist()
+        n = len(keys)
+        means = {k: packed[i] / packed[n + 1 + i] for i, k in enumerate(keys) if packed[n + 1 + i] > 0}
+        return means, packed[n]
+
+
+# ------------------------------------------------------------------ the trainer
 class Trainer:
-    """Trains one task; see ``train`` for the entry point."""
+    """Trains one task (see the module docstring); ``fit()`` runs to ``runner.total_steps``.
+
+    Args:
+        task_cls: a registered ``PretrainTask`` subclass.
+        cfg: its ``Config`` instance (validated).
+        expdir: the run folder (checkpoints, ``log.jsonl``, TensorBoard events).
+        resume: a ``states-STEP.ckpt`` to continue from exactly.
+    """
 
     def __init__(self, task_cls: type[PretrainTask], cfg: Any, expdir: Path, resume: Path | None = None) -> None:
-        self.cfg, self.expdir, self.task_cls = cfg, Path(expdir), task_cls
-        self.rc: RunnerConfig = cfg.runner
-        self.d, self.device = setup_distributed(self.rc.device)
-        self.resume_state = ckpt_io.load(resume) if resume is not None else None
-        seed_everything(self.rc.seed + self.d.rank)
-        if self.d.main:
-            self.expdir.mkdir(parents=True, exist_ok=True)
-            task_cls.prepare(cfg, self.expdir)
-        if self.d.world_size > 1:
-            dist.barrier()
-        self.task = task_cls(cfg, self.expdir).to(self.device)
-        params = [p for p in self.task.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(params, cfg.optimizer)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, self.rc.total_steps, cfg.optimizer))
-        self.precision = self.rc.precision
-        if self.precision == "fp16" and self.device.type != "cuda":
-            log.warning("fp16 needs a GPU; training in fp32 on %s", self.device)
-            self.precision = "fp32"
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        self.model: torch.nn.Module = self.task
-        if self.d.world_size > 1:
-            self.model = DistributedDataParallel(
-                self.task, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.step, self.epoch, self.batch_in_epoch, self.bad_steps = 0, 0, 0, 0
-        self.stop_signal: str | None = None
-        if self.resume_state is not None:
-            self._restore(self.resume_state)
+        self.task_cls, self.cfg, self.expdir = task_cls, cfg, Path(expdir)
+        self.rc = cfg.runner
+        self.dist, self.device = setup_distributed(self.rc.device)
+        try:
+            self._build(resume)
+        except BaseException:
+            self.close()
+            raise
 
-    # -- checkpoints
-    def _state(self) -> dict[str, Any]:
-        return {
+    def _build(self, resume: Path | None) -> None:
+        """Prepare (rank 0), build the task, DDP wrapper, optimizer, schedule, scaler, data; restore ``resume``."""
+        task_cls, cfg = self.task_cls, self.cfg
+        self.precision = effective_precision(self.rc.precision, self.device)
+        state = ckpt_io.load(resume) if resume is not None else None
+        if state is not None and state.get("task") != task_cls.name:
+            raise ckpt_io.CheckpointError(f"{resume} is a checkpoint of task {state.get('task')!r}, not {task_cls.name!r}")
+        self._prepare()
+
+        seed_everything(self.rc.seed)  # the same initial weights on every rank
+        self.task = task_cls(cfg, self.expdir).to(self.device)
+        if state is not None:
+            self.task.load_trainable_state_dict(state["model"])
+        self.params = [p for p in self.task.parameters() if p.requires_grad]
+        self.model: torch.nn.Module = self.task
+        if self.dist.ddp:
+            self.model = DistributedDataParallel(
+                self.task, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=self.rc.find_unused_parameters)
+        self.optimizer = build_optimizer(self.params, cfg.optimizer, self.device)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, self.rc.total_steps, self.cfg.optimizer))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+
+        self.dataset = self.task.train_dataset()
+        if not hasattr(self.dataset, "lengths"):
+            raise TypeError(f"{task_cls.__name__}.train_dataset() must have .lengths (samples per item) for bucketing")
+        d = cfg.data
+        self.sampler = BucketBatchSampler(self.dataset.lengths, d.batch_size, d.bucket_size, self.rc.seed,
+                                          self.dist.rank, self.dist.world_size)
+
+        self.step = self.epoch = self.batch_in_epoch = self.bad_steps = 0
+        self.stop_signal: str | None = None
+        self.last_saved_step: int | None = None
+        if state is None:
+            seed_everything(self.rc.seed + self.dist.rank)  # per-rank randomness (masks, noise) from here on
+            if self.dist.main:
+                truncate_log(self.expdir / "log.jsonl", 0)  # rows of an earlier attempt that never saved
+        else:
+            self._restore(state, resume)
+
+    # ---------------------------------------------------------------- set-up
+    def _prepare(self) -> None:
+        """Rank 0 runs ``task_cls.prepare``; every rank waits, and fails too if it failed."""
+        error: BaseException | None = None
+        if self.dist.main:
+            self.expdir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.task_cls.prepare(self.cfg, self.expdir)
+            except BaseException as err:  # noqa: BLE001 - re-raised below, after telling the other ranks
+                error = err
+        failed = all_reduce_(torch.tensor([error is not None], dtype=torch.float32, device=self.device),
+                             self.dist, dist.ReduceOp.MAX)  # also the barrier
+        if error is not None:
+            raise error
+        if float(failed) > 0:
+            raise RuntimeError("rank 0 failed in prepare(); see its log")
+
+    def _restore(self, state: dict[str, Any], path: Path | None) -> None:
+        """Optimizer, scheduler, scaler, counters, data position and RNG states from a checkpoint."""
+        load_optimizer_state(self.optimizer, state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler.is_enabled() and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self.batch_in_epoch, self.bad_steps = int(state["batch_in_epoch"]), int(state["bad_steps"])
+        saved_world = int(state.get("world_size", 1))
+        if saved_world == self.dist.world_size:
+            rngs = state.get("rng_per_rank") or [state["rng"]]
+            set_rng_state(rngs[self.dist.rank], self.device)
+        else:
+            log.warning("%s was written by %d processes, this run has %d: training continues from the same "
+                        "point of the epoch, but not with exactly the same batches and random draws",
+                        path, saved_world, self.dist.world_size)
+            self.batch_in_epoch = self.batch_in_epoch * saved_world // self.dist.world_size
+            seed_everything(mix_seed(self.rc.seed, self.step, self.dist.rank))
+        if self.dist.main:
+            truncate_log(self.expdir / "log.jsonl", self.step)
+            later = [p for p in ckpt_io.list_checkpoints(self.expdir) if (ckpt_io.step_of(p) or 0) > self.step]
+            if later:
+                log.warning("%s has checkpoints past step %d (%s): they will be overwritten as the run reaches them",
+                            self.expdir, self.step, ", ".join(p.name for p in later))
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.step, self.epoch, self.batch_in_epoch)
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self, rngs: list[dict[str, Any]]) -> dict[str, Any]:
+        """The checkpoint: plain values and tensors only (see ``checkpoint.py``)."""
+        extra = self.task.export()
+        clash = TRAINER_KEYS & set(extra)
+        if clash:
+            raise ValueError(f"{self.task_cls.__name__}.export() reuses trainer checkpoint keys: {sorted(clash)}")
+        state = {
             "task": self.task_cls.name,
             "config": to_dict(self.cfg),
             "model": self.task.trainable_state_dict(),
@@ -204,177 +423,244 @@ class Trainer:
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "bad_steps": self.bad_steps,
-            "world_size": self.d.world_size,
-            "rng": rng_state(),
-            **self.task.export(),
+            "world_size": self.dist.world_size,
+            "rng": rngs[0],
         }
+        if self.dist.ddp:
+            state["rng_per_rank"] = rngs
+        return {**state, **extra}
 
-    def _restore(self, state: dict[str, Any]) -> None:
-        if state.get("task") != self.task_cls.name:
-            raise ckpt_io.CheckpointError(
-                f"checkpoint is of task {state.get('task')!r}, not {self.task_cls.name!r}")
-        self.task.load_trainable_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler") and self.scaler.is_enabled():
-            self.scaler.load_state_dict(state["scaler"])
-        self.step, self.epoch = int(state["step"]), int(state["epoch"])
-        self.batch_in_epoch, self.bad_steps = int(state["batch_in_epoch"]), int(state["bad_steps"])
-        if int(state.get("world_size", 1)) == self.d.world_size and self.d.world_size == 1:
-            set_rng_state(state["rng"])
-        else:  # other ranks / another world size: keep the data position, reseed per rank
-            seed_everything(self.rc.seed + 7919 * self.step + self.d.rank)
-        if self.d.main:
-            _truncate_log(self.expdir / "log.jsonl", self.step)
-        log.info("resumed at step %d (epoch %d, batch %d)", self.step, self.epoch, self.batch_in_epoch)
-
-    def save(self) -> Path | None:
-        if not self.d.main:
-            return None
-        path = ckpt_io.save_atomic(self._state(), self.expdir / f"states-{self.step}.ckpt")
-        for old in ckpt_io.list_checkpoints(self.expdir)[: -self.rc.max_keep]:
-            old.unlink(missing_ok=True)
-        log.info("saved %s", path)
+    def save(self) -> Path:
+        """Write ``states-STEP.ckpt`` (rank 0; every rank must call it: the RNG states are gathered)."""
+        rngs = all_gather_objects(rng_state(self.device), self.dist)
+        path = self.expdir / f"states-{self.step}.ckpt"
+        if self.dist.main:
+            ckpt_io.save_atomic(self.state_dict(rngs), path)
+            older = [p for p in ckpt_io.list_checkpoints(self.expdir) if (ckpt_io.step_of(p) or 0) <= self.step]
+            for old in older[: -self.rc.max_keep]:
+                old.unlink(missing_ok=True)
+            log.info("saved %s", path)
+        self.last_saved_step = self.step
         return path
 
-    # -- data
-    def _batches(self) -> Iterator[dict[str, Any]]:
-        """Endless batches, epoch after epoch, starting at the saved position."""
-        ds = self.task.train_dataset()
-        dcfg = self.cfg.data
-        sampler = BucketBatchSampler(ds.lengths, dcfg.batch_size, dcfg.bucket_size, self.rc.seed,
-                                     self.d.rank, self.d.world_size)
+    # ---------------------------------------------------------------- data
+    def batches(self) -> Iterator[dict[str, Any]]:
+        """Endless batches, epoch after epoch, from the current data position."""
         while True:
-            sampler.set_epoch(self.epoch, self.batch_in_epoch)
-            loader = DataLoader(_Seeded(ds), batch_sampler=sampler, collate_fn=_Collate(self.task),
-                                num_workers=self.rc.num_workers, pin_memory=self.device.type == "cuda",
-                                generator=torch.Generator().manual_seed(self.rc.seed + self.epoch),
-                                persistent_workers=False)
-            for batch in loader:
-                self.batch_in_epoch += 1
-                yield batch
+            self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
+            if len(self.sampler) > 0:
+                loader = seeded_loader(self.dataset, self.sampler, self.task.collate, self.rc.num_workers,
+                                       pin_memory=self.device.type == "cuda")
+                for batch in loader:
+                    self.batch_in_epoch += 1
+                    yield batch
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
 
-    # -- one optimizer step
-    def _autocast(self) -> Any:
-        if self.precision == "fp32":
+    # ---------------------------------------------------------------- one step
+    def _no_sync(self, last: bool) -> ContextManager[Any]:
+        """DDP's ``no_sync`` for the micro-batches before the last one."""
+        if last or not isinstance(self.model, DistributedDataParallel):
             return nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+        return self.model.no_sync()
 
-    def _train_step(self, batches: Iterator[dict[str, Any]]) -> tuple[float, dict[str, float], float, bool]:
-        """Accumulate ``gradient_accumulate_steps`` micro-batches and step; returns (loss, stats, grad norm, ok)."""
+    def train_step(self, batches: Iterator[dict[str, Any]]) -> StepResult:
+        """Accumulate ``gradient_accumulate_steps`` micro-batches, then step (or skip, on non-finite values).
+
+        One host sync per step: the all-reduced flags (non-finite loss,
+        non-finite gradient, stop signal) that every rank acts on alike.
+        """
         n = self.rc.gradient_accumulate_steps
-        total, stats, audio_sec = 0.0, {}, 0.0
-        finite = True
+        dev = self.device
+        loss_sum = torch.zeros((), device=dev)
+        audio = torch.zeros((), dtype=torch.float64, device=dev)
+        stats: dict[str, tuple[torch.Tensor, int]] = {}
         for k in range(n):
-            batch = _to_device(next(batches), self.device)
+            batch = to_device(next(batches), dev)
+            with self._no_sync(last=k == n - 1):
+                with autocast(self.precision, dev):
+                    loss, step_stats = self.model(batch)
+                if loss.dim() != 0:
+                    raise ValueError(f"{self.task_cls.__name__}.forward must return a scalar loss, got {tuple(loss.shape)}")
+                self.scaler.scale(loss.float() / n).backward()
+            loss_sum += loss.detach().float()
+            for key, value in step_stats.items():
+                self._add_stat(stats, key, value)
             if "wav_lengths" in batch:
-                audio_sec += float(batch["wav_lengths"].sum()) / 16_000
-            sync = k == n - 1 or self.d.world_size == 1
-            ctx = self.model.no_sync() if not sync and isinstance(self.model, DistributedDataParallel) else nullcontext()
-            with ctx:
-                with self._autocast():
-                    loss, s = self.model(batch)
-                finite &= bool(torch.isfinite(loss.detach()))
-                self.scaler.scale(loss / n).backward()
-            total += loss.item() / n
-            for key, v in s.items():
-                stats[key] = stats.get(key, 0.0) + float(v) / n
-        self.scaler.unscale_(self.optimizer)
-        params = [p for p in self.task.parameters() if p.requires_grad]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.rc.gradient_clipping)
-        finite &= bool(torch.isfinite(grad_norm))
-        flag = torch.tensor([0.0 if finite else 1.0], device=self.device)
-        ok = float(_all_reduce_mean(flag, self.d)) == 0.0  # every rank skips together
-        if ok:
-            self.scaler.step(self.optimizer)
-        elif self.scaler.is_enabled():
-            self.scaler.step(self.optimizer)  # the scaler sees the inf grads, skips, and lowers its scale
+                audio += batch["wav_lengths"].sum() / SAMPLE_RATE
+
+        self.scaler.unscale_(self.optimizer)  # no-op without fp16
+        max_norm = self.rc.gradient_clipping if self.rc.gradient_clipping > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+        flags = torch.stack([~torch.isfinite(loss_sum), ~torch.isfinite(grad_norm),
+                             torch.tensor(self.stop_signal is not None, device=dev)]).float()
+        loss_bad, grad_bad, stop = (all_reduce_(flags, self.dist, dist.ReduceOp.MAX) > 0).tolist()
+        # fp16: an overflow while the loss scale is > 1 is the scaler's business (it lowers the scale)
+        overflow = self.scaler.is_enabled() and grad_bad and not loss_bad and self.scaler.get_scale() > 1.0
+        updated = not (loss_bad or grad_bad)
+        lr = self.optimizer.param_groups[0]["lr"]
+        if updated:
+            self.scaler.step(self.optimizer)  # optimizer.step() without fp16
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
-        stats["audio_sec"] = audio_sec
-        return total, stats, float(grad_norm), ok
+        with warnings.catch_warnings():  # a skipped first step is expected, not a misuse
+            warnings.filterwarnings("ignore", message=_SCHEDULER_WARNING)
+            self.scheduler.step()
+        return StepResult(loss_sum / n, stats, grad_norm.detach(), audio, lr, updated,
+                          bad=(loss_bad or grad_bad) and not overflow, stop=stop)
 
-    # -- the loop
-    def _on_signal(self, signum: int, _frame: Any) -> None:
-        self.stop_signal = signal.Signals(signum).name
-        log.warning("%s received: saving after this step", self.stop_signal)
+    def _add_stat(self, stats: dict[str, tuple[torch.Tensor, int]], key: str, value: Any) -> None:
+        """Accumulate one micro-batch's stat ``key`` (a scalar tensor or number)."""
+        if key in LOG_KEYS:
+            raise ValueError(f"{self.task_cls.__name__}.forward returned a stat named {key!r}, which the trainer "
+                             f"logs itself; rename it (reserved: {', '.join(sorted(LOG_KEYS))})")
+        value = torch.as_tensor(value).detach()
+        if value.numel() != 1:
+            raise ValueError(f"stat {key!r} must be a scalar, got shape {tuple(value.shape)}")
+        value = value.reshape(()).to(self.device, torch.float32)
+        total, count = stats.get(key, (torch.zeros((), device=self.device), 0))
+        stats[key] = (total + value, count + 1)
 
+    # ---------------------------------------------------------------- the loop
     def fit(self) -> dict[str, Any]:
-        """Train to ``runner.total_steps``; returns a summary."""
-        rc = self.rc
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-        writer = None
-        if self.d.main:
-            from torch.utils.tensorboard import SummaryWriter
+        """Train to ``runner.total_steps`` (or a stop signal); returns a summary.
 
-            writer = SummaryWriter(str(self.expdir))
+        Returns:
+            ``{"step", "epoch", "loss" (last updated step's), "steps_per_sec"
+            (mean over this call), "checkpoint" (path of the last save),
+            "bad_steps", "stopped_by" (signal name or None)}``.
+        """
+        rc = self.rc
+        writer = self._tensorboard()
         bar = tqdm(total=rc.total_steps, initial=self.step, desc=self.task_cls.name, unit="step",
-                   disable=not (self.d.main and rc.progress_bar), dynamic_ncols=True)
-        batches = self._batches()
+                   disable=not (self.dist.main and rc.progress_bar), dynamic_ncols=True)
+        batches = self.batches()
+        meter, last_loss, stopped = Meter(self.device), None, None
+        first_step, t_start = self.step, time.perf_counter()
         self.task.train()
-        window: dict[str, float] = {}
-        count, t_log, speeds, last_loss, saved = 0, time.time(), [], float("nan"), None
         try:
-            while self.step < rc.total_steps and self.stop_signal is None:
-                loss, stats, grad_norm, ok = self._train_step(batches)
-                self.step += 1
-                bar.update(1)
-                if not ok:
-                    self.bad_steps += 1
-                    log.warning("step %d: non-finite loss or gradient, step skipped (%d so far)", self.step, self.bad_steps)
-                    if self.bad_steps > rc.max_bad_steps:
-                        raise BadLossError(
-                            f"{self.bad_steps} steps had a non-finite loss or gradient (limit "
-                            f"config.runner.max_bad_steps={rc.max_bad_steps}); lower config.optimizer.lr, use "
-                            "config.runner.precision=bf16 instead of fp16, or check the data")
-                    continue
-                last_loss = loss
-                for key, v in {"loss": loss, "grad_norm": grad_norm, **stats}.items():
-                    window[key] = window.get(key, 0.0) + v
-                count += 1
-                if self.step % rc.log_step == 0:
-                    speeds.append(self._log(window, count, time.time() - t_log, writer, bar))
-                    window, count, t_log = {}, 0, time.time()
-                if self.step % rc.save_step == 0:
-                    saved = self.save()
-            if self.step % rc.save_step != 0 or self.stop_signal is not None:
-                saved = self.save()
-            if self.stop_signal:
-                log.warning("stopped by %s at step %d; resume with -e %s", self.stop_signal, self.step, saved)
+            with self._signal_handlers():
+                while self.step < rc.total_steps:
+                    result = self.train_step(batches)
+                    self.step += 1
+                    bar.update(1)
+                    meter.record(result)
+                    if result.bad:
+                        self._count_bad_step()
+                    elif result.updated:
+                        last_loss = result.loss
+                    if self.step % rc.log_step == 0:
+                        self._log(meter, writer, bar)
+                        meter = Meter(self.device)
+                    if result.stop:
+                        stopped = self.stop_signal or "a signal to another rank"
+                        break
+                    if self.step % rc.save_step == 0:
+                        self.save()
+                if self.last_saved_step != self.step:
+                    self.save()
         finally:
+            batches.close()  # shuts the data-loader workers down
             bar.close()
             if writer is not None:
                 writer.close()
-            for s, h in old.items():
-                signal.signal(s, h)
-        return {"step": self.step, "loss": last_loss, "steps_per_sec": sum(speeds) / len(speeds) if speeds else None,
-                "checkpoint": str(saved) if saved else None, "bad_steps": self.bad_steps, "stopped_by": self.stop_signal}
+        if stopped and self.dist.main:
+            log.warning("saved states-%d.ckpt after %s; resume with -e %s", self.step, stopped,
+                        self.expdir / f"states-{self.step}.ckpt")
+        if self.dist.ddp:
+            dist.barrier()  # the last checkpoint exists when any rank returns
+        seconds = time.perf_counter() - t_start
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "loss": float(last_loss) if last_loss is not None else None,
+            "steps_per_sec": (self.step - first_step) / seconds if seconds > 0 else None,
+            "checkpoint": str(self.expdir / f"states-{self.last_saved_step}.ckpt"),
+            "bad_steps": self.bad_steps,
+            "stopped_by": stopped,
+        }
 
-    def _log(self, window: dict[str, float], count: int, seconds: float, writer: Any, bar: tqdm) -> float:
-        keys = sorted(window)
-        values = _all_reduce_mean(torch.tensor([window[k] / max(count, 1) for k in keys], dtype=torch.float64,
-                                               device=self.device), self.d).tolist()
-        means = dict(zip(keys, values))
-        audio = means.pop("audio_sec", 0.0) * count * self.d.world_size
-        speed = count / max(seconds, 1e-9)
-        if self.d.main:
-            lr = self.scheduler.get_last_lr()[0]
-            row = {"step": self.step, **means, "lr": lr, "steps_per_sec": speed,
-                   "audio_sec_per_sec": audio / max(seconds, 1e-9)}
-            if self.scaler.is_enabled():
-                row["loss_scale"] = self.scaler.get_scale()
-            for k, v in row.items():
-                if k != "step":
-                    writer.add_scalar(f"train/{k}", v, self.step)
-            with open(self.expdir / "log.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
-            bar.set_postfix(loss=f"{means['loss']:.3f}", lr=f"{lr:.2e}")
-        return speed
+    def _count_bad_step(self) -> None:
+        """Count a skipped non-finite step; abort past ``runner.max_bad_steps``."""
+        self.bad_steps += 1
+        log.warning("step %d: non-finite loss or gradient, update skipped (%d such steps so far)",
+                    self.step, self.bad_steps)
+        if self.bad_steps > self.rc.max_bad_steps:
+            raise BadLossError(
+                f"{self.bad_steps} steps had a non-finite loss or gradient (more than config.runner.max_bad_steps="
+                f"{self.rc.max_bad_steps}): lower config.optimizer.lr, use config.runner.precision=bf16 instead of "
+                f"fp16, or check the data; the last good checkpoint is in {self.expdir}")
+
+    def _log(self, meter: Meter, writer: Any, bar: tqdm) -> None:
+        """One ``log.jsonl`` row + TensorBoard scalars (rank 0), over the window's updated steps and all ranks."""
+        if meter.updates == 0:  # every step of the window was skipped (the same on every rank)
+            return
+        means, audio = meter.reduce(self.dist)
+        if not self.dist.main:
+            return
+        seconds = max(time.perf_counter() - meter.t0, 1e-9)
+        row: dict[str, Any] = {"step": self.step, "epoch": self.epoch, "loss": means.pop("loss"),
+                               "grad_norm": means.pop("grad_norm"), **means,
+                               "lr": meter.lr, "steps_per_sec": meter.steps / seconds,
+                               "bad_steps": self.bad_steps}
+        if audio > 0:
+            row["audio_sec_per_sec"] = audio / seconds
+        if self.scaler.is_enabled():
+            row["loss_scale"] = self.scaler.get_scale()
+        with open(self.expdir / "log.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        if writer is not None:
+            for key, value in row.items():
+                if key not in ("step", "epoch"):
+                    writer.add_scalar(f"train/{key}", value, self.step)
+        if bar.disable:
+            log.info("step %d/%d loss %.4f lr %.2e %.2f steps/s", self.step, self.rc.total_steps, row["loss"],
+                     row["lr"], row["steps_per_sec"])
+        else:
+            bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", refresh=False)
+
+    def _tensorboard(self) -> Any:
+        """A SummaryWriter in the run folder (rank 0); events past the current step (of an earlier attempt) are purged."""
+        if not self.dist.main:
+            return None
+        from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when training
+
+        return SummaryWriter(str(self.expdir), purge_step=self.step + 1)
+
+    @contextmanager
+    def _signal_handlers(self) -> Iterator[None]:
+        """SIGTERM / SIGINT set ``stop_signal``: the loop saves after the current step and returns."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.stop_signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: abort without saving
+        self.stop_signal = name
+        log.warning("%s received: saving a checkpoint after step %d, then stopping (Ctrl-C again aborts)",
+                    name, self.step + 1)
+
+    def close(self) -> None:
+        """Destroy the process group if this trainer created it."""
+        if self.dist.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
 
 
-def train(task_cls: type[PretrainTask], cfg: Any, expdir: Path, resume: Path | None = None) -> dict[str, Any]:
-    """Train ``task_cls`` with ``cfg`` in ``expdir`` (resuming from ``resume``); returns a summary."""
-    return Trainer(task_cls, cfg, expdir, resume).fit()
+def train(task: str | type[PretrainTask], cfg: Any, expdir: Path, resume: Path | None = None) -> dict[str, Any]:
+    """Train ``task`` (a registered name or class) with ``cfg`` in ``expdir``, resuming from ``resume``.
+
+    Returns ``Trainer.fit``'s summary (final step, last loss, mean steps/s, checkpoint path, ...).
+    """
+    task_cls = get_task(task) if isinstance(task, str) else task
+    trainer = Trainer(task_cls, cfg, Path(expdir), resume)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.close()

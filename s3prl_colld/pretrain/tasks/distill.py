@@ -101,9 +101,11 @@ class DistillTask(PretrainTask):
             final_dim = cfg.loss.disc_final_dim or int(self.teacher.codebook().size(1))
             self.unit_proj = nn.Linear(cfg.model.dim, final_dim)
             self.register_buffer("codebook", self.teacher.codebook(), persistent=False)
-        from s3prl_colld.models.init import init_student_from_teacher
+        from s3prl_colld.models.init import init_student_from_teacher, load_frontend
 
         init_student_from_teacher(self.student, self.teacher, cfg.init)
+        if cfg.init.frontend_ckpt:
+            load_frontend(self.student, cfg.init.frontend_ckpt)
 
     # ---- data ---------------------------------------------------------
     def train_dataset(self) -> AudioDataset:
