@@ -3,9 +3,10 @@
 Stages (each writes into ``--out`` and is skipped when its output exists):
 1. corpus  - a synthetic multi-speaker English corpus (espeak-ng), LibriSpeech layout;
 2. teacher - ``run_pretrain.py -u hubert_tiny`` (resumes from its last checkpoint if killed);
-3. probes  - a linear CTC phone probe on held-out speakers for the teacher,
-             a random-init teacher of the same shape, and MFCC features;
-4. report  - ``results.md`` (table), ``results.json`` and ``teacher_curves.png``.
+3. student - ``run_pretrain.py -u colld_distiller``: a 2 x 192 CoLLD student of the teacher;
+4. probes  - a linear CTC phone probe on held-out speakers for the teacher, the
+             CoLLD student, a random-init teacher of the same shape, and MFCC features;
+5. report  - ``results.md`` (table), ``results.json`` and ``teacher_curves.png``.
 """
 
 from __future__ import annotations
@@ -40,22 +41,24 @@ def make_corpus(out: Path, utterances: int, seed: int) -> None:
     synth.main(["--lang", "en", "--out", str(out), "--utterances", str(utterances), "--seed", str(seed)])
 
 
-def train_teacher(corpus: Path, expdir: Path, overrides: str) -> Path:
-    """Train (or resume) the tiny HuBERT teacher; returns its final checkpoint."""
+def pretrain(task: str, expdir: Path, overrides: str) -> Path:
+    """Run (or resume) ``run_pretrain.py -u task`` in ``expdir``; returns its final checkpoint."""
     from s3prl_colld.pretrain.cli import main as pretrain_main
 
-    args = ["-u", "hubert_tiny", "-n", "teacher", "-p", str(expdir), "-o", f"config.data.root={corpus}" + overrides]
+    args = ["-u", task, "-p", str(expdir), "-o", overrides]
     last = latest_checkpoint(expdir)
     if last is not None:
         args += ["-e", str(last)]
-    pretrain_main(args)
+    if pretrain_main(args) != 0:
+        raise SystemExit(f"[demo] run_pretrain.py -u {task} failed")
     final = latest_checkpoint(expdir)
     assert final is not None
     return final
 
 
-def run_probes(corpus: Path, teacher_dir: Path, out: Path, steps: int | None) -> dict[str, Any]:
-    """Probe PER for teacher / random-init teacher / MFCC."""
+def run_probes(corpus: Path, teacher_dir: Path, student_dir: Path, out: Path, steps: int | None) -> dict[str, Any]:
+    """Probe PER for teacher / CoLLD student / random-init teacher / MFCC."""
+    import s3prl_colld.hub  # noqa: F401  (registers colld_local)
     from s3prl_colld.checkpoint import load
     from s3prl_colld.config import from_dict
     from s3prl_colld.downstream.phone_probe import ProbeConfig, mfcc_features, probe_per, upstream_features
@@ -71,6 +74,7 @@ def run_probes(corpus: Path, teacher_dir: Path, out: Path, steps: int | None) ->
     results = {}
     for name, fn in (
         ("teacher", lambda: upstream_features("hubert_local", ckpt)),
+        ("CoLLD student (2 x 192)", lambda: upstream_features("colld_local", latest_checkpoint(student_dir))),
         ("random-init teacher", lambda: upstream_features("hubert_local", random_ckpt)),
         ("MFCC", lambda: mfcc_features),
     ):
@@ -79,9 +83,19 @@ def run_probes(corpus: Path, teacher_dir: Path, out: Path, steps: int | None) ->
     return results
 
 
+def _log_rows(run: Path) -> list[dict[str, Any]]:
+    """The rows of a run's ``log.jsonl`` (none if it logged nothing yet)."""
+    path = run / "log.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def teacher_summary(teacher_dir: Path) -> dict[str, float]:
     """Steps/s and the last logged loss / masked accuracy, from ``log.jsonl``."""
-    rows = [json.loads(line) for line in (teacher_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    rows = _log_rows(teacher_dir)
+    if not rows:
+        return {"steps": 0, "loss": float("nan"), "acc_m": float("nan"), "steps_per_sec": float("nan")}
     last = rows[-1]
     speeds = [r["steps_per_sec"] for r in rows if "steps_per_sec" in r]
     return {"steps": last["step"], "loss": last["loss"], "acc_m": last.get("acc_m", float("nan")),
@@ -95,7 +109,10 @@ def plot_curves(teacher_dir: Path, png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in (teacher_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    rows = _log_rows(teacher_dir)
+    if not rows:
+        print("[demo] the teacher logged no steps (runner.log_step > total_steps): no curves drawn")
+        return
     steps = [r["step"] for r in rows]
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
     ax[0].plot(steps, [r["loss"] for r in rows])
@@ -131,19 +148,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--utterances", type=int, default=1500, help="corpus size")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--teacher-overrides", default="", help="extra -o overrides for the teacher, e.g. ',,config.runner.total_steps=50'")
+    p.add_argument("--student-overrides", default="", help="extra -o overrides for the CoLLD student")
     p.add_argument("--probe-steps", type=int, default=None, help="probe training steps (default: ProbeConfig's)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    corpus, teacher_dir = out / "corpus_en", out / "teacher"
+    corpus, teacher_dir, student_dir = out / "corpus_en", out / "teacher", out / "student"
 
     _stage("corpus", corpus / "manifest.json", lambda: make_corpus(corpus, args.utterances, args.seed))
-    _stage("teacher", teacher_dir / "DONE", lambda: (train_teacher(corpus, teacher_dir, args.teacher_overrides),
-                                                    (teacher_dir / "DONE").touch()))
+    _stage("teacher", teacher_dir / "DONE", lambda: (
+        pretrain("hubert_tiny", teacher_dir, f"config.data.root={corpus}" + args.teacher_overrides),
+        (teacher_dir / "DONE").touch()))
+    _stage("student", student_dir / "DONE", lambda: (
+        pretrain("colld_distiller", student_dir,
+                 f"config.data.root={corpus},,config.teacher.ckpt={latest_checkpoint(teacher_dir)}"
+                 + args.student_overrides),
+        (student_dir / "DONE").touch()))
     probes_file = out / "probes.json"
     _stage("probes", probes_file, lambda: probes_file.write_text(json.dumps(
-        run_probes(corpus, teacher_dir, out, args.probe_steps), indent=2)))
+        run_probes(corpus, teacher_dir, student_dir, out, args.probe_steps), indent=2)))
     plot_curves(teacher_dir, out / "teacher_curves.png")
     table = report(out, teacher_summary(teacher_dir), json.loads(probes_file.read_text()))
     print("\n" + table + f"\n\n[demo] results in {out}/results.md, curves in {out}/teacher_curves.png")
