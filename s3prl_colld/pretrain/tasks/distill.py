@@ -25,15 +25,15 @@ import torch
 from torch import nn
 
 from s3prl_colld.config import ConfigError, choice
-from s3prl_colld.data.audio_dataset import AudioDataset
-from s3prl_colld.data.bucket import crop_and_pad
 from s3prl_colld.models.heads import HeadConfig, PredictionHeads
+from s3prl_colld.models.init import init_student_from_teacher, load_frontend
 from s3prl_colld.models.student import StudentConfig, StudentEncoder
 from s3prl_colld.models.teacher import Teacher, TeacherConfig
 from s3prl_colld.objectives.losses import discriminative_kl, info_nce, l1_cosine, unit_log_probs
 from s3prl_colld.objectives.masking import span_mask
 from s3prl_colld.pretrain.schema import DataConfig, OptimizerConfig, RunnerConfig
-from s3prl_colld.pretrain.task import PretrainTask, register
+from s3prl_colld.pretrain.task import register
+from s3prl_colld.pretrain.tasks.audio_task import AudioTask
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class DistillConfig:
     init: InitConfig = field(default_factory=InitConfig)
 
 
-class DistillTask(PretrainTask):
+class DistillTask(AudioTask):
     """Frozen teacher -> targets; student (+ heads) -> predictions; objective over valid frames."""
 
     Config = DistillConfig
@@ -101,20 +101,9 @@ class DistillTask(PretrainTask):
             final_dim = cfg.loss.disc_final_dim or int(self.teacher.codebook().size(1))
             self.unit_proj = nn.Linear(cfg.model.dim, final_dim)
             self.register_buffer("codebook", self.teacher.codebook(), persistent=False)
-        from s3prl_colld.models.init import init_student_from_teacher, load_frontend
-
         init_student_from_teacher(self.student, self.teacher, cfg.init)
         if cfg.init.frontend_ckpt:
             load_frontend(self.student, cfg.init.frontend_ckpt)
-
-    # ---- data ---------------------------------------------------------
-    def train_dataset(self) -> AudioDataset:
-        d = self.cfg.data
-        return AudioDataset(d.root, d.splits, d.min_sec, d.max_sec)
-
-    def collate(self, items: list[dict[str, Any]], generator: torch.Generator) -> dict[str, Any]:
-        d = self.cfg.data
-        return crop_and_pad(items, d.crop_min_sec, d.crop_max_sec, self.student.downsample_rate, generator)
 
     # ---- training -----------------------------------------------------
     def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -16,13 +16,12 @@ from typing import Any
 import torch
 
 from s3prl_colld.config import ConfigError
-from s3prl_colld.data.audio_dataset import AudioDataset
-from s3prl_colld.data.bucket import crop_and_pad
 from s3prl_colld.models.frontends import FbankConfig, FbankFrontend
 from s3prl_colld.models.teacher import Teacher, TeacherConfig
 from s3prl_colld.objectives.losses import l1_cosine
 from s3prl_colld.pretrain.schema import DataConfig, OptimizerConfig, RunnerConfig
-from s3prl_colld.pretrain.task import PretrainTask, register
+from s3prl_colld.pretrain.task import register
+from s3prl_colld.pretrain.tasks.audio_task import AudioTask
 
 
 @dataclass
@@ -36,7 +35,7 @@ class InputDistillConfig:
 
 
 @register("input_distill")
-class InputDistillTask(PretrainTask):
+class InputDistillTask(AudioTask):
     """Fbank front-end -> teacher CNN output ``[B, T, C]``."""
 
     Config = InputDistillConfig
@@ -54,14 +53,6 @@ class InputDistillTask(PretrainTask):
         if dim != cfg.model.out_dim:
             raise ConfigError(f"config.model.out_dim={cfg.model.out_dim} must equal the teacher's CNN output dim {dim}")
         self.frontend = FbankFrontend(cfg.model)
-
-    def train_dataset(self) -> AudioDataset:
-        d = self.cfg.data
-        return AudioDataset(d.root, d.splits, d.min_sec, d.max_sec)
-
-    def collate(self, items: list[dict[str, Any]], generator: torch.Generator) -> dict[str, Any]:
-        d = self.cfg.data
-        return crop_and_pad(items, d.crop_min_sec, d.crop_max_sec, 320, generator)
 
     @torch.inference_mode()
     def _target(self, wav: torch.Tensor) -> torch.Tensor:
