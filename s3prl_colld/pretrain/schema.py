@@ -72,3 +72,12 @@ class DataConfig:
             raise ConfigError("config.data.crop_min_sec must not exceed config.data.crop_max_sec")
         if self.batch_size < 1:
             raise ConfigError("config.data.batch_size must be >= 1")
+
+
+@dataclass
+class TaskConfig:
+    """The sections every pretrain task has; a task's config subclasses this and adds its own."""
+
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)

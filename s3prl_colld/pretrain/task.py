@@ -41,7 +41,7 @@ def register(name: str) -> Callable[[type["PretrainTask"]], type["PretrainTask"]
 class PretrainTask(nn.Module):
     """Base class of pretrain tasks.
 
-    Subclasses set ``Config`` (a dataclass with at least ``runner``,
+    Subclasses set ``Config`` (a dataclass subclassing ``schema.TaskConfig``: ``runner``,
     ``optimizer`` and ``data`` fields) and implement the abstract methods.
     ``cfg`` is an instance of ``Config``; ``expdir`` is the run folder.
     """

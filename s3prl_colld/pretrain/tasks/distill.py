@@ -31,7 +31,7 @@ from s3prl_colld.models.student import StudentConfig, StudentEncoder
 from s3prl_colld.models.teacher import Teacher, TeacherConfig
 from s3prl_colld.objectives.losses import discriminative_kl, info_nce, l1_cosine, unit_log_probs
 from s3prl_colld.objectives.masking import span_mask
-from s3prl_colld.pretrain.schema import DataConfig, OptimizerConfig, RunnerConfig
+from s3prl_colld.pretrain.schema import TaskConfig
 from s3prl_colld.pretrain.task import register
 from s3prl_colld.pretrain.tasks.audio_task import AudioTask
 
@@ -68,10 +68,7 @@ class InitConfig:
 
 
 @dataclass
-class DistillConfig:
-    runner: RunnerConfig = field(default_factory=RunnerConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+class DistillConfig(TaskConfig):
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     model: StudentConfig = field(default_factory=StudentConfig)
     heads: HeadConfig = field(default_factory=HeadConfig)

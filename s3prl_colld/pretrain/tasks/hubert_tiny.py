@@ -31,7 +31,7 @@ from s3prl_colld.data.bucket import crop_spans, pad_batch
 from s3prl_colld.data.lengths import read_length_table
 from s3prl_colld.data.units import FRAME_SHIFT, UnitQuantizer, mfcc_50hz, num_frames
 from s3prl_colld.models.tiny_hubert import TinyHubertConfig, build_hubert, hubert_local_keys
-from s3prl_colld.pretrain.schema import DataConfig, OptimizerConfig, RunnerConfig
+from s3prl_colld.pretrain.schema import TaskConfig
 from s3prl_colld.pretrain.task import PretrainTask, register
 
 log = logging.getLogger(__name__)
@@ -54,10 +54,7 @@ class HubertLossConfig:
 
 
 @dataclass
-class HubertTinyConfig:
-    runner: RunnerConfig = field(default_factory=RunnerConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+class HubertTinyConfig(TaskConfig):
     units: UnitsConfig = field(default_factory=UnitsConfig)
     loss: HubertLossConfig = field(default_factory=HubertLossConfig)
     model: TinyHubertConfig = field(default_factory=TinyHubertConfig)

@@ -19,16 +19,13 @@ from s3prl_colld.config import ConfigError
 from s3prl_colld.models.frontends import FbankConfig, FbankFrontend
 from s3prl_colld.models.teacher import Teacher, TeacherConfig
 from s3prl_colld.objectives.losses import l1_cosine
-from s3prl_colld.pretrain.schema import DataConfig, OptimizerConfig, RunnerConfig
+from s3prl_colld.pretrain.schema import TaskConfig
 from s3prl_colld.pretrain.task import register
 from s3prl_colld.pretrain.tasks.audio_task import AudioTask
 
 
 @dataclass
-class InputDistillConfig:
-    runner: RunnerConfig = field(default_factory=RunnerConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+class InputDistillConfig(TaskConfig):
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     model: FbankConfig = field(default_factory=FbankConfig)
     cos_weight: float = 1.0

@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 from s3prl_colld.checkpoint import save_atomic
 from s3prl_colld.config import to_dict
 from s3prl_colld.data.bucket import crop_and_pad
-from s3prl_colld.pretrain.schema import DataConfig, OptimizerConfig, RunnerConfig
+from s3prl_colld.pretrain.schema import TaskConfig
 from s3prl_colld.pretrain.task import PretrainTask, register
 
 FRAME = 320  # samples per frame (50 Hz at 16 kHz)
@@ -53,10 +53,7 @@ class ToyModelConfig:
 
 
 @dataclass
-class ToyConfig:
-    runner: RunnerConfig = field(default_factory=RunnerConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+class ToyConfig(TaskConfig):
     model: ToyModelConfig = field(default_factory=ToyModelConfig)
 
 
