@@ -25,7 +25,8 @@ SAMPLE_RATE = 16_000
 
 
 def parse_args(description: str, batch: tuple[int, float], quick_batch: tuple[int, float],
-               iters: int, quick_iters: int, warmup: int = 3, extra: Callable[[argparse.ArgumentParser], None] | None = None
+               iters: int, quick_iters: int, warmup: int = 3,
+               extra: Callable[[argparse.ArgumentParser], None] | None = None
                ) -> argparse.Namespace:
     """Common flags; ``args.batch_size``, ``args.seconds``, ``args.iters``, ``args.warmup`` are resolved."""
     p = argparse.ArgumentParser(description=description)
@@ -58,7 +59,7 @@ def synthetic_batch(batch_size: int, seconds: float, seed: int = 0) -> tuple[tor
 
 
 def write_tiny_teacher(folder: Path, n_units: int = 50) -> Path:
-    """A freshly initialised tiny HuBERT (default ``TinyHubertConfig``: 4 x 192, 128-ch CNN) as a ``hubert_local`` ckpt."""
+    """A freshly initialised tiny HuBERT (default ``TinyHubertConfig``: 4 x 192, 128-ch CNN) as a hubert_local ckpt."""
     from s3prl_colld.models.tiny_hubert import TinyHubertConfig, build_hubert, hubert_local_keys
 
     cfg = TinyHubertConfig()
@@ -121,7 +122,8 @@ def machine_line(args) -> str:
                 break
     except OSError:
         pass
-    return (f"machine: {cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} threads={torch.get_num_threads()}; "
+    return (f"machine: {cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
+            f"threads={torch.get_num_threads()}; "
             f"batch {args.batch_size} x {args.seconds:g} s; warm-up {args.warmup}, median of {args.iters} "
             f"interleaved iterations; {_contention()}")
 

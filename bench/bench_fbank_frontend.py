@@ -54,7 +54,8 @@ def main() -> None:
     rows = []
     for n, label in (("cnn", "CNN (HuBERT 512-ch, 7 convs)"), ("fbank", "Fbank (80 mels -> 2 convs -> 512)")):
         rows.append([label, f"{params[n] / 1e6:.2f} M", f"{fparams[n] / 1e6:.3f} M", frames[n],
-                     f"{m[n] * 1e3:.0f}", C.spread(times[n]), f"{m[n + '_front'] * 1e3:.0f}", f"{audio_sec / m[n]:.1f}"])
+                     f"{m[n] * 1e3:.0f}", C.spread(times[n]), f"{m[n + '_front'] * 1e3:.0f}",
+                     f"{audio_sec / m[n]:.1f}"])
     print("\n### Student inference, Fbank vs CNN front-end (encoder 2 x 768, FFN 3072, 12 heads)\n")
     print(C.machine_line(args))
     print()
@@ -64,7 +65,8 @@ def main() -> None:
     reduction = (1 - params["fbank"] / params["cnn"]) * 100
     print(f"\nratio fbank/cnn inference speed = {speed:.2f}x (issue target >= 2x); "
           f"front-end alone {m['cnn_front'] / m['fbank_front']:.2f}x")
-    print(f"parameter reduction = {reduction:.1f}% fewer ({params['cnn'] / 1e6:.2f} M -> {params['fbank'] / 1e6:.2f} M; "
+    print(f"parameter reduction = {reduction:.1f}% fewer "
+          f"({params['cnn'] / 1e6:.2f} M -> {params['fbank'] / 1e6:.2f} M; "
           f"issue target >= 15%)")
 
 

@@ -312,7 +312,7 @@ def main() -> None:
         tput[name] = audio_sec / m
         rows.append([label, f"{sum(p.numel() for p in params) / 1e6:.3f} M", f"{m * 1e3:.0f}",
                      C.spread(times[name]), f"{tput[name]:.1f}"])
-    print(f"\n### Training step, DistilHuBERT L1 + cosine (tiny HuBERT teacher 4 x 192, student 2 x 192)\n")
+    print("\n### Training step, DistilHuBERT L1 + cosine (tiny HuBERT teacher 4 x 192, student 2 x 192)\n")
     print(C.machine_line(args))
     print()
     print(C.table(["contender", "trainable params", "median step (ms)", "min-max (ms)", "audio-sec / s"], rows))
