@@ -39,6 +39,8 @@ setup(
         "console_scripts": [
             "colld-pretrain=s3prl_colld.pretrain.cli:main",
             "colld-synth=s3prl_colld.data.synth:main",
+            "colld-downstream=s3prl_colld.downstream.cli:main",
+            "colld-submit=s3prl_colld.downstream.submit:main",
         ]
     },
 )

@@ -1,0 +1,126 @@
+"""``python run_downstream.py -m train -u UPSTREAM [-k CKPT] -d {pr,asr,st} -n NAME ...`` and ``-m evaluate``.
+
+s3prl's flags. Train: the config is the dataclass defaults <-
+``configs/downstream/TASK.yaml`` (or ``-c``) <- ``-o`` overrides
+(``config.a.b=v,,config.c=w``, values read as YAML). The run folder is ``-p``,
+else ``result/downstream/NAME``. ``-e CKPT`` with ``-m train`` continues that
+run exactly (its own spec and config; ``-o`` may change e.g. total_steps).
+
+Evaluate: ``-m evaluate -e result/downstream/NAME/dev-best.ckpt -t test``
+decodes the split, writes the predictions and ``test-results.json`` beside
+the checkpoint and prints the metric.
+
+Mistakes (a wrong data path, an unknown upstream or config key, bad audio)
+print one line on stderr and exit with code 2 (``-v`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from s3prl_colld import checkpoint as ckpt_io
+from s3prl_colld.config import CONFIG_DIR, ConfigError, deep_merge, from_dict, load_yaml, parse_overrides, to_dict
+from s3prl_colld.data.audio import AudioError
+from s3prl_colld.downstream.corpus import DataError
+from s3prl_colld.downstream.schema import DownstreamConfig
+from s3prl_colld.downstream.tasks import TASKS
+from s3prl_colld.downstream.upstream import UpstreamError, layer_of
+from s3prl_colld.pretrain.cli import UsageError, setup_logging, write_yaml_atomic
+
+log = logging.getLogger("s3prl_colld.downstream")
+
+
+def parser() -> argparse.ArgumentParser:
+    """s3prl's ``run_downstream.py`` flags."""
+    p = argparse.ArgumentParser(prog="run_downstream.py", description="Probe a frozen upstream on PR / ASR / ST.")
+    p.add_argument("-m", "--mode", choices=("train", "evaluate"), required=True)
+    p.add_argument("-u", "--upstream", help="an s3prl.hub name: fbank, hubert_local, colld_small, ...")
+    p.add_argument("-k", "--upstream_ckpt", help="the upstream's checkpoint (for *_local and our students)")
+    p.add_argument("-d", "--downstream", choices=sorted(TASKS), help="the task")
+    p.add_argument("-n", "--expname", help="run name; the run folder is result/downstream/NAME")
+    p.add_argument("-p", "--expdir", help="run folder (instead of result/downstream/NAME)")
+    p.add_argument("-c", "--config", help="config yaml (default: configs/downstream/TASK.yaml)")
+    p.add_argument("-o", "--override", help='e.g. "config.runner.total_steps=2000,,config.data.root=/data/LibriSpeech"')
+    p.add_argument("-s", "--upstream_feature_selection", default="hidden_states",
+                   help="hidden_states (weighted sum of all, default), last_hidden_state or hidden_state_N")
+    p.add_argument("-l", "--upstream_layer_selection", type=int, help="read only this hidden state")
+    p.add_argument("-e", "--past_exp", help="train: resume from this checkpoint; evaluate: the checkpoint to test")
+    p.add_argument("-t", "--evaluate_split", default="test", choices=("dev", "test"), help="evaluate: the split")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging; tracebacks for errors")
+    return p
+
+
+def resolve_config(task: str, config_yaml: str | None, overrides: str | None,
+                   base: dict[str, Any] | None = None) -> DownstreamConfig:
+    """Defaults <- the task's YAML (or ``-c``; or a checkpoint's config ``base``) <- ``-o``."""
+    if base is None:
+        base = load_yaml(config_yaml or CONFIG_DIR / "downstream" / f"{task}.yaml")
+    return from_dict(DownstreamConfig, deep_merge(base, parse_overrides(overrides)))
+
+
+def run_folder(args: argparse.Namespace) -> Path:
+    if args.expdir:
+        return Path(args.expdir)
+    if args.expname:
+        return Path("result") / "downstream" / args.expname
+    if args.past_exp:
+        return Path(args.past_exp).parent
+    raise UsageError("give a run name with -n NAME (or a run folder with -p DIR)")
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    from s3prl_colld.downstream.runner import DownstreamRunner, RunSpec, load_downstream_checkpoint
+
+    expdir = run_folder(args)
+    if args.past_exp:
+        state = load_downstream_checkpoint(args.past_exp)
+        spec = RunSpec(**state["spec"])
+        cfg = resolve_config(spec.task, None, args.override, state["config"])
+    else:
+        if not args.upstream or not args.downstream:
+            raise UsageError("-m train needs -u UPSTREAM and -d TASK (or -e CKPT to resume)")
+        last = ckpt_io.latest_checkpoint(expdir)
+        if last is not None:
+            raise UsageError(f"{expdir} already has checkpoints: pass -e {last} to resume, or choose a new -n NAME")
+        state = None
+        ckpt = str(Path(args.upstream_ckpt).resolve()) if args.upstream_ckpt else None
+        spec = RunSpec(args.downstream, args.upstream, ckpt,
+                       layer_of(args.upstream_feature_selection, args.upstream_layer_selection))
+        cfg = resolve_config(spec.task, args.config, args.override)
+    write_yaml_atomic({"spec": vars(spec), "config": to_dict(cfg)}, expdir / "config.yaml")
+    runner = DownstreamRunner(spec, cfg, expdir, state)
+    best = runner.train()
+    print(f"best dev {best['metric']}: {best['value']:.2f} at step {best['step']} ({expdir / 'dev-best.ckpt'})")
+    return best
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from s3prl_colld.downstream.runner import evaluate_checkpoint
+
+    if not args.past_exp:
+        raise UsageError("-m evaluate needs -e CKPT (e.g. result/downstream/NAME/dev-best.ckpt)")
+    summary = evaluate_checkpoint(Path(args.past_exp), args.evaluate_split, parse_overrides(args.override))
+    metric = next(k for k in ("per", "wer", "bleu") if k in summary)
+    print(f"{args.evaluate_split} {metric}: {summary[metric]:.2f}")
+    log.info("results: %s", json.dumps({k: v for k, v in summary.items() if k != "layer_weights"}))
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``run_downstream.py`` / ``colld-downstream``; returns the exit code."""
+    args = parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        train(args) if args.mode == "train" else evaluate(args)
+    except (UsageError, ConfigError, ckpt_io.CheckpointError, DataError, UpstreamError, AudioError,
+            FileNotFoundError) as err:
+        if args.verbose:
+            raise
+        print(f"run_downstream.py: error: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,74 @@
+"""The SUPERB featurizer: a learned softmax-weighted sum of an upstream's hidden states."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Featurizer(nn.Module):
+    """``[B, L, T, D]`` -> ``[B, T, D]``: sum_l softmax(w)_l * norm(h_l), or one layer.
+
+    Args:
+        n_layers: hidden states per utterance (front-end output + every layer).
+        layer: read only this layer (``-l``; negative counts from the end) instead of the sum.
+        normalize: layer-normalise each hidden state (no parameters) before mixing,
+            so layers of very different scales mix fairly (s3prl's ``normalize`` option).
+    """
+
+    def __init__(self, n_layers: int, layer: int | None = None, normalize: bool = True) -> None:
+        super().__init__()
+        if layer is not None and not -n_layers <= layer < n_layers:
+            raise ValueError(f"-l {layer}: the upstream has hidden states 0..{n_layers - 1}")
+        self.n_layers, self.layer, self.normalize = n_layers, layer, normalize
+        self.weights = nn.Parameter(torch.zeros(n_layers))  # s3prl initialises them to zero (equal mix)
+
+    def forward(self, hs: torch.Tensor) -> torch.Tensor:
+        """``hs [B, L, T, D]`` -> ``[B, T, D]``."""
+        if self.normalize:
+            hs = F.layer_norm(hs, hs.shape[-1:])
+        if self.layer is not None:
+            return hs[:, self.layer]
+        return torch.einsum("l,bltd->btd", self.weights.softmax(0), hs)
+
+    def layer_weights(self) -> list[float]:
+        """The mixing weights (softmax), or one-hot for ``-l``."""
+        if self.layer is not None:
+            return [1.0 if i == self.layer % self.n_layers else 0.0 for i in range(self.n_layers)]
+        return self.weights.detach().softmax(0).tolist()
+
+
+def plot_layer_weights(weights: Sequence[float], path: str | Path, title: str = "") -> Path:
+    """Bar chart of the layer weights (layer 0 = the front-end output) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(weights) + 1.5), 3.0))
+    ax.bar(range(len(weights)), weights, color="tab:blue")
+    ax.axhline(1.0 / len(weights), color="gray", ls="--", lw=0.8, label="uniform")
+    ax.set_xlabel("hidden state (0 = front-end)")
+    ax.set_ylabel("softmax weight")
+    ax.set_xticks(range(len(weights)))
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def pad_features(feats: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[L, T_i, D]`` each -> zero-padded ``[B, L, T, D]`` and lengths ``[B]``."""
+    lengths = torch.tensor([f.size(1) for f in feats])
+    L, D = feats[0].size(0), feats[0].size(2)
+    out = feats[0].new_zeros(len(feats), L, int(lengths.max()), D)
+    for i, f in enumerate(feats):
+        out[i, :, : f.size(1)] = f
+    return out, lengths

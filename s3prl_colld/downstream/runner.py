@@ -1,0 +1,244 @@
+"""Train a downstream head on a frozen upstream, pick the best dev checkpoint, evaluate on test.
+
+One readable loop: batches of cached (or recomputed) hidden states
+``[B, L, T, D]`` -> featurizer -> head -> task loss; Adam; evaluation on dev
+every ``eval_step`` (the best one is saved as ``dev-best.ckpt``);
+``states-STEP.ckpt`` every ``save_step``. Checkpoints are plain dicts
+(``torch.load(weights_only=True)``), written atomically, and carry the run's
+spec, config, vocabulary and every RNG state, so ``-e`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
+
+from s3prl_colld import checkpoint as ckpt_io
+from s3prl_colld.config import from_dict, to_dict
+from s3prl_colld.downstream.corpus import Utterance
+from s3prl_colld.downstream.featurizer import Featurizer, pad_features, plot_layer_weights
+from s3prl_colld.downstream.features import FeatureSource, feature_source
+from s3prl_colld.downstream.schema import DownstreamConfig
+from s3prl_colld.downstream.tasks import DownstreamTask, get_task
+from s3prl_colld.downstream.upstream import FrozenUpstream
+from s3prl_colld.pretrain.trainer import (build_optimizer, load_optimizer_state, lr_factor, pick_device, rng_state,
+                                          seed_everything, set_rng_state)
+
+log = logging.getLogger("s3prl_colld.downstream")
+
+KIND = "s3prl_colld_downstream"
+
+
+@dataclass
+class RunSpec:
+    """What a run probes: ``-d``, ``-u``, ``-k``, ``-l`` (None: weighted sum of all hidden states)."""
+
+    task: str
+    upstream: str
+    ckpt: Optional[str] = None
+    layer: Optional[int] = None
+
+
+class DownstreamRunner:
+    """Builds upstream, features, featurizer and head for ``spec`` (optionally from a checkpoint)."""
+
+    def __init__(self, spec: RunSpec, cfg: DownstreamConfig, expdir: Path, state: dict[str, Any] | None = None,
+                 train: bool = True) -> None:
+        self.spec, self.cfg, self.expdir = spec, cfg, Path(expdir)
+        self.device = pick_device(cfg.runner.device)
+        seed_everything(cfg.runner.seed)
+        self.task: DownstreamTask = get_task(spec.task)(cfg)
+        self.upstream = FrozenUpstream(spec.upstream, spec.ckpt, self.device, cfg.upstream.batch_size)
+        self.utts: dict[str, list[Utterance]] = {}
+        if state is not None:
+            self.task.load_vocab_state(state["vocab"])
+        else:
+            self.task.fit_vocab(self._utterances("train"))
+        self.featurizer = Featurizer(self.upstream.n_layers, spec.layer, cfg.featurizer.normalize).to(self.device)
+        self.head = self.task.build_head(self.upstream.dim).to(self.device)
+        self.step, self.epoch, self.pos = 0, 0, 0
+        self.best: dict[str, Any] = {"metric": self.task.metric, "value": None, "step": None}
+        self.optimizer = None
+        if train:
+            params = [p for m in (self.featurizer, self.head) for p in m.parameters() if p.requires_grad]
+            self.optimizer = build_optimizer(params, cfg.optimizer, self.device)
+        if state is not None:
+            self._restore(state)
+        self.sources: dict[str, FeatureSource] = {}
+
+    # ------------------------------------------------------------------ data
+    def _utterances(self, role: str) -> list[Utterance]:
+        if role not in self.utts:
+            utts = self.task.utterances(role)
+            if role == "train" and self.cfg.data.max_train_utts:
+                utts = utts[: self.cfg.data.max_train_utts]
+            self.utts[role] = utts
+        return self.utts[role]
+
+    def cache_dir(self) -> Path | None:
+        if not self.cfg.cache.enabled:
+            return None
+        return Path(self.cfg.cache.dir) if self.cfg.cache.dir else self.expdir.parent / "_feature_cache"
+
+    def source(self, role: str) -> FeatureSource:
+        """Features of ``role``'s split (cached on first use when caching is on and it fits)."""
+        if role not in self.sources:
+            utts = self._utterances(role)
+            key = f"{self.task.name}-{self.task.split_name(role)}"
+            if role == "train" and self.cfg.data.max_train_utts:
+                key += f"-first{len(utts)}"
+            self.sources[role] = feature_source(self.upstream, utts, key, self.cache_dir(), self.cfg.cache.max_gb,
+                                                self.cfg.data.resample, self.cfg.runner.progress_bar)
+        return self.sources[role]
+
+    def batch(self, role: str, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """``(featurized [B, T, D], lengths [B], target texts)`` of utterances ``indices`` of ``role``."""
+        hs, lengths = pad_features(self.source(role).get(indices))
+        x = self.featurizer(hs.to(self.device))
+        return x, lengths.to(self.device), [self._utterances(role)[i].text for i in indices]
+
+    def train_batches(self) -> Iterator[list[int]]:
+        """Endless shuffled batches; the epoch's order is seeded by (seed, epoch), so resuming is exact."""
+        n, bs = len(self._utterances("train")), self.cfg.runner.batch_size
+        while True:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.runner.seed + self.epoch))
+            while self.pos < n:
+                idx = order[self.pos: self.pos + bs].tolist()
+                self.pos += bs
+                yield idx
+            self.epoch, self.pos = self.epoch + 1, 0
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {"kind": KIND, "version": 1, "spec": asdict(self.spec), "config": to_dict(self.cfg),
+                "vocab": self.task.vocab_state(), "featurizer": self.featurizer.state_dict(),
+                "head": self.head.state_dict(),
+                "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+                "step": self.step, "epoch": self.epoch, "pos": self.pos, "best": dict(self.best),
+                "rng": rng_state(self.device)}
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.featurizer.load_state_dict(state["featurizer"])
+        self.head.load_state_dict(state["head"])
+        if self.optimizer is not None and state.get("optimizer"):
+            load_optimizer_state(self.optimizer, state["optimizer"])
+        self.step, self.epoch, self.pos = state["step"], state["epoch"], state["pos"]
+        self.best = dict(state["best"])
+        set_rng_state(state["rng"], self.device)
+
+    def save(self, name: str | None = None) -> Path:
+        path = ckpt_io.save_atomic(self.state_dict(), self.expdir / (name or f"states-{self.step}.ckpt"))
+        if name is None:
+            for old in ckpt_io.list_checkpoints(self.expdir)[: -self.cfg.runner.max_keep]:
+                old.unlink(missing_ok=True)
+        return path
+
+    def save_layer_weights(self) -> None:
+        weights = self.featurizer.layer_weights()
+        (self.expdir / "layer_weights.json").write_text(json.dumps({"step": self.step, "weights": weights}))
+        plot_layer_weights(weights, self.expdir / "layer_weights.png",
+                           f"{self.spec.upstream} {self.spec.task} step {self.step}")
+
+    # ------------------------------------------------------------------ loops
+    @torch.no_grad()
+    def evaluate(self, role: str) -> dict[str, Any]:
+        """Decode ``role``'s split; returns ``{metric, ids, hyps, refs}``."""
+        self.featurizer.eval()
+        self.head.eval()
+        utts = self._utterances(role)
+        self.source(role)
+        order = sorted(range(len(utts)), key=lambda i: utts[i].uttid)
+        bs = self.cfg.runner.eval_batch_size
+        hyps: list[str] = []
+        for start in tqdm(range(0, len(order), bs), desc=f"decode {role}", leave=False,
+                          disable=not self.cfg.runner.progress_bar):
+            x, lengths, _ = self.batch(role, order[start: start + bs])
+            hyps += self.task.decode(self.head, x, lengths)
+        self.featurizer.train()
+        self.head.train()
+        refs = [utts[i].text for i in order]
+        return {self.task.metric: self.task.score(hyps, refs), "ids": [utts[i].uttid for i in order],
+                "hyps": hyps, "refs": refs}
+
+    def train(self) -> dict[str, Any]:
+        """Train to ``runner.total_steps``; returns the best dev metric and its step."""
+        rc = self.cfg.runner
+        self.expdir.mkdir(parents=True, exist_ok=True)
+        for role in ("train", "dev"):
+            self.source(role)
+        writer = SummaryWriter(str(self.expdir / "tb"), purge_step=self.step or None)
+        batches = self.train_batches()
+        bar = tqdm(total=rc.total_steps, initial=self.step, desc=f"{self.spec.task} {self.spec.upstream}",
+                   unit="step", disable=not rc.progress_bar)
+        metric = self.task.metric
+        while self.step < rc.total_steps:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.cfg.optimizer.lr * lr_factor(self.step, rc.total_steps, self.cfg.optimizer)
+            x, lengths, texts = self.batch("train", next(batches))
+            loss = self.task.loss(self.head, x, lengths, texts)
+            self.optimizer.zero_grad(set_to_none=True)
+            if torch.isfinite(loss):
+                loss.backward()
+                params = [p for g in self.optimizer.param_groups for p in g["params"]]
+                norm = torch.nn.utils.clip_grad_norm_(params, rc.gradient_clipping)
+                if torch.isfinite(norm):
+                    self.optimizer.step()
+            else:
+                log.warning("step %d: non-finite loss, skipped", self.step + 1)
+            self.step += 1
+            bar.update(1)
+            if self.step % rc.log_step == 0:
+                writer.add_scalar(f"{self.spec.task}/train-loss", loss.item(), self.step)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+            if self.step % rc.eval_step == 0 or self.step == rc.total_steps:
+                result = self.evaluate("dev")
+                value = result[metric]
+                writer.add_scalar(f"{self.spec.task}/dev-{metric}", value, self.step)
+                log.info("step %d: dev %s %.2f", self.step, metric, value)
+                if self.best["value"] is None or self.task.better(value, self.best["value"]):
+                    self.best = {"metric": metric, "value": value, "step": self.step}
+                    self.save("dev-best.ckpt")
+                    self.task.write_predictions(self.expdir, "dev", result["ids"], result["hyps"], result["refs"])
+                self.save_layer_weights()
+            if self.step % rc.save_step == 0 or self.step == rc.total_steps:
+                self.save()
+        bar.close()
+        writer.close()
+        return dict(self.best)
+
+
+def evaluate_checkpoint(path: Path, role: str = "test", overrides: dict[str, Any] | None = None,
+                        out_dir: Path | None = None) -> dict[str, Any]:
+    """``-m evaluate``: decode ``role`` with a checkpoint; writes predictions and ``{role}-results.json``."""
+    from s3prl_colld.config import deep_merge
+
+    state = load_downstream_checkpoint(path)
+    cfg = from_dict(DownstreamConfig, deep_merge(state["config"], overrides or {}))
+    out_dir = Path(out_dir or Path(path).parent)
+    runner = DownstreamRunner(RunSpec(**state["spec"]), cfg, out_dir, state, train=False)
+    result = runner.evaluate(role)
+    metric = runner.task.metric
+    runner.task.write_predictions(out_dir, role, result["ids"], result["hyps"], result["refs"])
+    summary = {"task": runner.spec.task, "upstream": runner.spec.upstream, "ckpt": runner.spec.ckpt,
+               "checkpoint": str(path), "step": state["step"], "split": runner.task.split_name(role),
+               metric: result[metric], "utterances": len(result["ids"]),
+               "layer_weights": runner.featurizer.layer_weights()}
+    (out_dir / f"{role}-results.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def load_downstream_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a downstream checkpoint (``weights_only``); a pretrain or foreign checkpoint is a clear error."""
+    state = ckpt_io.load(path)
+    if state.get("kind") != KIND:
+        raise ckpt_io.CheckpointError(f"{path} is not a run_downstream.py checkpoint (kind {state.get('kind')!r}); "
+                                      "pass a result/downstream/NAME/{dev-best,states-STEP}.ckpt")
+    return state
+
