@@ -4,8 +4,9 @@ Stages (each writes into ``--out`` and is skipped when its output exists):
 1. corpus  - a synthetic multi-speaker English corpus (espeak-ng), LibriSpeech layout;
 2. teacher - ``run_pretrain.py -u hubert_tiny`` (resumes from its last checkpoint if killed);
 3. student - ``run_pretrain.py -u colld_distiller``: a 2 x 192 CoLLD student of the teacher;
-4. probes  - a linear CTC phone probe on held-out speakers for the teacher, the
-             CoLLD student, a random-init teacher of the same shape, and MFCC features;
+4. probes  - SUPERB PR (``run_downstream.py -d pr``: frozen upstream, weighted layer sum,
+             linear CTC head, best dev checkpoint, test on held-out speakers) for the
+             teacher, the CoLLD student, fbank, a random-init teacher and MFCC;
 5. report  - ``results.md`` (table), ``results.json`` and ``teacher_curves.png``.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -56,31 +58,63 @@ def pretrain(task: str, expdir: Path, overrides: str) -> Path:
     return final
 
 
-def run_probes(corpus: Path, teacher_dir: Path, student_dir: Path, out: Path, steps: int | None) -> dict[str, Any]:
-    """Probe PER for teacher / CoLLD student / random-init teacher / MFCC."""
-    import s3prl_colld.hub  # noqa: F401  (registers colld_local)
+def probe(name: str, upstream: str, ckpt: Path | None, corpus: Path, probes_dir: Path,
+          overrides: str = "") -> dict[str, Any]:
+    """``run_downstream.py -m train -d pr`` then ``-m evaluate -t test``; reuses a finished probe.
+
+    Returns ``{"dev_per", "test_per", "layer_weights", "run"}``.
+    """
+    from s3prl_colld.downstream.cli import main as downstream_main
+
+    run = probes_dir / name
+    done = run / "test-results.json"
+    if done.is_file():
+        print(f"[demo] probe {name}: reusing {done}", flush=True)
+    else:
+        print(f"[demo] probe {name}: run_downstream.py -m train -u {upstream} -d pr", flush=True)
+        if run.exists():  # an unfinished probe: start it again (it is short)
+            shutil.rmtree(run)
+        args = ["-m", "train", "-u", upstream, "-d", "pr", "-p", str(run),
+                "-o", f"config.data.root={corpus},,config.cache.dir={probes_dir / '_feature_cache'}" + overrides]
+        if ckpt is not None:
+            args[4:4] = ["-k", str(ckpt)]
+        if downstream_main(args) != 0 or downstream_main(["-m", "evaluate", "-e", str(run / "dev-best.ckpt"),
+                                                           "-t", "test"]) != 0:
+            raise SystemExit(f"[demo] the PR probe of {name} failed")
+    best = load_downstream_best(run / "dev-best.ckpt")
+    test = json.loads(done.read_text())
+    return {"dev_per": best, "test_per": test["per"], "layer_weights": test["layer_weights"], "run": str(run)}
+
+
+def load_downstream_best(path: Path) -> float:
+    """The best dev PER recorded in a downstream checkpoint."""
+    from s3prl_colld.downstream.runner import load_downstream_checkpoint
+
+    return float(load_downstream_checkpoint(path)["best"]["value"])
+
+
+def run_probes(corpus: Path, teacher_dir: Path, student_dir: Path, out: Path, overrides: str) -> dict[str, Any]:
+    """SUPERB PR (run_downstream.py) for the teacher, the CoLLD student, fbank, a random-init teacher and MFCC."""
     from s3prl_colld.checkpoint import load
     from s3prl_colld.config import from_dict
-    from s3prl_colld.downstream.phone_probe import ProbeConfig, mfcc_features, probe_per, upstream_features
     from s3prl_colld.pretrain.tasks.hubert_tiny import HubertTinyConfig, write_random_init_checkpoint
 
     ckpt = latest_checkpoint(teacher_dir)
     assert ckpt is not None
     state = load(ckpt)
-    cfg = from_dict(HubertTinyConfig, state["config"])
     n_units = len(state["dictionaries_symbols"][0])
-    random_ckpt = write_random_init_checkpoint(cfg, n_units, out / "random_init_teacher.ckpt")
-    pcfg = ProbeConfig() if steps is None else ProbeConfig(steps=steps)
-    results = {}
-    for name, fn in (
-        ("teacher", lambda: upstream_features("hubert_local", ckpt)),
-        ("CoLLD student (2 x 192)", lambda: upstream_features("colld_local", latest_checkpoint(student_dir))),
-        ("random-init teacher", lambda: upstream_features("hubert_local", random_ckpt)),
-        ("MFCC", lambda: mfcc_features),
-    ):
-        print(f"[demo] probing {name}", flush=True)
-        results[name] = probe_per(fn(), corpus, pcfg, name=name)
-    return results
+    random_ckpt = out / "random_init_teacher.ckpt"
+    if not random_ckpt.is_file():
+        write_random_init_checkpoint(from_dict(HubertTinyConfig, state["config"]), n_units, random_ckpt)
+    del state
+    probes_dir = out / "probes"
+    return {name: probe(slug, upstream, path, corpus, probes_dir, overrides) for name, slug, upstream, path in (
+        ("teacher (tiny HuBERT)", "teacher", "hubert_local", ckpt),
+        ("CoLLD student (2 x 192)", "colld_student", "colld_local", latest_checkpoint(student_dir)),
+        ("fbank", "fbank", "fbank", None),
+        ("random-init teacher", "random_init", "hubert_local", random_ckpt),
+        ("MFCC (s3prl mfcc)", "mfcc", "mfcc", None),
+    )}
 
 
 def _log_rows(run: Path) -> list[dict[str, Any]]:
@@ -149,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--teacher-overrides", default="", help="extra -o overrides for the teacher, e.g. ',,config.runner.total_steps=50'")
     p.add_argument("--student-overrides", default="", help="extra -o overrides for the CoLLD student")
-    p.add_argument("--probe-steps", type=int, default=None, help="probe training steps (default: ProbeConfig's)")
+    p.add_argument("--probe-overrides", default="", help="extra -o overrides for every PR probe, e.g. ',,config.runner.total_steps=100'")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     out: Path = args.out
@@ -165,11 +199,13 @@ def main(argv: list[str] | None = None) -> int:
                  f"config.data.root={corpus},,config.teacher.ckpt={latest_checkpoint(teacher_dir)}"
                  + args.student_overrides),
         (student_dir / "DONE").touch()))
-    probes_file = out / "probes.json"
-    _stage("probes", probes_file, lambda: probes_file.write_text(json.dumps(
-        run_probes(corpus, teacher_dir, student_dir, out, args.probe_steps), indent=2)))
+    print("[demo] probes: SUPERB PR on each upstream (finished probes are reused)", flush=True)
+    start = time.time()
+    probes = run_probes(corpus, teacher_dir, student_dir, out, args.probe_overrides)
+    (out / "probes.json").write_text(json.dumps(probes, indent=2))
+    print(f"[demo] probes: done in {time.time() - start:.0f} s", flush=True)
     plot_curves(teacher_dir, out / "teacher_curves.png")
-    table = report(out, teacher_summary(teacher_dir), json.loads(probes_file.read_text()))
+    table = report(out, teacher_summary(teacher_dir), probes)
     print("\n" + table + f"\n\n[demo] results in {out}/results.md, curves in {out}/teacher_curves.png")
     return 0
 

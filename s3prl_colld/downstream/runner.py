@@ -167,6 +167,25 @@ class DownstreamRunner:
         return {self.task.metric: self.task.score(hyps, refs), "ids": [utts[i].uttid for i in order],
                 "hyps": hyps, "refs": refs}
 
+    def train_step(self, indices: list[int]) -> torch.Tensor:
+        """One optimiser step on training utterances ``indices`` (a non-finite loss or gradient skips it)."""
+        rc = self.cfg.runner
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.optimizer.lr * lr_factor(self.step, rc.total_steps, self.cfg.optimizer)
+        x, lengths, texts = self.batch("train", indices)
+        loss = self.task.loss(self.head, x, lengths, texts)
+        self.optimizer.zero_grad(set_to_none=True)
+        if torch.isfinite(loss):
+            loss.backward()
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            norm = torch.nn.utils.clip_grad_norm_(params, rc.gradient_clipping)
+            if torch.isfinite(norm):
+                self.optimizer.step()
+        else:
+            log.warning("step %d: non-finite loss, skipped", self.step + 1)
+        self.step += 1
+        return loss.detach()
+
     def train(self) -> dict[str, Any]:
         """Train to ``runner.total_steps``; returns the best dev metric and its step."""
         rc = self.cfg.runner
@@ -179,20 +198,7 @@ class DownstreamRunner:
                    unit="step", disable=not rc.progress_bar)
         metric = self.task.metric
         while self.step < rc.total_steps:
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.cfg.optimizer.lr * lr_factor(self.step, rc.total_steps, self.cfg.optimizer)
-            x, lengths, texts = self.batch("train", next(batches))
-            loss = self.task.loss(self.head, x, lengths, texts)
-            self.optimizer.zero_grad(set_to_none=True)
-            if torch.isfinite(loss):
-                loss.backward()
-                params = [p for g in self.optimizer.param_groups for p in g["params"]]
-                norm = torch.nn.utils.clip_grad_norm_(params, rc.gradient_clipping)
-                if torch.isfinite(norm):
-                    self.optimizer.step()
-            else:
-                log.warning("step %d: non-finite loss, skipped", self.step + 1)
-            self.step += 1
+            loss = self.train_step(next(batches))
             bar.update(1)
             if self.step % rc.log_step == 0:
                 writer.add_scalar(f"{self.spec.task}/train-loss", loss.item(), self.step)
