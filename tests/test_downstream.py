@@ -238,3 +238,12 @@ def test_audio_not_16k_mono_is_refused_or_resampled(synth_corpus_en: Path, tmp_p
     err = capsys.readouterr().err
     assert victim.name in err and "config.data.resample=true" in err
     assert main([*base, "-p", str(tmp_path / "convert"), "-o", ov + ",,config.data.resample=true"]) == 0
+
+
+def test_pr_and_asr_share_the_feature_cache(synth_corpus_en: Path, tmp_path: Path) -> None:
+    tiny_asr = ",,config.head.project_dim=16,,config.head.hidden_dim=16"
+    _train("pr", synth_corpus_en, tmp_path / "pr", ["-u", "fbank"], 2)
+    folders = sorted(p.name for p in (tmp_path / "cache" / "fbank-none").iterdir())
+    assert len(folders) == 2 and folders[0].startswith("dev-") and folders[1].startswith("train-")
+    _train("asr", synth_corpus_en, tmp_path / "asr", ["-u", "fbank"], 2, tiny_asr)
+    assert sorted(p.name for p in (tmp_path / "cache" / "fbank-none").iterdir()) == folders

@@ -10,6 +10,7 @@ spec, config, vocabulary and every RNG state, so ``-e`` continues exactly.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -91,9 +92,9 @@ class DownstreamRunner:
         """Features of ``role``'s split (cached on first use when caching is on and it fits)."""
         if role not in self.sources:
             utts = self._utterances(role)
-            key = f"{self.task.name}-{self.task.split_name(role)}"
-            if role == "train" and self.cfg.data.max_train_utts:
-                key += f"-first{len(utts)}"
+            # the same audio files share a cache across tasks (PR and ASR read the same LibriSpeech split)
+            listing = "\n".join(str(Path(u.path).resolve()) for u in utts)
+            key = f"{self.task.split_name(role)}-{hashlib.sha1(listing.encode()).hexdigest()[:12]}"
             self.sources[role] = feature_source(self.upstream, utts, key, self.cache_dir(), self.cfg.cache.max_gb,
                                                 self.cfg.data.resample, self.cfg.runner.progress_bar)
         return self.sources[role]
