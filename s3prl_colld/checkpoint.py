@@ -24,7 +24,8 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable or of the wrong kind."""
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (read without changing it for long)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -40,7 +41,7 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -25,6 +25,7 @@ import soundfile as sf
 import torch
 from tqdm.auto import tqdm
 
+from s3prl_colld.checkpoint import current_umask
 from s3prl_colld.data.audio import AudioError, load_audio
 from s3prl_colld.downstream.corpus import Utterance
 from s3prl_colld.downstream.upstream import FrozenUpstream
@@ -131,6 +132,7 @@ def build_cache(folder: Path, upstream: FrozenUpstream, utts: Sequence[Utterance
                  "dim": upstream.dim, "total_frames": total, "uttids": [u.uttid for u in utts],
                  "offsets": offsets, "frames": frames}
         (tmp / "index.json").write_text(json.dumps(index))
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; let other users of a shared cache read it
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)

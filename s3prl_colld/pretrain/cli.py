@@ -92,6 +92,7 @@ def write_yaml_atomic(data: dict[str, Any], path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         yaml.safe_dump(data, f, sort_keys=False)
+    os.chmod(tmp, 0o666 & ~ckpt_io.current_umask())  # mkstemp makes 0600; give the usual permissions
     os.replace(tmp, path)
 
 
