@@ -59,6 +59,9 @@ def _extra(p: argparse.ArgumentParser) -> None:
                         "expert, ours follows --teacher-precision)")
     p.add_argument("--teacher-precision", choices=("fp32", "bf16"), default="fp32",
                    help="our config.teacher.precision (s3prl's expert always runs the teacher in fp32)")
+    p.add_argument("--share-frontend", action="store_true",
+                   help="ours with config.init.share_teacher_frontend=true: its CNN is frozen and the teacher's CNN "
+                        "output is reused (a different training configuration: s3prl's CNN stays trainable)")
 
 
 # ---------------------------------------------------------------- ours
@@ -69,7 +72,7 @@ def _autocast(precision: str):
 
 
 def build_ours(teacher_ckpt: Path, expdir: Path, heads_kind: str, precision: str = "fp32",
-               teacher_precision: str = "fp32"):
+               teacher_precision: str = "fp32", share_frontend: bool = False):
     from s3prl_colld.config import from_dict
     from s3prl_colld.pretrain.tasks.distill import DistillConfig, DistillTask
 
@@ -79,6 +82,7 @@ def build_ours(teacher_ckpt: Path, expdir: Path, heads_kind: str, precision: str
         "heads": {"map": "last", "targets": TARGETS, "kind": heads_kind},
         "loss": {"kind": "regression", "cos_weight": 1.0},
         "optimizer": {"lr": LR, "betas": list(BETAS), "eps": EPS},
+        "init": {"share_teacher_frontend": share_frontend},
     })
     torch.manual_seed(0)
     task = DistillTask(cfg, expdir).train()
@@ -282,7 +286,7 @@ def main() -> None:
         tmp = Path(tmp)
         ckpt = C.write_tiny_teacher(tmp)
         task, ours_params, ours_step = build_ours(ckpt, tmp / "exp", args.heads, args.precision,
-                                                  args.teacher_precision)
+                                                  args.teacher_precision, args.share_frontend)
         if args.teacher_precision == "fp32":
             s3prl_teacher = task.teacher.upstream  # the very same teacher module
         else:  # ours cast its copy: s3prl gets the same weights in fp32
@@ -304,7 +308,8 @@ def main() -> None:
 
     amp = "" if args.precision == "fp32" else f", student {args.precision} autocast"
     ours_label = f"ours DistillTask distilhubert (heads={args.heads}{amp}" + (
-        "" if args.teacher_precision == "fp32" else f", teacher {args.teacher_precision}") + ")"
+        "" if args.teacher_precision == "fp32" else f", teacher {args.teacher_precision}") + (
+        ", CNN frozen and shared with the teacher" if args.share_frontend else "") + ")"
     s3prl_label = "s3prl DistillerModel + expert step" + (f" ({amp[2:]}, teacher fp32)" if amp else "")
     rows, tput = [], {}
     for name, label, params in (("s3prl", s3prl_label, s3prl_params), ("ours", ours_label, ours_params)):
@@ -318,6 +323,9 @@ def main() -> None:
     print(C.table(["contender", "trainable params", "median step (ms)", "min-max (ms)", "audio-sec / s"], rows))
     ratio = tput["ours"] / tput["s3prl"]
     print(f"\nratio ours/s3prl throughput = {ratio:.2f}x (issue target >= 1.3x)")
+    if args.share_frontend:
+        print("note: ours trains with a frozen CNN shared with the teacher; s3prl's CNN is trainable "
+              "(feature_grad_mult 0.1). Same student size, teacher, batch and crops; different training configuration.")
 
 
 if __name__ == "__main__":

@@ -167,3 +167,55 @@ def test_colld_two_process_gloo_ddp(synth_corpus_en: Path, teacher_run: Path, tm
     state = torch.load(tmp_path / "ddp" / "states-3.ckpt", weights_only=True)
     assert state["world_size"] == 2 and len(_losses(tmp_path / "ddp")) == 3
     assert not any(k.startswith("teacher.") for k in state["model"])  # the frozen teacher is not stored
+
+
+TINY_CNN = [[128, 10, 5], [128, 3, 2], [128, 3, 2], [128, 3, 2], [128, 3, 2], [128, 2, 2], [128, 2, 2]]
+
+
+def _shared_task(corpus: Path, teacher: Path, tmp_path: Path, **model: object):
+    from s3prl_colld.config import from_dict
+    from s3prl_colld.pretrain.tasks.distill import DistillConfig, DistillTask
+
+    cfg = from_dict(DistillConfig, {
+        "data": {"root": str(corpus)}, "teacher": {"ckpt": str(latest_checkpoint(teacher))},
+        "heads": {"map": "uniform"}, "init": {"share_teacher_frontend": True},
+        "model": {"layers": 2, "dim": 64, "ffn_dim": 128, "heads": 4, "cnn": {"conv_layers": TINY_CNN}, **model}})
+    return DistillTask(cfg, tmp_path)
+
+
+def test_shared_teacher_frontend_equals_the_students_own(synth_corpus_en: Path, teacher_run: Path,
+                                                        tmp_path: Path) -> None:
+    task = _shared_task(synth_corpus_en, teacher_run, tmp_path).eval()
+    assert not any(p.requires_grad for p in task.student.frontend.parameters())
+    assert all(p.requires_grad for p in task.student.proj.parameters())
+    torch.manual_seed(0)
+    wav = torch.randn(2, 24000) * 0.1
+    lengths = torch.tensor([24000, 17000])
+    wav[1, 17000:] = 0
+    targets, cnn = task.teacher.forward_with_frontend(wav, lengths)
+    plain = task.teacher(wav, lengths)
+    assert all(torch.equal(a, b) for a, b in zip(targets, plain))
+    shared, valid_s, _ = task.student(wav, lengths, frontend_out=cnn)
+    own, valid_o, _ = task.student(wav, lengths)
+    assert torch.equal(valid_s, valid_o)
+    for a, b in zip(shared, own):
+        torch.testing.assert_close(a, b)
+    loss, _ = task.train()({"wav": wav, "wav_lengths": lengths})
+    loss.backward()
+    assert all(p.grad is None for p in task.student.frontend.parameters())
+    assert task.student.proj.weight.grad is not None
+
+
+def test_shared_teacher_frontend_needs_the_teachers_cnn(synth_corpus_en: Path, teacher_run: Path,
+                                                       tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="share_teacher_frontend.*shape"):
+        _shared_task(synth_corpus_en, teacher_run, tmp_path, cnn={"conv_layers": [[64, 10, 5]] + TINY_CNN[1:]})
+    with pytest.raises(ConfigError, match="share_teacher_frontend.*model.frontend must be cnn"):
+        _shared_task(synth_corpus_en, teacher_run, tmp_path, frontend="fbank")
+
+
+def test_shared_teacher_frontend_run_loss_falls(synth_corpus_en: Path, teacher_run: Path, tmp_path: Path) -> None:
+    run = _distil("colld_distiller", synth_corpus_en, teacher_run, tmp_path / "shared",
+                  ",,config.init.share_teacher_frontend=true")
+    losses = _losses(run)
+    assert len(losses) == 24 and sum(losses[-6:]) / 6 < sum(losses[:6]) / 6

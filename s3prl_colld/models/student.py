@@ -99,7 +99,8 @@ class StudentEncoder(nn.Module):
         return self.frontend(wav, lengths)
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor,
-                mask_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+                mask_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                frontend_out: torch.Tensor | None = None,
                 ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
         """Encode a padded batch.
 
@@ -107,10 +108,16 @@ class StudentEncoder(nn.Module):
             wav: ``[B, N]`` waveforms, zero-padded.
             lengths: ``[B]`` valid samples.
             mask_fn: optional ``valid [B, T] -> mask [B, T]``; masked frames are replaced by the mask embedding.
+            frontend_out: ``[B, T, C]``, the output of an identical frozen CNN computed elsewhere (the
+                teacher's, see ``init.share_teacher_frontend``); the student's own front-end is then skipped.
         Returns:
             ``(hidden_states, valid, mask)``: ``L + 1`` tensors ``[B, T, D]``, ``valid [B, T]``, the mask or None.
         """
-        feats, valid = self.frontend_features(wav, lengths)
+        if frontend_out is None:
+            feats, valid = self.frontend_features(wav, lengths)
+        else:
+            feats = frontend_out
+            valid = torch.arange(feats.size(1), device=feats.device)[None] < self.frontend.output_lengths(lengths)[:, None]
         x = self.proj(self.frontend_norm(feats))
         mask = mask_fn(valid) if mask_fn is not None else None
         if mask is not None:

@@ -75,6 +75,26 @@ class Teacher(nn.Module):
     def has_unit_head(self) -> bool:
         return self.hubert is not None
 
+    @property
+    def frontend_module(self) -> nn.Module | None:
+        """The fairseq-style CNN (``feature_extractor``: ``[B, N] -> [B, C, T]``) inside, if any."""
+        model = getattr(getattr(self.upstream, "upstream", None), "model", None)
+        return getattr(model, "feature_extractor", None)
+
+    def forward_with_frontend(self, wav: torch.Tensor, lengths: torch.Tensor
+                              ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """``forward`` plus the teacher's CNN output ``[B, T, C]`` (float32), captured in the same pass."""
+        module = self.frontend_module
+        if module is None:
+            raise RuntimeError(f"teacher {self.cfg.name} has no feature_extractor")
+        captured: list[torch.Tensor] = []
+        handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        try:
+            hidden = self.forward(wav, lengths)
+        finally:
+            handle.remove()
+        return hidden, captured[-1].transpose(1, 2).float().clone()
+
     @torch.inference_mode()
     def _forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
         hs, _ = self.upstream(wav.to(self.dtype), lengths)

@@ -65,6 +65,9 @@ class InitConfig:
     frontend_from_teacher: bool = True  # copy the teacher's CNN when shapes match
     layers_from_teacher: bool = False  # copy the teacher's first layers when shapes match
     frontend_ckpt: str | None = None  # states-*.ckpt of an input_distill run (Fbank front-end)
+    # freeze the teacher-copied CNN and reuse the teacher's CNN output instead of running it again (faster;
+    # needs frontend_from_teacher and a student CNN of the teacher's shape)
+    share_teacher_frontend: bool = False
 
 
 @dataclass
@@ -101,15 +104,44 @@ class DistillTask(AudioTask):
         init_student_from_teacher(self.student, self.teacher, cfg.init)
         if cfg.init.frontend_ckpt:
             load_frontend(self.student, cfg.init.frontend_ckpt)
+        if cfg.init.share_teacher_frontend:
+            self._check_shared_frontend()
+            self.student.frontend.requires_grad_(False)
+
+    def _check_shared_frontend(self) -> None:
+        """``init.share_teacher_frontend`` needs the student's CNN to be an exact copy of the teacher's."""
+        cfg = self.cfg
+        teacher_cnn = self.teacher.frontend_module
+        why = None
+        if cfg.model.frontend != "cnn" or cfg.init.frontend_ckpt:
+            why = "the student's front-end is not a CNN copied from the teacher (model.frontend must be cnn)"
+        elif not cfg.init.frontend_from_teacher:
+            why = "init.frontend_from_teacher is false"
+        elif teacher_cnn is None:
+            why = f"the teacher {cfg.teacher.name} has no fairseq-style feature_extractor to share"
+        elif self.teacher.dtype != torch.float32:
+            why = "the teacher runs in reduced precision (teacher.precision must be fp32)"
+        else:
+            mine = list(self.student.frontend.state_dict().values())
+            theirs = list(teacher_cnn.state_dict().values())
+            if len(mine) != len(theirs) or any(a.shape != b.shape or not torch.equal(a, b.to(a.device))
+                                               for a, b in zip(mine, theirs)):
+                why = "the student's CNN does not have the teacher's shape (model.cnn.conv_layers, mode, conv_bias)"
+        if why:
+            raise ConfigError(f"config.init.share_teacher_frontend=true: {why}; set it to false")
 
     # ---- training -----------------------------------------------------
     def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Loss of one batch; see the module docstring for the objectives."""
         cfg = self.cfg
         wav, lengths = batch["wav"], batch["wav_lengths"]
-        targets = self.teacher(wav, lengths)  # L_T + 1 x [B, T_T, D_T]
         mask_fn = (lambda v: span_mask(v, cfg.mask.prob, cfg.mask.length)) if cfg.mask.prob > 0 else None
-        hidden, valid, mask = self.student(wav, lengths, mask_fn=mask_fn)
+        if cfg.init.share_teacher_frontend:
+            targets, cnn_out = self.teacher.forward_with_frontend(wav, lengths)  # + CNN output [B, T, C]
+            hidden, valid, mask = self.student(wav, lengths, mask_fn=mask_fn, frontend_out=cnn_out)
+        else:
+            targets = self.teacher(wav, lengths)  # L_T + 1 x [B, T_T, D_T]
+            hidden, valid, mask = self.student(wav, lengths, mask_fn=mask_fn)
         T = min(hidden[0].size(1), targets[0].size(1))
         valid = valid[:, :T]
         select = valid & mask[:, :T] if (mask is not None and cfg.loss.masked_only) else valid
