@@ -177,15 +177,18 @@ def test_asr_trains_and_evaluates(synth_corpus_en: Path, tmp_path: Path) -> None
     assert (run / "test-hyp.ark").is_file() and (run / "dev-hyp.ark").is_file()
 
 
-def test_st_trains_and_evaluates(synth_corpus_en: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("lang", ["en", "de"])
+def test_st_trains_and_evaluates(lang: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    root = request.getfixturevalue(f"synth_corpus_{lang}")  # en: English audio -> German; de: German -> English
+    n_test = len(corpus.covost_utterances(root / "covost" / "test.tsv", root))
     head = (",,config.head.d_model=32,,config.head.nhead=2,,config.head.ffn_dim=64,,config.head.conv_channels=32,,"
             "config.head.encoder_layers=1,,config.head.decoder_layers=1,,config.head.vocab_size=120,,"
             "config.head.beam=2,,config.head.max_len_b=12,,config.optimizer.warmup_steps=2")
-    run = _train("st", synth_corpus_en, tmp_path / "st", ["-u", "fbank"], 6, head)
+    run = _train("st", root, tmp_path / "st", ["-u", "fbank"], 6, head)
     result = _evaluate(run)
-    assert result["utterances"] == 12 and 0.0 <= result["bleu"] <= 100.0
+    assert result["utterances"] == n_test and 0.0 <= result["bleu"] <= 100.0
     lines = (run / "output-st-test.tsv").read_text(encoding="utf-8").splitlines()
-    assert lines[0] == "utt_id\thyp\tref" and len(lines) == 13
+    assert lines[0] == "utt_id\thyp\tref" and len(lines) == n_test + 1
 
 
 def test_superb_zip(pr_run: Path, tmp_path: Path) -> None:
