@@ -13,8 +13,10 @@ from s3prl_colld.config import ConfigError, from_dict
 from s3prl_colld.downstream.spm import SentencePieceText, train_sentencepiece
 from s3prl_colld.downstream.st_model import Conv1dSubsampler, STHead, STHeadConfig
 
-SENTENCES = [f"{a} {b} {c}." for a in ("Das Haus", "Der Hund", "Die Katze", "Ein Kind", "Mein Freund")
-             for b in ("ist", "war", "bleibt") for c in ("gross", "klein", "hier", "dort")]
+SENTENCES = ([f"{a} {b} {c}." for a in ("Das Haus", "Der Hund", "Die Katze", "Ein Kind", "Mein Freund")
+              for b in ("ist", "war", "bleibt") for c in ("gross", "klein", "hier", "dort")][::2]
+             + [f"{a} {b} {c}." for a in ("The house", "The dog", "A child", "My friend", "Her cat")
+                for b in ("is", "was", "stays") for c in ("big", "small", "here", "there")][1::2])
 
 
 def tiny_cfg(**kw) -> STHeadConfig:
@@ -24,11 +26,16 @@ def tiny_cfg(**kw) -> STHeadConfig:
 
 
 def test_sentencepiece_round_trip_and_checkpoint() -> None:
+    assert len(SENTENCES) == 60
     spm = SentencePieceText.from_bytes(train_sentencepiece(SENTENCES, vocab_size=60))
     assert 4 < spm.vocab_size <= 60 and (spm.pad_id, spm.bos_id, spm.eos_id) == (0, 2, 3)
-    for s in SENTENCES[:10]:
-        assert spm.decode(spm.encode(s)) == s
-        assert spm.decode([spm.bos_id, *spm.encode(s), spm.eos_id, spm.pad_id]) == s
+    for s in SENTENCES:
+        ids = spm.encode(s)
+        assert spm.bos_id not in ids and spm.eos_id not in ids and spm.sp.unk_id() not in ids
+        assert spm.decode(ids) == s
+        assert spm.decode([spm.bos_id, *ids, spm.eos_id, spm.pad_id]) == s
+    messy = "  Der Hund   war \t hier.  "
+    assert spm.decode(spm.encode(messy)) == " ".join(messy.split())
     buf = io.BytesIO()
     torch.save({"spm": spm.to_tensor()}, buf)
     buf.seek(0)
@@ -36,6 +43,10 @@ def test_sentencepiece_round_trip_and_checkpoint() -> None:
     assert again.encode(SENTENCES[3]) == spm.encode(SENTENCES[3])
     with pytest.raises(ValueError, match="no non-empty"):
         train_sentencepiece(["", " "], 10)
+    with pytest.raises(ValueError, match="no non-empty"):
+        train_sentencepiece([], 10)
+    with pytest.raises(ValueError, match="vocab_size=8"):  # fewer pieces than distinct characters
+        train_sentencepiece(SENTENCES, 8)
 
 
 def test_subsampler_lengths_and_padding_independence() -> None:
@@ -46,9 +57,24 @@ def test_subsampler_lengths_and_padding_independence() -> None:
     y, out = sub(x, lengths)
     half = lambda n: (n - 1) // 2 + 1  # noqa: E731
     assert out.tolist() == [half(half(n)) for n in lengths.tolist()] and y.shape == (3, half(half(37)), 12)
+    assert sub.out_lengths(lengths).tolist() == out.tolist()
     for i, n in enumerate(lengths.tolist()):
         alone, n_out = sub(x[i: i + 1, :n], lengths[i: i + 1])
         torch.testing.assert_close(y[i, : int(n_out)], alone[0])
+
+
+def test_encoder_output_does_not_depend_on_padding() -> None:
+    torch.manual_seed(0)
+    head = STHead(8, 10, tiny_cfg(), pad_id=0, bos_id=2, eos_id=3).eval()
+    lengths = torch.tensor([30, 13, 5])
+    x = torch.randn(3, 30, 8)
+    for grad in (True, False):  # eval + no_grad may take PyTorch's fused encoder fast path
+        with torch.set_grad_enabled(grad):
+            memory, mask = head.encode(x, lengths)
+            for i, n in enumerate(lengths.tolist()):
+                alone, alone_mask = head.encode(x[i: i + 1, :n], lengths[i: i + 1])
+                assert not alone_mask.any() and int((~mask[i]).sum()) == alone.size(1)
+                torch.testing.assert_close(memory[i, : alone.size(1)], alone[0], atol=1e-5, rtol=1e-5)
 
 
 def test_label_smoothed_loss_by_hand() -> None:
@@ -66,6 +92,9 @@ def test_label_smoothed_loss_by_hand() -> None:
     expected = (0.9 * nll + 0.1 * smooth).mean()
     torch.testing.assert_close(head.loss(x, lengths, targets), expected)
     torch.testing.assert_close(expected, F.cross_entropy(logits[valid], gold[valid], label_smoothing=0.1))
+    # pads (in the features and in the targets) are ignored: the batch loss is the token-weighted mean
+    alone = [head.loss(x[i: i + 1, : int(lengths[i])], lengths[i: i + 1], [t]) for i, t in enumerate(targets)]
+    torch.testing.assert_close(head.loss(x, lengths, targets), (4 * alone[0] + 2 * alone[1]) / 6)
 
 
 @torch.no_grad()
@@ -98,6 +127,11 @@ def test_beam_one_is_greedy_and_wider_beams_score_no_worse() -> None:
     for i in range(2):
         xi, li = x[i: i + 1, : int(lengths[i])], lengths[i: i + 1]
         assert _score(head, xi, li, wide[i]) >= _score(head, xi, li, greedy[i]) - 1e-5
+        assert head.beam_search(xi, li, beam=4) == [wide[i]]  # batching does not change the result
+        assert all(len(h) <= 2 for h in head.beam_search(xi, li, beam=4, max_len=2))
+    assert head.beam_search(x, lengths, max_len=0) == [[], []]
+    with pytest.raises(ValueError, match="beam"):
+        head.beam_search(x, lengths, beam=0)
 
 
 def test_head_overfits_three_targets() -> None:
@@ -109,11 +143,11 @@ def test_head_overfits_three_targets() -> None:
     first = None
     for _ in range(300):
         loss = head.loss(x, lengths, targets)
-        first = first if first is not None else float(loss)
+        first = first if first is not None else loss.item()
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < 0.1 * first
+    assert loss.item() < 0.1 * first
     head.eval()
     assert head.beam_search(x, lengths, beam=3) == targets
 
@@ -123,3 +157,8 @@ def test_config_errors() -> None:
         from_dict(STHeadConfig, {"d_model": 30, "nhead": 4})
     with pytest.raises(ConfigError, match="beam"):
         from_dict(STHeadConfig, {"beam": 0})
+    with pytest.raises(ConfigError, match="conv_channels"):
+        from_dict(STHeadConfig, {"conv_channels": 33})
+    with pytest.raises(ConfigError, match="max_len"):
+        from_dict(STHeadConfig, {"max_len_a": 0.0, "max_len_b": 0})
+    assert from_dict(STHeadConfig, {"d_model": 32, "nhead": 2}).d_model == 32

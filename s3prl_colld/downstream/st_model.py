@@ -20,6 +20,12 @@ from s3prl_colld.config import ConfigError
 
 @dataclass
 class STHeadConfig:
+    """``config.head`` of the ST task (defaults: s3prl's ST / fairseq ``s2t_transformer_s``-like sizes).
+
+    ``vocab_size`` is the sentencepiece size asked for when training the
+    vocabulary; the head itself is built with the trained vocabulary's size.
+    """
+
     d_model: int = 256
     nhead: int = 4
     ffn_dim: int = 1024
@@ -37,14 +43,22 @@ class STHeadConfig:
     vocab_size: int = 1000  # sentencepiece pieces asked for (fewer on a small corpus)
 
     def validate(self) -> None:
+        """Raise ``ConfigError`` on settings the head cannot be built or decoded with."""
         for name in ("d_model", "nhead", "ffn_dim", "encoder_layers", "decoder_layers", "conv_channels",
-                     "conv_kernel", "conv_layers", "beam", "max_len_b", "vocab_size"):
+                     "conv_kernel", "conv_layers", "beam", "vocab_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"config.head.{name} must be >= 1, got {getattr(self, name)}")
         if self.d_model % self.nhead:
             raise ConfigError(f"config.head.d_model ({self.d_model}) must be divisible by nhead ({self.nhead})")
+        if self.conv_layers > 1 and self.conv_channels % 2:
+            raise ConfigError(f"config.head.conv_channels ({self.conv_channels}) must be even: GLU halves it")
         if not 0.0 <= self.label_smoothing < 1.0 or not 0.0 <= self.dropout < 1.0:
             raise ConfigError("config.head.label_smoothing and dropout must be in [0, 1)")
+        if self.max_len_a < 0 or self.max_len_b < 0 or (self.max_len_a == 0 and self.max_len_b == 0):
+            raise ConfigError(f"config.head.max_len_a ({self.max_len_a}) and max_len_b ({self.max_len_b}) must be "
+                              ">= 0 and not both 0")
+        if not math.isfinite(self.length_penalty):
+            raise ConfigError(f"config.head.length_penalty must be finite, got {self.length_penalty}")
 
 
 def sinusoidal_positions(length: int, dim: int, device: torch.device) -> torch.Tensor:
@@ -63,7 +77,12 @@ def padding_mask(lengths: torch.Tensor, length: int) -> torch.Tensor:
 
 
 class Conv1dSubsampler(nn.Module):
-    """``conv_layers`` x (Conv1d stride 2 -> GLU): ``[B, T, D]`` -> ``[B, ~T / 2^n, d_model]``."""
+    """``layers`` x (Conv1d stride 2 -> GLU): ``[B, T, in_dim]`` -> ``[B, T', out_dim]``, ``T'`` ~ ``T / 2^layers``.
+
+    Channels: ``in_dim -> channels (GLU: channels / 2) -> ... -> 2 * out_dim (GLU: out_dim)``,
+    as fairseq's ``Conv1dSubsampler``. Each layer maps a length ``n`` to
+    ``floor((n + 2 * (kernel // 2) - kernel) / 2) + 1`` (``ceil(n / 2)`` for odd kernels).
+    """
 
     def __init__(self, in_dim: int, channels: int, out_dim: int, kernel: int = 5, layers: int = 2) -> None:
         super().__init__()
@@ -73,12 +92,17 @@ class Conv1dSubsampler(nn.Module):
         self.kernel = kernel
 
     def out_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Valid output frames ``[B]`` for valid input frames ``lengths`` ``[B]``."""
         for _ in self.convs:
             lengths = torch.div(lengths + 2 * (self.kernel // 2) - self.kernel, 2, rounding_mode="floor") + 1
         return lengths
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Padded frames are zeroed before every conv, so they never leak into valid outputs."""
+        """``x [B, T, in_dim]``, ``lengths [B]`` -> ``(y [B, T', out_dim], lengths' [B])``.
+
+        Padded frames are zeroed before every conv, so they never leak into
+        valid outputs (a batched utterance equals the same utterance alone).
+        """
         y = x.transpose(1, 2)  # [B, D, T]
         for conv in self.convs:
             y = y.masked_fill(padding_mask(lengths, y.size(2))[:, None], 0.0)
@@ -117,7 +141,8 @@ class STHead(nn.Module):
         return self.encoder(self.dropout(y), src_key_padding_mask=mask), mask
 
     def decode(self, prev: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
-        """Previous tokens ``[B, U]`` -> logits ``[B, U, V]`` (causal)."""
+        """Previous tokens ``[B, U]``, memory ``[B, T', d_model]``, its padding mask ``[B, T']``
+        -> logits ``[B, U, V]`` (causal: position ``u`` sees tokens ``<= u``)."""
         u = prev.size(1)
         tgt = self.embed(prev) * self.scale + sinusoidal_positions(u, memory.size(2), prev.device)
         causal = torch.triu(torch.ones(u, u, dtype=torch.bool, device=prev.device), 1)
@@ -125,10 +150,11 @@ class STHead(nn.Module):
                          memory_key_padding_mask=memory_mask)
         return self.out(h)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
-        """Teacher forcing: features ``[B, T, D]``, previous tokens ``[B, U]`` -> logits ``[B, U, V]``."""
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, prev_tokens: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: features ``[B, T, D]``, lengths ``[B]``, previous tokens ``[B, U]``
+        (``pad_id`` after each sequence's end) -> logits ``[B, U, V]``."""
         memory, mask = self.encode(x, lengths)
-        return self.decode(prev, memory, mask)
+        return self.decode(prev_tokens, memory, mask)
 
     def teacher_forcing_batch(self, targets: list[list[int]], device: torch.device
                               ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,7 +170,11 @@ class STHead(nn.Module):
         return prev.to(device), gold.to(device)
 
     def loss(self, x: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:
-        """Label-smoothed cross entropy, mean over target tokens (eos included, pads ignored)."""
+        """Label-smoothed cross entropy, mean over target tokens (eos included, pads ignored).
+
+        ``x [B, T, D]``, ``lengths [B]``, ``targets``: ``B`` lists of piece ids
+        (no bos / eos); returns a scalar.
+        """
         prev, gold = self.teacher_forcing_batch(targets, x.device)
         logits = self(x, lengths, prev).float()
         return F.cross_entropy(logits.flatten(0, 1), gold.flatten(), ignore_index=self.pad_id,
@@ -153,46 +183,58 @@ class STHead(nn.Module):
     @torch.no_grad()
     def beam_search(self, x: torch.Tensor, lengths: torch.Tensor, beam: int | None = None,
                     max_len: int | None = None) -> list[list[int]]:
-        """Batched beam search; returns the best piece ids per utterance (no bos / eos).
+        """Batched beam search: features ``[B, T, D]``, lengths ``[B]`` -> ``B`` lists of piece ids (no bos / eos).
 
+        The input is encoded once and its memory repeated to ``B * beam`` rows.
         Every utterance keeps ``beam`` live hypotheses; an eos among the best
         ``beam`` candidates of a step finishes a hypothesis with score
-        ``sum log p / length ** length_penalty``; an utterance stops when it has
-        ``beam`` finished ones, and eos is forced at ``max_len``. With
-        ``beam=1`` this is greedy decoding.
+        ``sum log p / length ** length_penalty`` (length counts the eos); an
+        utterance stops when it has ``beam`` finished ones. At most ``max_len``
+        pieces (default ``int(max_len_a * T_enc + max_len_b)`` with ``T_enc``
+        that utterance's encoder frames, so results do not depend on the batch);
+        eos is forced after them. ``beam=1`` is greedy decoding. The decoder is
+        rerun over the whole prefix each step (no incremental state).
         """
-        beam = beam or self.cfg.beam
+        beam = self.cfg.beam if beam is None else beam
+        if beam < 1:
+            raise ValueError(f"beam must be >= 1, got {beam}")
+        if max_len is not None and max_len < 0:
+            raise ValueError(f"max_len must be >= 0, got {max_len}")
         memory, mask = self.encode(x, lengths)
         b = x.size(0)
-        max_len = max_len or int(self.cfg.max_len_a * memory.size(1) + self.cfg.max_len_b)
+        if max_len is not None:
+            limits = [max_len] * b
+        else:
+            limits = [int(self.cfg.max_len_a * int(n) + self.cfg.max_len_b) for n in (~mask).sum(1).tolist()]
         memory, mask = memory.repeat_interleave(beam, 0), mask.repeat_interleave(beam, 0)
         tokens = torch.full((b * beam, 1), self.bos_id, dtype=torch.long, device=x.device)
-        scores = torch.full((b, beam), -math.inf, device=x.device)
+        scores = torch.full((b, beam), -math.inf, device=x.device)  # [B, beam]; only one live row at the start
         scores[:, 0] = 0.0
         finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
-        for step in range(max_len + 1):
+        forced = torch.tensor([lim for lim in limits for _ in range(beam)], device=x.device)  # [B * beam]
+        for step in range(max(limits) + 1):
             logp = self.decode(tokens, memory, mask)[:, -1].float().log_softmax(-1)  # [B * beam, V]
             logp[:, [self.pad_id, self.bos_id]] = -math.inf
-            if step == max_len:
-                eos = logp[:, self.eos_id].clone()
-                logp.fill_(-math.inf)
-                logp[:, self.eos_id] = eos
+            at_limit = forced == step
+            if bool(at_limit.any()):  # only eos may follow max_len pieces
+                eos = logp[at_limit, self.eos_id]
+                logp[at_limit] = -math.inf
+                logp[at_limit, self.eos_id] = eos
             vocab = logp.size(1)
             cand = (scores.reshape(-1, 1) + logp).reshape(b, beam * vocab)
-            top, idx = cand.topk(min(2 * beam, cand.size(1)), dim=1)
+            top, idx = cand.topk(min(2 * beam, cand.size(1)), dim=1)  # >= beam non-eos among 2 * beam
+            top_l, idx_l = top.tolist(), idx.tolist()
             next_rows, next_tokens, next_scores = [], [], []
             for i in range(b):
                 rows, toks, scs = [], [], []
-                done = len(finished[i]) >= beam
-                for rank in range(top.size(1)):
-                    score, j = float(top[i, rank]), int(idx[i, rank])
-                    src, tok = i * beam + j // vocab, j % vocab
+                done = len(finished[i]) >= beam or step > limits[i]
+                for rank, (score, j) in enumerate(zip(top_l[i], idx_l[i])):
                     if done or score == -math.inf:
                         break
+                    src, tok = i * beam + j // vocab, j % vocab
                     if tok == self.eos_id:
                         if rank < beam:
-                            length = step + 1
-                            finished[i].append((score / length ** self.cfg.length_penalty,
+                            finished[i].append((score / (step + 1) ** self.cfg.length_penalty,
                                                 tokens[src, 1:].tolist()))
                         continue
                     if len(rows) < beam:
@@ -206,7 +248,7 @@ class STHead(nn.Module):
                 next_rows += rows
                 next_tokens += toks
                 next_scores += scs
-            if all(len(f) >= beam for f in finished):
+            if all(len(f) >= beam or step >= lim for f, lim in zip(finished, limits)):
                 break
             tokens = torch.cat([tokens[next_rows], torch.tensor(next_tokens, device=x.device)[:, None]], 1)
             scores = torch.tensor(next_scores, device=x.device).reshape(b, beam)
