@@ -18,7 +18,7 @@ from pathlib import Path
 
 import _common as C
 import torch
-from s3prl_colld.downstream.features import num_samples
+from s3prl_colld.data.audio import num_samples
 
 
 def main() -> None:

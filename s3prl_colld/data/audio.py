@@ -39,6 +39,18 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     return data, rate
 
 
+def num_samples(path: str | Path) -> int:
+    """Samples per channel of an audio file, from its header (no decoding).
+
+    Raises:
+        AudioError: naming ``path``, when it is missing or not readable audio.
+    """
+    try:
+        return sf.info(str(path)).frames
+    except (RuntimeError, OSError, TypeError) as e:  # soundfile.LibsndfileError is a RuntimeError
+        raise AudioError(f"cannot read audio file {path}: {e}") from None
+
+
 def load_audio(path: str | Path, resample: bool = False, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """A waveform ``[N]`` (float32, about [-1, 1]) at ``sample_rate`` (16 kHz), mono.
 

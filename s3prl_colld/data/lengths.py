@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import soundfile as sf
+from s3prl_colld.data.audio import AudioError, num_samples
+
 
 HEADER = ["", "file_path", "length", "label"]
 AUDIO_EXTENSIONS = (".flac", ".wav")
@@ -60,13 +61,6 @@ def read_transcripts(split_dir: Path) -> dict[str, str]:
     return out
 
 
-def _num_samples(path: Path) -> int:
-    try:
-        return sf.info(str(path)).frames
-    except (RuntimeError, OSError) as e:
-        raise OSError(f"cannot read audio file {path}: {e}") from None
-
-
 def split_rows(root: str | Path, split: str, workers: int = 8) -> list[LengthRow]:
     """Length rows of every audio file under ``root/split`` (lengths read from the file headers).
 
@@ -82,7 +76,7 @@ def split_rows(root: str | Path, split: str, workers: int = 8) -> list[LengthRow
         raise FileNotFoundError(f"no {'/'.join(AUDIO_EXTENSIONS)} files under {split_dir}")
     labels = read_transcripts(split_dir)
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        lengths = list(pool.map(_num_samples, files))
+        lengths = list(pool.map(num_samples, files))
     return [
         LengthRow(p.relative_to(root).as_posix(), n, labels.get(p.name.split(".")[0], ""))
         for p, n in zip(files, lengths)
@@ -107,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for split in args.split:
             path = write_split_lengths(args.root, split, args.out, args.workers)
             print(f"wrote {path}")
-    except OSError as e:
+    except (OSError, AudioError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

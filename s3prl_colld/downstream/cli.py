@@ -30,7 +30,7 @@ from s3prl_colld.downstream.corpus import DataError
 from s3prl_colld.downstream.schema import DownstreamConfig
 from s3prl_colld.downstream.tasks import TASKS
 from s3prl_colld.downstream.upstream import UpstreamError, layer_of
-from s3prl_colld.pretrain.cli import UsageError, setup_logging, write_yaml_atomic
+from s3prl_colld.pretrain.cli import UsageError, run_folder, setup_logging, write_yaml_atomic
 
 log = logging.getLogger("s3prl_colld.downstream")
 
@@ -63,20 +63,10 @@ def resolve_config(task: str, config_yaml: str | None, overrides: str | None,
     return from_dict(DownstreamConfig, deep_merge(base, parse_overrides(overrides)))
 
 
-def run_folder(args: argparse.Namespace) -> Path:
-    if args.expdir:
-        return Path(args.expdir)
-    if args.expname:
-        return Path("result") / "downstream" / args.expname
-    if args.past_exp:
-        return Path(args.past_exp).parent
-    raise UsageError("give a run name with -n NAME (or a run folder with -p DIR)")
-
-
 def train(args: argparse.Namespace) -> dict[str, Any]:
     from s3prl_colld.downstream.runner import DownstreamRunner, RunSpec, load_downstream_checkpoint
 
-    expdir = run_folder(args)
+    expdir = run_folder(args, "downstream")
     if args.past_exp:
         state = load_downstream_checkpoint(args.past_exp)
         spec = RunSpec(**state["spec"])

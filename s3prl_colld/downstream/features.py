@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
-import soundfile as sf
 import torch
 from tqdm.auto import tqdm
 
 from s3prl_colld.checkpoint import current_umask
-from s3prl_colld.data.audio import AudioError, load_audio
+from s3prl_colld.data.audio import AudioError, load_audio, num_samples
 from s3prl_colld.downstream.corpus import Utterance
 from s3prl_colld.downstream.upstream import FrozenUpstream
 
@@ -84,14 +83,6 @@ class CachedFeatures:
             start, n = self.index["offsets"][i], self.index["frames"][i]
             out.append(torch.from_numpy(np.array(self.data[start: start + n])).float().transpose(0, 1))
         return out
-
-
-def num_samples(path: Path) -> int:
-    """Samples of an audio file from its header (no decoding)."""
-    try:
-        return sf.info(str(path)).frames
-    except (RuntimeError, OSError) as err:
-        raise FileNotFoundError(f"cannot read audio file {path}: {err}") from None
 
 
 def estimate_bytes(utts: Sequence[Utterance], upstream: FrozenUpstream) -> int:

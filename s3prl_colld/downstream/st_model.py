@@ -91,10 +91,14 @@ class Conv1dSubsampler(nn.Module):
         self.convs = nn.ModuleList(nn.Conv1d(i, o, kernel, stride=2, padding=kernel // 2) for i, o in zip(dims, outs))
         self.kernel = kernel
 
+    def _conv_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Valid frames after one of the stride-2 convs."""
+        return torch.div(lengths + 2 * (self.kernel // 2) - self.kernel, 2, rounding_mode="floor") + 1
+
     def out_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Valid output frames ``[B]`` for valid input frames ``lengths`` ``[B]``."""
         for _ in self.convs:
-            lengths = torch.div(lengths + 2 * (self.kernel // 2) - self.kernel, 2, rounding_mode="floor") + 1
+            lengths = self._conv_lengths(lengths)
         return lengths
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,7 +111,7 @@ class Conv1dSubsampler(nn.Module):
         for conv in self.convs:
             y = y.masked_fill(padding_mask(lengths, y.size(2))[:, None], 0.0)
             y = F.glu(conv(y), dim=1)
-            lengths = torch.div(lengths + 2 * (self.kernel // 2) - self.kernel, 2, rounding_mode="floor") + 1
+            lengths = self._conv_lengths(lengths)
         return y.transpose(1, 2), lengths
 
 

@@ -12,10 +12,13 @@ logged, never forced.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from s3prl_colld.models.teacher import Teacher
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +73,9 @@ def _copy_layer(s_layer: nn.TransformerEncoderLayer, t_layer: Any, k: int, skipp
     return sum(_copy(d, s, f"layer{k}.{n}", skipped) for d, s, n in pairs)
 
 
-def init_student_from_teacher(student: nn.Module, teacher: nn.Module, cfg: Any) -> dict[str, int]:
+def init_student_from_teacher(student: nn.Module, teacher: Teacher, cfg: Any) -> dict[str, int]:
     """Copy what fits (see module docstring). ``cfg`` is an ``InitConfig``. Returns counts."""
-    model = getattr(getattr(teacher.upstream, "upstream", None), "model", None)
+    model = teacher.fairseq_model
     skipped: list[str] = []
     copied = {"frontend": 0, "layers": 0}
     if model is None or not hasattr(model, "feature_extractor"):

@@ -64,9 +64,14 @@ class Teacher(nn.Module):
         return super().train(False)
 
     @property
+    def fairseq_model(self) -> nn.Module | None:
+        """The fairseq-style model inside s3prl's expert (``HubertModel``, ``Wav2Vec2Model``), if any."""
+        return getattr(getattr(self.upstream, "upstream", None), "model", None)
+
+    @property
     def hubert(self) -> nn.Module | None:
         """The s3prl ``HubertModel`` inside, when the teacher is a HuBERT with its pre-training head."""
-        model = getattr(getattr(self.upstream, "upstream", None), "model", None)
+        model = self.fairseq_model
         if model is not None and getattr(model, "final_proj", None) is not None and hasattr(model, "label_embs_concat"):
             return model
         return None
@@ -78,8 +83,7 @@ class Teacher(nn.Module):
     @property
     def frontend_module(self) -> nn.Module | None:
         """The fairseq-style CNN (``feature_extractor``: ``[B, N] -> [B, C, T]``) inside, if any."""
-        model = getattr(getattr(self.upstream, "upstream", None), "model", None)
-        return getattr(model, "feature_extractor", None)
+        return getattr(self.fairseq_model, "feature_extractor", None)
 
     def forward_with_frontend(self, wav: torch.Tensor, lengths: torch.Tensor
                               ) -> tuple[list[torch.Tensor], torch.Tensor]:

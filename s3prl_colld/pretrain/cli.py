@@ -75,12 +75,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_folder(args: argparse.Namespace) -> Path:
-    """``-p``, else ``result/pretrain/NAME``, else the folder of the ``-e`` checkpoint."""
+def run_folder(args: argparse.Namespace, kind: str = "pretrain") -> Path:
+    """``-p``, else ``result/KIND/NAME`` (KIND: pretrain / downstream), else the folder of the ``-e`` checkpoint."""
     if args.expdir:
         return Path(args.expdir)
     if args.expname:
-        return Path("result") / "pretrain" / args.expname
+        return Path("result") / kind / args.expname
     if args.past_exp:
         return Path(args.past_exp).parent
     raise UsageError("give a run name with -n NAME (or a run folder with -p DIR, or a checkpoint with -e)")

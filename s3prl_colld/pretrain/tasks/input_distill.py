@@ -40,8 +40,7 @@ class InputDistillTask(AudioTask):
     def __init__(self, cfg: InputDistillConfig, expdir: Path) -> None:
         super().__init__(cfg, expdir)
         self.teacher = Teacher(cfg.teacher)
-        model = getattr(getattr(self.teacher.upstream, "upstream", None), "model", None)
-        self.teacher_cnn = getattr(model, "feature_extractor", None)
+        self.teacher_cnn = self.teacher.frontend_module
         if self.teacher_cnn is None:
             raise ConfigError(f"input distillation needs a teacher with a waveform CNN (feature_extractor); "
                               f"{cfg.teacher.name} has none")
