@@ -82,3 +82,28 @@ def latest_checkpoint(folder: str | Path) -> Path | None:
     """The ``states-STEP.ckpt`` with the highest step in ``folder``, if any."""
     found = list_checkpoints(folder)
     return found[-1] if found else None
+
+
+def exported(state: dict[str, Any], name: str, path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``(config, weights)`` of the module that checkpoint ``state`` (read from ``path``) exports as ``name``.
+
+    A pretrain checkpoint's ``export`` section (``PretrainTask.export_section``) lists
+    ``modules: {NAME: {"config", "prefix"}}``; the weights are the ``prefix*`` keys of
+    ``state["model"]``. Checkpoints written before export sections are read as exporting
+    ``config.model`` under the prefix ``NAME.`` when they have such keys.
+
+    Raises:
+        CheckpointError: the checkpoint exports no ``name`` (naming the upstream that loads it, if any).
+    """
+    section = state.get("export")
+    if section is None and any(k.startswith(f"{name}.") for k in state.get("model", {})):
+        section = {"modules": {name: {"config": state["config"]["model"], "prefix": f"{name}."}}}
+    section = section or {}
+    entry = section.get("modules", {}).get(name)
+    if entry is None:
+        upstreams = section.get("upstreams") or []
+        hint = f"; load it with the upstream name {upstreams[0]}" if upstreams else ""
+        raise CheckpointError(f"{path} is a checkpoint of task {state.get('task')!r}, which exports no {name} "
+                              f"(it exports: {', '.join(section.get('modules', {})) or 'nothing'}){hint}")
+    prefix = entry["prefix"]
+    return entry["config"], {k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)}
