@@ -67,6 +67,7 @@ def test_loss_falls_and_checkpoint_is_plain(tmp_path: Path) -> None:
     assert set(state["model"]) == set(get_task(TOY)(from_dict(get_task(TOY).Config, state["config"]), run)
                                       .student.state_dict())  # the student only, not the frozen teacher
     assert state["toy_model_config"]["channels"] == 16  # task.export() at the top level
+    assert state["export"] == {"upstreams": [], "modules": {}}  # the toy task exports no module
     assert state["scaler"] is None and isinstance(state["optimizer"]["state"], dict)
     # the RNG states round-trip
     set_rng_state(state["rng"], torch.device("cpu"))
@@ -410,3 +411,17 @@ def test_load_errors_are_clear(tmp_path: Path) -> None:
     torch.save({"x": np.arange(3)}, pickled)  # numpy arrays are refused by weights_only=True
     with pytest.raises(ckpt_io.CheckpointError, match="cannot read"):
         ckpt_io.load(pickled)
+
+
+def test_exported_reads_the_export_section_or_an_old_checkpoint() -> None:
+    w = {"student.a": torch.ones(2), "heads.b": torch.zeros(1)}
+    new = {"task": "x", "config": {"model": {"old": 1}}, "model": w,
+           "export": {"upstreams": ["x_local"], "modules": {"student": {"config": {"dim": 4}, "prefix": "student."}}}}
+    config, weights = ckpt_io.exported(new, "student", "new.ckpt")
+    assert config == {"dim": 4} and list(weights) == ["a"]
+    with pytest.raises(ckpt_io.CheckpointError, match="task 'x', which exports no frontend.*upstream name x_local"):
+        ckpt_io.exported(new, "frontend", "new.ckpt")
+    old = {k: v for k, v in new.items() if k != "export"}  # written before export sections
+    assert ckpt_io.exported(old, "student", "old.ckpt")[0] == {"old": 1}
+    with pytest.raises(ckpt_io.CheckpointError, match="exports no frontend"):
+        ckpt_io.exported(old, "frontend", "old.ckpt")
