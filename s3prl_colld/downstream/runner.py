@@ -10,7 +10,6 @@ spec, config, vocabulary and every RNG state, so ``-e`` continues exactly.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -25,7 +24,7 @@ from s3prl_colld import checkpoint as ckpt_io
 from s3prl_colld.config import from_dict, to_dict
 from s3prl_colld.downstream.corpus import Utterance
 from s3prl_colld.downstream.featurizer import Featurizer, pad_features, plot_layer_weights
-from s3prl_colld.downstream.features import FeatureSource, feature_source
+from s3prl_colld.downstream.features import FeatureSource, check_audio, feature_source
 from s3prl_colld.downstream.schema import DownstreamConfig
 from s3prl_colld.downstream.tasks import DownstreamTask, get_task
 from s3prl_colld.downstream.upstream import FrozenUpstream
@@ -92,11 +91,12 @@ class DownstreamRunner:
         """Features of ``role``'s split (cached on first use when caching is on and it fits)."""
         if role not in self.sources:
             utts = self._utterances(role)
+            check_audio(utts, self.cfg.data.resample, self.task.split_name(role),
+                        str(Path(self.cfg.data.root).resolve()))
             # the same audio files share a cache across tasks (PR and ASR read the same LibriSpeech split)
-            listing = "\n".join(str(Path(u.path).resolve()) for u in utts)
-            key = f"{self.task.split_name(role)}-{hashlib.sha1(listing.encode()).hexdigest()[:12]}"
-            self.sources[role] = feature_source(self.upstream, utts, key, self.cache_dir(), self.cfg.cache.max_gb,
-                                                self.cfg.data.resample, self.cfg.runner.progress_bar)
+            self.sources[role] = feature_source(self.upstream, utts, self.task.split_name(role), self.cache_dir(),
+                                                self.cfg.cache.max_gb, self.cfg.data.resample,
+                                                self.cfg.runner.progress_bar)
         return self.sources[role]
 
     def batch(self, role: str, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
