@@ -32,11 +32,12 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from s3prl_colld.data.audio import SAMPLE_RATE, AudioError
+from s3prl_colld.constants import FRAME_WINDOW, SAMPLE_RATE
+from s3prl_colld.data.audio import AudioError
 
 log = logging.getLogger(__name__)
 
-MIN_SAMPLES = 400  # one 25 ms window at 16 kHz: shorter audio gives no frame
+MIN_SAMPLES = FRAME_WINDOW  # one 25 ms window at 16 kHz: shorter audio gives no frame
 CACHE_VERSION = 1
 ON_BAD_AUDIO = ("error", "skip")
 

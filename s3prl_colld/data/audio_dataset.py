@@ -9,7 +9,8 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from s3prl_colld.config import choice
-from s3prl_colld.data.audio import SAMPLE_RATE, load_audio
+from s3prl_colld.constants import SAMPLE_RATE
+from s3prl_colld.data.audio import load_audio
 from s3prl_colld.data.audio_check import ON_BAD_AUDIO, BadAudioError, bad_audio_message, find_problems
 from s3prl_colld.data.lengths import TableRow, read_length_table
 
