@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from s3prl_colld.checkpoint import CheckpointError
+from s3prl_colld.checkpoint import DOWNSTREAM_KIND, CheckpointError, check_trusted
 
 
 def _entry(name: str) -> Callable[..., object]:
@@ -35,6 +35,44 @@ def _entry(name: str) -> Callable[..., object]:
 
 
 NAMES = ("colld_local", "colld_small", "distilhubert_colld_local", "l2l_local")
+# the upstream names that load our checkpoints, by pretrain task (the first is the one to suggest)
+TASK_UPSTREAMS = {"colld_distiller": ("colld_local", "colld_small", "distilhubert_colld_local", "l2l_local"),
+                  "distilhubert": ("distilhubert_colld_local", "colld_local", "colld_small", "l2l_local"),
+                  "l2l_distiller": ("l2l_local", "colld_local", "colld_small", "distilhubert_colld_local"),
+                  "hubert_tiny": ("hubert_local",)}
+
+
+def check_upstream_checkpoint(name: str, ckpt: str | None, where: str, name_flag: str) -> None:
+    """What must hold before s3prl's loader for upstream ``name`` sees ``ckpt``.
+
+    The file must be safe to unpickle (``checkpoint.check_trusted``), and if it
+    is one of ours, of a kind that ``name`` loads: a student checkpoint given to
+    ``hubert_local`` or a downstream checkpoint given as an upstream is an
+    error that says what the file is and which name loads it.
+
+    Args:
+        where, name_flag: how the user gave the file and the name (``-k`` / ``-u``,
+            ``config.teacher.ckpt`` / ``config.teacher.name=``), for the messages.
+    """
+    state = check_trusted(ckpt, where)
+    if not isinstance(state, dict):
+        return
+    if state.get("kind") == DOWNSTREAM_KIND:
+        raise CheckpointError(f"{where} {ckpt} is a run_downstream.py checkpoint (a probe's head, not an upstream): "
+                              f"give the upstream checkpoint that probe was trained on")
+    task = state.get("task")
+    if not isinstance(task, str) or "config" not in state:
+        return  # not one of ours: s3prl's loader decides
+    loaders = TASK_UPSTREAMS.get(task, ())
+    if name in loaders:
+        return
+    kind = "a student" if task in TASK_UPSTREAMS and task != "hubert_tiny" else "a"
+    if loaders:
+        raise CheckpointError(f"{where} {ckpt} is {kind} checkpoint of the pretrain task {task}: load it with "
+                              f"{name_flag}{loaders[0]}" + (" (s3prl-colld's student upstream)" if kind != "a" else "")
+                              + f", not {name_flag}{name}")
+    raise CheckpointError(f"{where} {ckpt} is a checkpoint of the pretrain task {task}, which no upstream name loads "
+                          f"(upstream checkpoints come from the tasks {', '.join(sorted(TASK_UPSTREAMS))})")
 
 
 def register() -> list[str]:

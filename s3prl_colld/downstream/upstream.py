@@ -79,6 +79,9 @@ class FrozenUpstream:
         check_upstream_name(name)
         if ckpt is not None and not Path(ckpt).is_file():
             raise UpstreamError(f"upstream checkpoint not found: {ckpt} (-k)")
+        from s3prl_colld.hub import check_upstream_checkpoint
+
+        check_upstream_checkpoint(name, str(ckpt) if ckpt else None, "-k", "-u ")
         self.name, self.ckpt = name, str(ckpt) if ckpt else None
         self.device, self.batch_size = torch.device(device), max(1, batch_size)
         self.model = S3PRLUpstream(name, path_or_url=self.ckpt).to(self.device).eval()

@@ -30,7 +30,8 @@ class TeacherConfig:
 
 
 def load_upstream(name: str, ckpt: str | None) -> nn.Module:
-    """``S3PRLUpstream(name, path_or_url=ckpt)`` with a clear error for unknown names."""
+    """``S3PRLUpstream(name, path_or_url=ckpt)`` with a clear error for unknown names, for a checkpoint that
+    is not safe to unpickle (unless ``--trust-checkpoint``) and for one of ours of the wrong kind."""
     import difflib
 
     from s3prl import hub
@@ -41,6 +42,7 @@ def load_upstream(name: str, ckpt: str | None) -> nn.Module:
     if not hasattr(hub, name):
         close = difflib.get_close_matches(name, hub.options(), n=5)
         raise ConfigError(f"unknown s3prl upstream {name!r}" + (f"; close matches: {', '.join(close)}" if close else ""))
+    s3prl_colld.hub.check_upstream_checkpoint(name, ckpt, "config.teacher.ckpt", "config.teacher.name=")
     return S3PRLUpstream(name, path_or_url=ckpt)
 
 
