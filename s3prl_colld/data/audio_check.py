@@ -75,7 +75,9 @@ def probe(path: str | Path) -> AudioFacts:
     except (RuntimeError, OSError, TypeError) as err:  # soundfile.LibsndfileError is a RuntimeError
         if not Path(path).exists():
             return AudioFacts(error="file not found")
-        return AudioFacts(error=f"unreadable: {str(err).strip()}")
+        if Path(path).is_file() and Path(path).stat().st_size == 0:
+            return AudioFacts(error="empty file (0 bytes)")
+        return AudioFacts(error=f"unreadable: {str(err).split(': ', 1)[-1].strip()}")
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, OSError, TypeError) as err:
@@ -175,21 +177,27 @@ def probe_files(paths: Sequence[Path], cache_name: str | None = None, workers: i
         with ThreadPoolExecutor(workers) as pool:  # libsndfile releases the GIL while decoding
             found = list(tqdm(pool.map(probe, [paths[i] for i in todo]), total=len(todo), desc="checking audio",
                               unit="file", disable=not progress or len(todo) < 200, leave=False))
+        added = False
         for i, facts in zip(todo, found):
             out[i] = facts
-            if keys[i] is not None:
+            if keys[i] is not None:  # a missing file is not cached: it is looked for again next time
                 cached[str(paths[i])] = [keys[i], *astuple(facts)]
-        if cache_file:
+                added = True
+        if cache_file and added:
             _write_cache(cache_file, cache_name, cached)
     return [f for f in out if f is not None]
 
 
-def bad_audio_message(problems: Sequence[tuple[Path, str]], total: int, where: str, fix: str) -> str:
-    """One error for all of ``problems`` (``(path, reason)``, every one listed)."""
+RESAMPLE_HINT = "files that are only not 16 kHz or not mono are converted on the fly with config.data.resample=true"
+
+
+def bad_audio_message(problems: Sequence[tuple[Path, str]], total: int, where: str, fix: str,
+                      resample_hint: str = RESAMPLE_HINT) -> str:
+    """One error for all of ``problems`` (``(path, reason)``, every one listed), then ``fix``."""
     lines = [f"{len(problems)} of {total} audio files in {where} cannot be used:"]
     lines += [f"  {path}: {reason}" for path, reason in problems]
     if any("Hz, expected" in r or "channels, expected" in r for _, r in problems):
-        fix += "; files that are only not 16 kHz or not mono are converted on the fly with config.data.resample=true"
+        fix += f"; {resample_hint}"
     return "\n".join(lines + [fix])
 
 

@@ -96,8 +96,9 @@ def split_rows(root: str | Path, split: str, workers: int = 8, resample: bool = 
     if problems and on_bad_audio == "error":
         raise BadAudioError(bad_audio_message(
             problems, len(files), str(split_dir),
-            "Fix or remove them, or pass --on_bad_audio skip to leave them out of the table").replace(
-                "config.data.resample=true", "--resample"))
+            "Fix or remove them, or pass --on_bad_audio skip to leave them out of the table",
+            "files that are only not 16 kHz or not mono are accepted with --resample "
+            "(then train with config.data.resample=true)"))
     bad = {p for p, _ in problems}
     for path, reason in problems:
         log.warning("left out of the table: %s: %s", path, reason)

@@ -117,4 +117,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``run_downstream.py`` / ``colld-downstream``; returns the exit code."""
     args = parser().parse_args(argv)
     return run_command("run_downstream.py", args, train if args.mode == "train" else evaluate,
-                       USER_ERRORS + (DataError, UpstreamError, AudioError))
+                       USER_ERRORS + (DataError, UpstreamError, AudioError, OSError))  # OSError: e.g. a full disk

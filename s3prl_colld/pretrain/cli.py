@@ -115,4 +115,4 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``run_pretrain.py`` / ``colld-pretrain``; returns the exit code (0 also after SIGTERM)."""
     return run_command("run_pretrain.py", parser().parse_args(argv), lambda args: log.info("finished: %s", run(args)),
-                       USER_ERRORS + (AudioError, DataLoadError))
+                       USER_ERRORS + (AudioError, DataLoadError, OSError))  # OSError: e.g. a full disk
