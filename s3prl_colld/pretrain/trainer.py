@@ -15,7 +15,14 @@ number of processes).
 Launch: ``python run_pretrain.py ...`` (one process) or
 ``torchrun --nproc_per_node G run_pretrain.py ...`` (DDP: NCCL on GPUs,
 gloo on CPU). SIGTERM or Ctrl-C saves a checkpoint after the current step
-and returns normally; a second Ctrl-C aborts at once.
+and returns normally; a second Ctrl-C aborts at once (``python -m
+s3prl_colld.launch`` instead of ``torchrun`` makes the launcher end quietly too).
+
+Failures keep what was done: a batch that cannot be loaded (on any rank; the
+next step's batches are loaded during the current step and the failure is
+all-reduced with the step's other flags) stops every rank after the last
+completed step, which is saved; a checkpoint that cannot be written (a full
+disk) stops every rank with the earlier checkpoints intact.
 """
 
 from __future__ import annotations
