@@ -35,11 +35,18 @@ def _entry(name: str) -> Callable[..., object]:
 
 
 NAMES = ("colld_local", "colld_small", "distilhubert_colld_local", "l2l_local")
-# the upstream names that load our checkpoints, by pretrain task (the first is the one to suggest)
-TASK_UPSTREAMS = {"colld_distiller": ("colld_local", "colld_small", "distilhubert_colld_local", "l2l_local"),
-                  "distilhubert": ("distilhubert_colld_local", "colld_local", "colld_small", "l2l_local"),
-                  "l2l_distiller": ("l2l_local", "colld_local", "colld_small", "distilhubert_colld_local"),
-                  "hubert_tiny": ("hubert_local",)}
+HUBERT_LOCAL_KEYS = {"task_cfg", "model_cfg", "model_weight"}  # what s3prl's hubert_local reads
+
+
+def upstream_names_for(state: dict) -> tuple[str, ...]:
+    """The upstream names that load one of our pretrain checkpoints (empty: none does)."""
+    from s3prl_colld.upstream.expert import STUDENT_TASKS
+
+    if state.get("task") in STUDENT_TASKS:
+        return NAMES
+    if HUBERT_LOCAL_KEYS <= set(state):
+        return ("hubert_local",)
+    return ()
 
 
 def check_upstream_checkpoint(name: str, ckpt: str | None, where: str, name_flag: str) -> None:
@@ -51,7 +58,7 @@ def check_upstream_checkpoint(name: str, ckpt: str | None, where: str, name_flag
     error that says what the file is and which name loads it.
 
     Args:
-        where, name_flag: how the user gave the file and the name (``-k`` / ``-u``,
+        where, name_flag: how the user gave the file and the name (``-k`` / ``-u ``,
             ``config.teacher.ckpt`` / ``config.teacher.name=``), for the messages.
     """
     state = check_trusted(ckpt, where)
@@ -63,16 +70,18 @@ def check_upstream_checkpoint(name: str, ckpt: str | None, where: str, name_flag
     task = state.get("task")
     if not isinstance(task, str) or "config" not in state:
         return  # not one of ours: s3prl's loader decides
-    loaders = TASK_UPSTREAMS.get(task, ())
+    loaders = upstream_names_for(state)
     if name in loaders:
         return
-    kind = "a student" if task in TASK_UPSTREAMS and task != "hubert_tiny" else "a"
+    if loaders == NAMES:
+        raise CheckpointError(f"{where} {ckpt} is a student checkpoint of the pretrain task {task}: load it with "
+                              f"{name_flag}{loaders[0]} (s3prl-colld's student upstream; {', '.join(NAMES[1:])} "
+                              f"load it too), not {name_flag}{name}")
     if loaders:
-        raise CheckpointError(f"{where} {ckpt} is {kind} checkpoint of the pretrain task {task}: load it with "
-                              f"{name_flag}{loaders[0]}" + (" (s3prl-colld's student upstream)" if kind != "a" else "")
-                              + f", not {name_flag}{name}")
+        raise CheckpointError(f"{where} {ckpt} is a checkpoint of the pretrain task {task}: load it with "
+                              f"{name_flag}{loaders[0]}, not {name_flag}{name}")
     raise CheckpointError(f"{where} {ckpt} is a checkpoint of the pretrain task {task}, which no upstream name loads "
-                          f"(upstream checkpoints come from the tasks {', '.join(sorted(TASK_UPSTREAMS))})")
+                          "(upstreams are distillation students and hubert_tiny teachers)")
 
 
 def register() -> list[str]:

@@ -33,6 +33,7 @@ from s3prl_colld.downstream import corpus
 from s3prl_colld.downstream.cli import main as downstream_main
 from s3prl_colld.downstream.features import CachedFeatures, LiveFeatures, StaleCacheError, feature_source
 from s3prl_colld.downstream.upstream import FrozenUpstream
+from s3prl_colld.models.teacher import Teacher, TeacherConfig
 from s3prl_colld.pretrain.cli import main as pretrain_main
 
 from conftest import REPO_ROOT, make_corpus
@@ -293,6 +294,8 @@ def test_checkpoints_of_the_wrong_kind_say_what_they_are(tmp_path: Path, capsys:
                           str(tmp_path / "a")])
     err = capsys.readouterr().err
     assert rc == 2 and "is a student checkpoint of the pretrain task colld_distiller: load it with -u colld_local" in err
+    with pytest.raises(ckpt_io.CheckpointError, match="load it with config.teacher.name=colld_local"):
+        Teacher(TeacherConfig(name="hubert_local", ckpt=str(student)))
     probe = tmp_path / "dev-best.ckpt"
     torch.save({"kind": ckpt_io.DOWNSTREAM_KIND, "spec": {"task": "pr"}, "step": 10}, probe)
     assert pretrain_main(["-u", "colld_distiller", "-e", str(probe)]) == 2
