@@ -1,21 +1,23 @@
-"""Register our students as s3prl upstream names (``import s3prl_colld.hub``).
+"""Our students as ``s3prl.hub`` names, derived from the registered pretrain tasks.
 
-After the import, ``s3prl.nn.S3PRLUpstream("colld_small", path_or_url=CKPT)``
-and anything else that looks names up in ``s3prl.hub`` find:
+Every pretrain task that exports a ``student`` declares the hub names of its
+checkpoints (``@register(name, upstreams=...)``): today ``colld_local`` /
+``colld_small`` (CoLLD), ``distilhubert_colld_local`` and ``l2l_local``. Each
+entry takes s3prl's hubconf signature ``(ckpt=None, model_config=None,
+refresh=False, **kw)`` and loads ``upstream.expert.UpstreamExpert``.
 
-- ``colld_local`` / ``colld_small``: a CoLLD student checkpoint;
-- ``distilhubert_colld_local``: our DistilHuBERT-baseline student;
-- ``l2l_local``: a layer-to-layer regression student.
-
-Each takes s3prl's hubconf signature ``(ckpt=None, model_config=None, refresh=False, **kw)``.
+``register()`` runs by itself once ``s3prl.hub`` is imported (``s3prl_colld.hook``,
+started by the package's ``.pth`` file or by ``import s3prl_colld``), so s3prl's
+own runner finds the names with no import of ours; ``import s3prl_colld.hub`` does it too.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import Callable
 
-from s3prl_colld.checkpoint import DOWNSTREAM_KIND, CheckpointError, check_trusted
+from s3prl_colld.checkpoint import CheckpointError
 
 
 def _entry(name: str) -> Callable[..., object]:
@@ -34,64 +36,23 @@ def _entry(name: str) -> Callable[..., object]:
     return entry
 
 
-NAMES = ("colld_local", "colld_small", "distilhubert_colld_local", "l2l_local")
-HUBERT_LOCAL_KEYS = {"task_cfg", "model_cfg", "model_weight"}  # what s3prl's hubert_local reads
+def student_names() -> list[str]:
+    """The hub names of every registered pretrain task that exports a ``student``."""
+    from s3prl_colld.pretrain.task import all_tasks
+
+    return [n for task in all_tasks().values() if "student" in task.exports for n in task.upstreams]
 
 
-def upstream_names_for(state: dict) -> tuple[str, ...]:
-    """The upstream names that load one of our pretrain checkpoints (empty: none does)."""
-    from s3prl_colld.upstream.expert import STUDENT_TASKS
+def register(hub: ModuleType | None = None) -> list[str]:
+    """Add our names to ``hub`` (default: ``s3prl.hub``) where s3prl lacks them (idempotent); returns them."""
+    if hub is None:
+        import s3prl.hub as hub
 
-    if state.get("task") in STUDENT_TASKS:
-        return NAMES
-    if HUBERT_LOCAL_KEYS <= set(state):
-        return ("hubert_local",)
-    return ()
-
-
-def check_upstream_checkpoint(name: str, ckpt: str | None, where: str, name_flag: str) -> None:
-    """What must hold before s3prl's loader for upstream ``name`` sees ``ckpt``.
-
-    The file must be safe to unpickle (``checkpoint.check_trusted``), and if it
-    is one of ours, of a kind that ``name`` loads: a student checkpoint given to
-    ``hubert_local`` or a downstream checkpoint given as an upstream is an
-    error that says what the file is and which name loads it.
-
-    Args:
-        where, name_flag: how the user gave the file and the name (``-k`` / ``-u ``,
-            ``config.teacher.ckpt`` / ``config.teacher.name=``), for the messages.
-    """
-    state = check_trusted(ckpt, where)
-    if not isinstance(state, dict):
-        return
-    if state.get("kind") == DOWNSTREAM_KIND:
-        raise CheckpointError(f"{where} {ckpt} is a run_downstream.py checkpoint (a probe's head, not an upstream): "
-                              f"give the upstream checkpoint that probe was trained on")
-    task = state.get("task")
-    if not isinstance(task, str) or "config" not in state:
-        return  # not one of ours: s3prl's loader decides
-    loaders = upstream_names_for(state)
-    if name in loaders:
-        return
-    if loaders == NAMES:
-        raise CheckpointError(f"{where} {ckpt} is a student checkpoint of the pretrain task {task}: load it with "
-                              f"{name_flag}{loaders[0]} (s3prl-colld's student upstream; {', '.join(NAMES[1:])} "
-                              f"load it too), not {name_flag}{name}")
-    if loaders:
-        raise CheckpointError(f"{where} {ckpt} is a checkpoint of the pretrain task {task}: load it with "
-                              f"{name_flag}{loaders[0]}, not {name_flag}{name}")
-    raise CheckpointError(f"{where} {ckpt} is a checkpoint of the pretrain task {task}, which no upstream name loads "
-                          "(upstreams are distillation students and hubert_tiny teachers)")
-
-
-def register() -> list[str]:
-    """Add our names to ``s3prl.hub`` (idempotent); returns them."""
-    import s3prl.hub as hub
-
-    for name in NAMES:
+    names = student_names()
+    for name in names:
         if not hasattr(hub, name):
             setattr(hub, name, _entry(name))
-    return list(NAMES)
+    return names
 
 
 register()

@@ -30,5 +30,5 @@ class AudioToy(AudioTask):
         return ((level - self.w) ** 2).mean(), {}
 
 
-if "audio_toy" not in TASKS:
+if "audio_toy" not in TASKS.classes:
     register("audio_toy")(AudioToy)

@@ -35,6 +35,7 @@ from s3prl_colld.downstream.features import CachedFeatures, LiveFeatures, StaleC
 from s3prl_colld.downstream.upstream import FrozenUpstream
 from s3prl_colld.models.teacher import Teacher, TeacherConfig
 from s3prl_colld.pretrain.cli import main as pretrain_main
+from s3prl_colld.pretrain.task import get_task
 
 from conftest import REPO_ROOT, make_corpus
 
@@ -289,7 +290,10 @@ def test_a_malicious_upstream_checkpoint_is_refused(synth_corpus_en: Path, tmp_p
 
 def test_checkpoints_of_the_wrong_kind_say_what_they_are(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     student = tmp_path / "states-300.ckpt"
-    torch.save({"task": "colld_distiller", "config": {"model": {}}, "model": {}, "step": 300}, student)
+    task = get_task("colld_distiller")  # what the trainer writes: the task's export section, the student's weights
+    torch.save({"task": task.name, "config": {"model": {}}, "model": {"student.w": torch.ones(2)}, "step": 300,
+                "export": {"upstreams": list(task.upstreams),
+                           "modules": {"student": {"config": {}, "prefix": "student."}}}}, student)
     rc = downstream_main(["-m", "train", "-u", "hubert_local", "-k", str(student), "-d", "pr", "-p",
                           str(tmp_path / "a")])
     err = capsys.readouterr().err

@@ -64,12 +64,7 @@ def add_trust_flag(parser: argparse.ArgumentParser) -> None:
 
 def write_yaml_atomic(data: dict[str, Any], path: Path) -> None:
     """``path`` <- YAML of ``data`` (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        yaml.safe_dump(data, f, sort_keys=False)
-    os.chmod(tmp, 0o666 & ~ckpt_io.current_umask())  # mkstemp makes 0600; give the usual permissions
-    os.replace(tmp, path)
+    ckpt_io.write_atomic(path, lambda f: yaml.safe_dump(data, f, sort_keys=False), "w")
 
 
 def setup_logging(verbose: bool) -> None:
