@@ -474,7 +474,8 @@ def test_torchrun_data_error_saves_on_every_rank_and_exits_2(corpus_copy: Path, 
     assert proc.returncode == 2, err[-3000:]
     assert "Traceback" not in err and "ChildFailedError" not in err
     assert err.count("run_pretrain.py: error: loading the batches of step") == 2  # one line per rank
-    assert str(victim) in err and "s3prl_colld.launch: rank 0 (pid" in err
+    # torchrun reports the first rank(s) to fail (it stops the others); the checkpoint was complete before either exited
+    assert str(victim) in err and "failed with exit code 2; its error is printed above" in err
     done = log_rows(run)[-1]["step"]
     assert done > 0 and ckpt_io.load(run / f"states-{done}.ckpt")["world_size"] == 2
 
