@@ -180,7 +180,8 @@ def stale_reason(folder: Path, utts: Sequence[Utterance], ids: Sequence[str], se
         return "built for other utterances"
     changed = [u.path for u, a, b in zip(utts, ids, index.get("identity", [])) if a != b]
     if changed or len(index.get("identity", [])) != len(utts):
-        return f"{len(changed)} of {len(utts)} audio files changed since it was built (e.g. {changed[:1]})"
+        example = f" (e.g. {changed[0]})" if changed else ""
+        return f"{len(changed)} of {len(utts)} audio files changed since it was built{example}"
     n = (folder / "feats.f16").stat().st_size if (folder / "feats.f16").is_file() else -1
     if n != int(index["total_frames"]) * index["n_layers"] * index["dim"] * 2:
         return "its feature file has the wrong size"
