@@ -144,13 +144,31 @@ def autocast(precision: str, device: torch.device) -> ContextManager[Any]:
 
 
 # ------------------------------------------------------------------ optimisation
-def build_optimizer(params: list[torch.nn.Parameter], cfg: OptimizerConfig,
+def param_groups(named: list[tuple[str, torch.nn.Parameter]], cfg: OptimizerConfig) -> list[dict[str, Any]]:
+    """Optimizer parameter groups: ``weight_decay`` for all, except names containing one of ``cfg.no_decay``
+    (weight decay 0), as s3prl's ``get_grouped_parameters``. Empty groups are left out."""
+    decay = [p for n, p in named if not any(s in n for s in cfg.no_decay)]
+    no_decay = [p for n, p in named if any(s in n for s in cfg.no_decay)]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(params: list[torch.nn.Parameter] | list[tuple[str, torch.nn.Parameter]], cfg: OptimizerConfig,
                     device: torch.device) -> torch.optim.Optimizer:
-    """AdamW / Adam over ``params`` (fused kernels on CUDA)."""
+    """AdamW / Adam over ``params`` (fused kernels on CUDA).
+
+    ``params`` are plain parameters, or ``(name, parameter)`` pairs, which ``cfg.no_decay`` needs.
+    """
     if not params:
         raise ConfigError("the task has no trainable parameters (none has requires_grad=True)")
+    named = [p for p in params if isinstance(p, tuple)]
+    if named and len(named) != len(params):
+        raise TypeError("build_optimizer: give either parameters or (name, parameter) pairs, not both")
+    if not named and cfg.no_decay:
+        raise ConfigError("config.optimizer.no_decay needs parameter names; leave it empty here")
+    groups = param_groups(named, cfg) if named else params
     cls = torch.optim.AdamW if cfg.name == "AdamW" else torch.optim.Adam
-    return cls(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
+    return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
                fused=True if device.type == "cuda" else None)
 
 
@@ -334,13 +352,14 @@ class Trainer:
         self.task = task_cls(cfg, self.expdir).to(self.device)
         if state is not None:
             self.task.load_trainable_state_dict(state["model"])
-        self.params = [p for p in self.task.parameters() if p.requires_grad]
+        named = [(n, p) for n, p in self.task.named_parameters() if p.requires_grad]
+        self.params = [p for _, p in named]
         self.model: torch.nn.Module = self.task
         if self.dist.ddp:
             self.model = DistributedDataParallel(
                 self.task, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=self.rc.find_unused_parameters)
-        self.optimizer = build_optimizer(self.params, cfg.optimizer, self.device)
+        self.optimizer = build_optimizer(named, cfg.optimizer, self.device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, self.rc.total_steps, self.cfg.optimizer))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")

@@ -137,7 +137,7 @@ class HubertTinyTask(PretrainTask):
         """
         d = self.cfg.data
         spans = crop_spans([len(it["wav"]) for it in items], int(d.crop_min_sec * 16_000),
-                           int(d.crop_max_sec * 16_000), FRAME_SHIFT, generator)
+                           int(d.crop_max_sec * 16_000), FRAME_SHIFT, generator, d.crop)
         wavs, units = [], []
         for it, (start, end) in zip(items, spans):
             wavs.append(it["wav"][start:end])
