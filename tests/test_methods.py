@@ -271,7 +271,7 @@ def test_distilhubert_recipe_scales_the_cnn_gradient_by_a_tenth() -> None:
     import dataclasses
 
     from s3prl_colld.models.student import StudentEncoder
-    from s3prl_colld.pretrain.trainer import param_groups
+    from s3prl_colld.runtime.optim import param_groups
 
     cfg = _s3prl_recipe()
     students = {}

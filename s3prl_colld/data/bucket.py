@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-SAMPLE_RATE = 16_000
+from s3prl_colld.constants import SAMPLE_RATE
+
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 
@@ -199,12 +200,6 @@ def crop_spans(lengths: Sequence[int], min_samples: int, max_samples: int, align
         start = int(torch.randint(slots, (1,), generator=generator)) * align
         out.append((start, start + span))
     return out
-
-
-def crop_batch(wavs: Sequence[torch.Tensor], min_samples: int, max_samples: int, align: int,
-               generator: torch.Generator) -> list[tuple[int, int]]:
-    """``crop_spans`` for waveforms ``[N_b]``: the ``(start, end)`` of each crop."""
-    return crop_spans([w.shape[-1] for w in wavs], min_samples, max_samples, align, generator)
 
 
 def pad_batch(wavs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
+from s3prl_colld.constants import FRAME_STRIDE, SAMPLE_RATE
+
 
 def normalize_waveform(wav: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Per-utterance ``F.layer_norm`` over the valid samples, as s3prl's experts do; padding stays 0.
@@ -129,8 +131,9 @@ class FbankFrontend(nn.Module):
 
     def __init__(self, cfg: FbankConfig) -> None:
         super().__init__()
+        self.cfg = cfg
         self.fbank = torchaudio.transforms.MelSpectrogram(
-            sample_rate=16_000, n_fft=400, win_length=400, hop_length=160, n_mels=cfg.n_mels, center=False
+            sample_rate=SAMPLE_RATE, n_fft=400, win_length=400, hop_length=160, n_mels=cfg.n_mels, center=False
         )
         self.norm = nn.LayerNorm(cfg.n_mels)
         self.conv = nn.Sequential(
@@ -141,7 +144,7 @@ class FbankFrontend(nn.Module):
         )
         self.out_dim = cfg.out_dim
 
-    downsample_rate = 320
+    downsample_rate = FRAME_STRIDE
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         frames = torch.div(lengths - 400, 160, rounding_mode="floor") + 1

@@ -1,11 +1,11 @@
 """The frozen teacher: any s3prl upstream, run in eval mode under inference mode, at its own precision.
 
-``Teacher`` wraps ``s3prl.nn.S3PRLUpstream`` (so ``hubert_base``,
-``wavlm_base_plus``, ``hubert_local`` + a path, ... all work), reads its layer
-count and dims, and runs it at exactly ``teacher.precision``: outside any
-autocast of the trainer, with weights and waveform cast to that dtype. For
-HuBERT teachers it exposes the unit-prediction head (``final_proj`` and the
-unit embeddings ``label_embs_concat``) for the discriminative loss.
+``Teacher`` is the shared ``FrozenS3PRLUpstream`` (so ``hubert_base``,
+``wavlm_base_plus``, ``hubert_local`` + a path, ... all work), run at exactly
+``teacher.precision``: outside any autocast of the trainer, with weights and
+waveform cast to that dtype. For HuBERT teachers it exposes the
+unit-prediction head (``final_proj`` and the unit embeddings
+``label_embs_concat``) for the discriminative loss.
 
 Two facts a student must follow are read from the s3prl expert:
 ``normalizes_waveform`` (s3prl's HuBERT / wav2vec 2.0 / WavLM experts apply
@@ -27,6 +27,7 @@ from torch import nn
 
 from s3prl_colld.config import ConfigError, choice
 from s3prl_colld.models.frontends import normalize_waveform
+from s3prl_colld.upstream.frozen import FrozenS3PRLUpstream
 
 log = logging.getLogger(__name__)
 
@@ -83,21 +84,6 @@ def expert_normalizes_waveform(expert: nn.Module) -> bool:
     return type(expert).__module__.startswith("s3prl.upstream.lighthubert")
 
 
-def load_upstream(name: str, ckpt: str | None) -> nn.Module:
-    """``S3PRLUpstream(name, path_or_url=ckpt)`` with a clear error for unknown names."""
-    import difflib
-
-    from s3prl import hub
-    from s3prl.nn import S3PRLUpstream
-
-    import s3prl_colld.hub  # noqa: F401  (registers our students as upstream names)
-
-    if not hasattr(hub, name):
-        close = difflib.get_close_matches(name, hub.options(), n=5)
-        raise ConfigError(f"unknown s3prl upstream {name!r}" + (f"; close matches: {', '.join(close)}" if close else ""))
-    return S3PRLUpstream(name, path_or_url=ckpt)
-
-
 def resolve_normalization(value: bool | None, teacher: Teacher, where: str) -> bool:
     """The student's ``normalize_waveform``: the teacher's when unset (null); an explicit value must agree."""
     if value is None:
@@ -114,27 +100,18 @@ def resolve_normalization(value: bool | None, teacher: Teacher, where: str) -> b
     return value
 
 
-class Teacher(nn.Module):
+class Teacher(FrozenS3PRLUpstream):
     """Frozen upstream -> hidden states ``[B, T, D_T]`` (front-end output + every layer)."""
 
     def __init__(self, cfg: TeacherConfig) -> None:
-        super().__init__()
+        super().__init__(cfg.name, cfg.ckpt)
         self.cfg = cfg
-        self.upstream = load_upstream(cfg.name, cfg.ckpt)
-        self.upstream.requires_grad_(False)
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.precision]
         self.upstream.to(self.dtype)
-        self.num_layers = self.upstream.num_layers - 1  # transformer layers (hidden_states also has h_0)
-        self.hidden_sizes = list(self.upstream.hidden_sizes)
-        self.downsample_rate = int(self.upstream.downsample_rates[0])
+        self.num_layers = self.num_hidden - 1  # transformer layers (hidden_states also has h_0)
         self.normalizes_waveform = expert_normalizes_waveform(getattr(self.upstream, "upstream", self.upstream))
         if cfg.target == "ffn":
             self.ffn_modules()  # fail early with a clear message
-        self.eval()
-
-    def train(self, mode: bool = True) -> "Teacher":
-        """The teacher stays in eval mode (no dropout, no layerdrop) whatever its parent does."""
-        return super().train(False)
 
     @property
     def fairseq_model(self) -> nn.Module | None:

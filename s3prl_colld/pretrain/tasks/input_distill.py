@@ -9,8 +9,8 @@ truncation to the shorter). Stage 2 is any distillation task with
 When the teacher layer-normalises the waveform (s3prl's ``task_cfg.normalize``),
 the target is its CNN output of the normalised waveform and the Fbank
 front-end reads the normalised waveform too, as it will inside the stage-2
-student (``normalize_waveform``, resolved here and stored in the checkpoint's
-config; stage 2 checks that it agrees).
+student (``normalize_waveform``, resolved here and stored in the config and
+the checkpoint's export section; stage 2 checks that it agrees).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any, Optional
 import torch
 
 from s3prl_colld.config import ConfigError
+from s3prl_colld.constants import SAMPLE_RATE
 from s3prl_colld.models.frontends import FbankConfig, FbankFrontend, normalize_waveform
 from s3prl_colld.models.teacher import Teacher, TeacherConfig, resolve_normalization
 from s3prl_colld.objectives.losses import l1_cosine
@@ -43,6 +44,7 @@ class InputDistillTask(AudioTask):
     """Fbank front-end -> teacher CNN output ``[B, T, C]``."""
 
     Config = InputDistillConfig
+    exports = ("frontend",)
 
     def __init__(self, cfg: InputDistillConfig, expdir: Path) -> None:
         super().__init__(cfg, expdir)
@@ -51,7 +53,7 @@ class InputDistillTask(AudioTask):
             raise ConfigError(f"input distillation needs a teacher with a waveform CNN (feature_extractor); "
                               f"{cfg.teacher.name} has none")
         cfg.normalize_waveform = resolve_normalization(cfg.normalize_waveform, self.teacher, "config.normalize_waveform")
-        dim = self.teacher.frontend_features(torch.zeros(1, 16_000), torch.tensor([16_000])).size(2)
+        dim = self.teacher.frontend_features(torch.zeros(1, SAMPLE_RATE), torch.tensor([SAMPLE_RATE])).size(2)
         if dim != cfg.model.out_dim:
             raise ConfigError(f"config.model.out_dim={cfg.model.out_dim} must equal the teacher's CNN output dim {dim}")
         self.frontend = FbankFrontend(cfg.model)
@@ -65,6 +67,12 @@ class InputDistillTask(AudioTask):
         pred, valid = self.frontend(wav, lengths)  # [B, T_S, C]
         T = min(pred.size(1), target.size(1))
         return l1_cosine(pred[:, :T], target[:, :T], valid[:, :T], self.cfg.cos_weight)
+
+    def export_section(self) -> dict[str, Any]:
+        """The base section, plus whether the exported front-end was trained on normalised waveforms."""
+        section = super().export_section()
+        section["modules"]["frontend"]["normalize_waveform"] = bool(self.cfg.normalize_waveform)
+        return section
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.state_dict().items() if k.startswith("frontend.")}
