@@ -16,20 +16,20 @@ never breaks ``import s3prl.hub``.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
-import logging
 import sys
 from types import ModuleType
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec
 
 TARGETS = ("s3prl", "s3prl.hub")
 
 
-class _Loader(importlib.abc.Loader):
+class _Loader:  # the importlib loader protocol (importlib.abc is not imported: it pulls in much at start-up)
     """Runs the real loader of ``s3prl`` / ``s3prl.hub`` with our step before / after it."""
 
-    def __init__(self, inner: importlib.abc.Loader) -> None:
+    def __init__(self, inner: Any) -> None:
         self.inner = inner
 
     def __getattr__(self, name: str) -> Any:  # get_resource_reader, is_package, ...
@@ -37,7 +37,7 @@ class _Loader(importlib.abc.Loader):
             raise AttributeError(name)
         return getattr(self.inner, name)
 
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
         return self.inner.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
@@ -63,14 +63,16 @@ def _safely(fn: Any, *args: Any) -> None:
     try:
         fn(*args)
     except Exception as err:  # noqa: BLE001 - s3prl must import even if our side fails
+        import logging
+
         logging.getLogger(__name__).warning("s3prl-colld start-up hook: %s failed: %r", fn.__name__, err)
 
 
-class HubFinder(importlib.abc.MetaPathFinder):
+class HubFinder:  # the importlib meta-path finder protocol
     """Finds ``s3prl`` / ``s3prl.hub`` with the other finders and wraps their loaders."""
 
     def find_spec(self, fullname: str, path: Sequence[str] | None,
-                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+                  target: ModuleType | None = None) -> ModuleSpec | None:
         if fullname not in TARGETS:
             return None
         for finder in sys.meta_path:

@@ -167,13 +167,14 @@ class Trainer:
         self.task = task_cls(cfg, self.expdir).to(self.device)
         if state is not None:
             self.task.load_trainable_state_dict(state["model"])
-        self.params = [p for p in self.task.parameters() if p.requires_grad]
+        named = [(n, p) for n, p in self.task.named_parameters() if p.requires_grad]
+        self.params = [p for _, p in named]
         self.model: torch.nn.Module = self.task
         if self.dist.ddp:
             self.model = DistributedDataParallel(
                 self.task, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=self.rc.find_unused_parameters)
-        self.optimizer = build_optimizer(self.params, cfg.optimizer, self.device)
+        self.optimizer = build_optimizer(named, cfg.optimizer, self.device)
         self.policy = StepPolicy(self.optimizer, cfg.optimizer, self.rc.total_steps, self.rc.gradient_clipping,
                                  self.rc.max_bad_steps, self.precision, self.device,
                                  f"the last good checkpoint is in {self.expdir}")

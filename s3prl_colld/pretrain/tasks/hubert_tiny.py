@@ -144,7 +144,7 @@ class HubertTinyTask(PretrainTask):
         """
         d = self.cfg.data
         spans = crop_spans([len(it["wav"]) for it in items], int(d.crop_min_sec * SAMPLE_RATE),
-                           int(d.crop_max_sec * SAMPLE_RATE), FRAME_STRIDE, generator)
+                           int(d.crop_max_sec * SAMPLE_RATE), FRAME_STRIDE, generator, d.crop)
         wavs, units = [], []
         for it, (start, end) in zip(items, spans):
             wavs.append(it["wav"][start:end])
