@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from s3prl_colld.checkpoint import latest_checkpoint
+from s3prl_colld.config import CONFIG_DIR
 
 log = logging.getLogger("s3prl_colld.replicate")
 
@@ -191,8 +192,9 @@ class Grid:
             return _latest(it1)
         it2 = self.out / "teacher"
         self.stage("teacher_it2", it2 / "DONE", lambda: (
-            pretrain("hubert_tiny", it2, f"config.data.root={self.corpus_en},,config.units.source=layer,,"
-                     f"config.units.teacher_ckpt={_latest(it1)}" + self.scale.teacher_iter2_overrides),
+            pretrain("hubert_tiny", it2, f"config.data.root={self.corpus_en},,config.teacher.ckpt={_latest(it1)}"
+                     + self.scale.teacher_iter2_overrides,
+                     runner_yaml=CONFIG_DIR / "pretrain" / "hubert_tiny" / "iter2.yaml"),
             (it2 / "DONE").touch()))
         return _latest(it2)
 
@@ -259,9 +261,7 @@ class Grid:
         best = load_downstream_checkpoint(run / "dev-best.ckpt")["best"]
         result: dict[str, float] = {"dev": float(best["value"])}
         for split in splits:
-            (run / "eval" / split).mkdir(parents=True, exist_ok=True)
-            summary = evaluate_checkpoint(run / "dev-best.ckpt", "test", {"data": {"test_split": split}},
-                                          out_dir=run / "eval" / split)
+            summary = evaluate_checkpoint(run / "dev-best.ckpt", split)
             result[split] = float(summary[best["metric"]])
         result["seconds"] = time.time() - start
         done.write_text(json.dumps(result, indent=1))
@@ -290,13 +290,19 @@ def _latest(run: Path) -> Path:
     return last
 
 
-def pretrain(task: str, expdir: Path, overrides: str, model_yaml: Path | None = None) -> Path:
-    """Run (or resume) ``run_pretrain.py -u task`` in ``expdir``; returns its final checkpoint."""
+def pretrain(task: str, expdir: Path, overrides: str, model_yaml: Path | None = None,
+             runner_yaml: Path | None = None) -> Path:
+    """Run (or resume) ``run_pretrain.py -u task [-g model_yaml] [-c runner_yaml]`` in ``expdir``.
+
+    Returns its final checkpoint.
+    """
     from s3prl_colld.pretrain.cli import main as pretrain_main
 
     args = ["-u", task, "-p", str(expdir), "-o", overrides]
     if model_yaml is not None:
         args += ["-g", str(model_yaml)]
+    if runner_yaml is not None:
+        args += ["-c", str(runner_yaml)]
     last = latest_checkpoint(expdir)
     if last is not None:
         args += ["-e", str(last)]
@@ -354,8 +360,10 @@ def measure_upstream(upstream: str, ckpt: Path | None, wavs: list[Path]) -> dict
 
 # --------------------------------------------------------------------------------------------- the grid
 def upstream_of(task: str) -> str:
-    """The s3prl hub name that loads a checkpoint of ``task``."""
-    return {"hubert_tiny": "hubert_local", "dicehubert": "hubert_local"}.get(task, "colld_local")
+    """The s3prl hub name that loads a checkpoint of ``task`` (the first name the task registers)."""
+    from s3prl_colld.pretrain.task import get_task
+
+    return get_task(task).upstreams[0]
 
 
 def run_grid(grid: Grid) -> dict[str, Any]:
