@@ -44,7 +44,7 @@ FLITE = "flite"
 VOICE_F0: dict[str, int | None] = {"slt": 170, "rms": None, "awb": 125, "kal16": 95}
 VOICES = tuple(VOICE_F0)
 # seconds per word at duration_stretch 1 (measured), for planning a corpus of a given length
-SECONDS_PER_WORD = {"slt": 0.30, "rms": 0.34, "awb": 0.28, "kal16": 0.27}
+SECONDS_PER_WORD = {"slt": 0.30, "rms": 0.34, "awb": 0.30, "kal16": 0.27}
 STRETCH_RANGE = (0.85, 1.2)
 F0_FACTOR_RANGE = (0.8, 1.25)
 WARP_RANGE = (92, 108)  # percent
