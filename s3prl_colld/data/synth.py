@@ -2,7 +2,7 @@
 
     python -m s3prl_colld.data.synth --lang en --out data/synth_en --seed 0             # >= 10 h of training speech
     python -m s3prl_colld.data.synth --lang en --out data/tiny --utterances 1500 --seed 0
-    python -m s3prl_colld.data.synth --lang de --out data/synth_de --hours 3 --seed 0
+    python -m s3prl_colld.data.synth --lang de --out data/synth_de --seed 0             # >= 3 h
 
 Sentences are English-German pairs from Debian's trans-de-en dictionary
 (:mod:`.sentences`). English is spoken by espeak-ng speakers (:mod:`.voices`)
@@ -89,7 +89,7 @@ __all__ = ["SPLITS", "SynthError", "generate", "main", "parser"]
 GENERATOR_VERSION = "s3prl-colld-synth/2"
 LANGUAGES = {"en": "de", "de": "en"}  # spoken language -> translation target
 DEFAULT_ENGINES = {"en": "espeak,flite", "de": "espeak"}
-DEFAULT_HOURS = 10.0
+DEFAULT_HOURS = {"en": 10.0, "de": 3.0}  # of training speech, when neither --hours nor --utterances is given
 HELD_OUT_UTTERANCES = 600  # dev and test each with --hours (test_unseen: half)
 BATCH = 16  # utterances of one speaker per synthesis job
 AUGMENT_BATCH = 16  # noisy utterances per augmentation job
@@ -328,7 +328,7 @@ def generate(args: argparse.Namespace, argv: Sequence[str]) -> dict:
     flite_voices = flite.installed_voices(executables["flite"]) if uses_flite else []
     check_family(unseen, lang, variants, flite_voices)
     sizes = (sizes_for_utterances(args.utterances) if args.utterances is not None
-             else sizes_for_hours(DEFAULT_HOURS if args.hours is None else args.hours, args.held_out))
+             else sizes_for_hours(DEFAULT_HOURS[lang] if args.hours is None else args.hours, args.held_out))
 
     pairs = load_sentence_pairs(args.dictionary)
     rng = random.Random(args.seed)
@@ -400,8 +400,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lang", required=True, help="spoken language: en (targets de) or de (targets en)")
     p.add_argument("--out", required=True, help="output directory (must be empty unless --force)")
     p.add_argument("--hours", type=float, default=None,
-                   help=f"hours of training speech to aim at (estimated while planning; default {DEFAULT_HOURS:g} "
-                        "unless --utterances is given)")
+                   help="hours of training speech to aim at (estimated while planning; default "
+                        f"{DEFAULT_HOURS['en']:g} for en, {DEFAULT_HOURS['de']:g} for de, unless --utterances is given)")
     p.add_argument("--utterances", type=int, default=None,
                    help="instead of --hours: utterances in train+dev+test (80/10/10 %%; test_unseen adds 5 %%)")
     p.add_argument("--held-out", type=int, default=HELD_OUT_UTTERANCES,
