@@ -2,7 +2,8 @@
 
 flite's ``slt``, ``rms`` and ``awb`` are clustergen voices and ``kal16`` a
 diphone voice, each built from one recorded speaker (US female, US male,
-Scottish male, US male); all speak 16 kHz audio. Like an espeak-ng speaker
+Scottish male, US male); all speak 16 kHz audio (Debian's other two, ``kal``
+at 8 kHz and the clock-times-only ``awb_time``, are not used). Like an espeak-ng speaker
 (:mod:`.voices`), a flite speaker is a base voice varied in three ways, and
 each utterance gets a small rate and pitch jitter on top:
 
