@@ -1,8 +1,10 @@
 """Train a downstream head on a frozen upstream, pick the best dev checkpoint, evaluate on test.
 
-One readable loop: batches of cached (or recomputed) hidden states
-``[B, L, T, D]`` -> featurizer -> head -> task loss; Adam; evaluation on dev
-every ``eval_step`` (the best one is saved as ``dev-best.ckpt``);
+One readable loop, s3prl's downstream runner: batches of cached (or
+recomputed) hidden states ``[B, L, T, D]`` -> featurizer -> SpecAugment
+(training, when on) -> head -> task loss; ``gradient_accumulate_steps``
+batches per Adam update, s3prl's lr schedule, gradient clipping; evaluation
+on dev every ``eval_step`` (the best one is saved as ``dev-best.ckpt``);
 ``states-STEP.ckpt`` every ``save_step``. Checkpoints are plain dicts
 (``torch.load(weights_only=True)``), written atomically, and carry the run's
 spec, config, vocabulary and every RNG state, so ``-e`` continues exactly.
@@ -23,13 +25,16 @@ from tqdm.auto import tqdm
 
 from s3prl_colld import checkpoint as ckpt_io
 from s3prl_colld.config import from_dict, to_dict
+from s3prl_colld.data.audio import num_samples
 from s3prl_colld.downstream.corpus import Utterance
 from s3prl_colld.downstream.featurizer import Featurizer, pad_features, plot_layer_weights
 from s3prl_colld.downstream.features import FeatureSource, feature_source
+from s3prl_colld.downstream.schedule import lr_multiplier
 from s3prl_colld.downstream.schema import DownstreamConfig
+from s3prl_colld.downstream.specaug import spec_augment
 from s3prl_colld.downstream.tasks import DownstreamTask, get_task
 from s3prl_colld.downstream.upstream import FrozenUpstream
-from s3prl_colld.pretrain.trainer import (build_optimizer, load_optimizer_state, lr_factor, pick_device, rng_state,
+from s3prl_colld.pretrain.trainer import (build_optimizer, load_optimizer_state, pick_device, rng_state,
                                           seed_everything, set_rng_state)
 
 log = logging.getLogger("s3prl_colld.downstream")
@@ -58,6 +63,7 @@ class DownstreamRunner:
         self.task: DownstreamTask = get_task(spec.task)(cfg)
         self.upstream = FrozenUpstream(spec.upstream, spec.ckpt, self.device, cfg.upstream.batch_size)
         self.utts: dict[str, list[Utterance]] = {}
+        self.lengths: dict[str, list[int]] = {}
         if state is not None:
             self.task.load_vocab_state(state["vocab"])
         else:
@@ -83,6 +89,12 @@ class DownstreamRunner:
             self.utts[role] = utts
         return self.utts[role]
 
+    def samples(self, role: str) -> list[int]:
+        """Audio length (samples, from the file headers) of each utterance of ``role``."""
+        if role not in self.lengths:
+            self.lengths[role] = [num_samples(u.path) for u in self._utterances(role)]
+        return self.lengths[role]
+
     def cache_dir(self) -> Path | None:
         if not self.cfg.cache.enabled:
             return None
@@ -106,14 +118,19 @@ class DownstreamRunner:
         return x, lengths.to(self.device), [self._utterances(role)[i].text for i in indices]
 
     def train_batches(self) -> Iterator[list[int]]:
-        """Endless shuffled batches; the epoch's order is seeded by (seed, epoch), so resuming is exact."""
-        n, bs = len(self._utterances("train")), self.cfg.runner.batch_size
+        """Endless training batches: the task's s3prl sampler, one epoch at a time.
+
+        An epoch's batches are a pure function of ``(seed, epoch)`` and ``pos``
+        counts the batches already used, so resuming mid-epoch is exact.
+        """
+        rc = self.cfg.runner
+        utts = self._utterances("train")
         while True:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.runner.seed + self.epoch))
-            while self.pos < n:
-                idx = order[self.pos: self.pos + bs].tolist()
-                self.pos += bs
-                yield idx
+            epoch_batches = self.task.train_batches(utts, self.samples("train"), rc, self.epoch,
+                                                    self.upstream.downsample_rate)
+            while self.pos < len(epoch_batches):
+                self.pos += 1
+                yield epoch_batches[self.pos - 1]
             self.epoch, self.pos = self.epoch + 1, 0
 
     # ------------------------------------------------------------------ checkpoints
@@ -155,7 +172,7 @@ class DownstreamRunner:
         self.head.eval()
         utts = self._utterances(role)
         self.source(role)
-        order = sorted(range(len(utts)), key=lambda i: utts[i].uttid)
+        order = self.task.eval_order(utts, self.samples(role))
         bs = self.cfg.runner.eval_batch_size
         hyps: list[str] = []
         for start in tqdm(range(0, len(order), bs), desc=f"decode {role}", leave=False,
@@ -164,28 +181,43 @@ class DownstreamRunner:
             hyps += self.task.decode(self.head, x, lengths)
         self.featurizer.train()
         self.head.train()
-        refs = [utts[i].text for i in order]
+        refs = [self.task.reference(utts[i].text) for i in order]
         return {self.task.metric: self.task.score(hyps, refs), "ids": [utts[i].uttid for i in order],
                 "hyps": hyps, "refs": refs}
 
-    def train_step(self, indices: list[int]) -> torch.Tensor:
-        """One optimiser step on training utterances ``indices`` (a non-finite loss or gradient skips it)."""
+    def train_step(self, batches: list[list[int]]) -> torch.Tensor:
+        """One optimizer update over the training utterance batches ``batches`` (``gradient_accumulate_steps`` of
+        them); each batch's loss is divided by their number. A non-finite loss or gradient skips the update.
+        Returns the mean batch loss."""
         rc = self.cfg.runner
         for group in self.optimizer.param_groups:
-            group["lr"] = self.cfg.optimizer.lr * lr_factor(self.step, rc.total_steps, self.cfg.optimizer)
-        x, lengths, texts = self.batch("train", indices)
-        loss = self.task.loss(self.head, x, lengths, texts)
+            group["lr"] = self.cfg.optimizer.lr * lr_multiplier(self.step, rc.total_steps, self.cfg.optimizer)
         self.optimizer.zero_grad(set_to_none=True)
-        if torch.isfinite(loss):
+        total = torch.zeros(())
+        finite = True
+        for indices in batches:
+            x, lengths, texts = self.batch("train", indices)
+            if self.cfg.specaug.enabled:
+                x = spec_augment(x, lengths, self.cfg.specaug)
+            loss = self.task.loss(self.head, x, lengths, texts) / len(batches)
+            if not torch.isfinite(loss):
+                finite = False
+                break
             loss.backward()
+            total += loss.detach().cpu()
+        if finite:
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             norm = torch.nn.utils.clip_grad_norm_(params, rc.gradient_clipping)
             if torch.isfinite(norm):
                 self.optimizer.step()
+            else:
+                log.warning("step %d: non-finite gradient norm, update skipped", self.step + 1)
         else:
-            log.warning("step %d: non-finite loss, skipped", self.step + 1)
+            log.warning("step %d: non-finite loss, update skipped", self.step + 1)
+            total = torch.tensor(float("nan"))
+        self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return loss.detach()
+        return total
 
     def train(self) -> dict[str, Any]:
         """Train to ``runner.total_steps``; returns the best dev metric and its step."""
@@ -199,7 +231,7 @@ class DownstreamRunner:
                    unit="step", disable=not rc.progress_bar)
         metric = self.task.metric
         while self.step < rc.total_steps:
-            loss = self.train_step(next(batches))
+            loss = self.train_step([next(batches) for _ in range(rc.gradient_accumulate_steps)])
             bar.update(1)
             if self.step % rc.log_step == 0:
                 writer.add_scalar(f"{self.spec.task}/train-loss", loss.item(), self.step)
