@@ -23,7 +23,8 @@ from s3prl_colld.downstream.schema import DownstreamConfig, DownstreamOptimizerC
 from s3prl_colld.downstream.specaug import spec_augment, time_warp
 from s3prl_colld.downstream.st_model import STHead, STHeadConfig
 from s3prl_colld.downstream.submit import main as submit_main
-from s3prl_colld.downstream.tasks import TASKS, ASRTask, STTask
+from s3prl_colld.downstream.task import TASKS
+from s3prl_colld.downstream.tasks.superb import ASRTask, STTask
 
 QUIET = "config.runner.progress_bar=false"
 GPU_CONFIGS = {"pr": "librispeech/pr.yaml", "asr": "librispeech/asr.yaml", "st": "covost2/st.yaml"}
@@ -33,7 +34,7 @@ HEADS = {"pr": PRHeadConfig, "asr": ASRHeadConfig, "st": STHeadConfig}
 # ------------------------------------------------------------------ defaults = s3prl's recipes
 def test_featurizer_default_is_s3prls() -> None:
     assert DownstreamConfig().featurizer.normalize is False
-    for task in TASKS:
+    for task in TASKS.all():
         assert resolve_config(task, None, None).featurizer.normalize is False
         assert resolve_config(task, str(CONFIG_DIR / "downstream" / GPU_CONFIGS[task]), None).featurizer.normalize \
             is False
@@ -47,11 +48,11 @@ def test_featurizer_default_is_s3prls() -> None:
     torch.testing.assert_close(normed.mean(-1), torch.zeros(2, 7), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("task", sorted(TASKS))
+@pytest.mark.parametrize("task", sorted(TASKS.all()))
 def test_gpu_configs_equal_the_code_defaults(task: str) -> None:
     """configs/downstream/{librispeech,covost2}/*.yaml restate s3prl's recipe: the same as the code's defaults."""
     from_yaml = resolve_config(task, str(CONFIG_DIR / "downstream" / GPU_CONFIGS[task]), None)
-    from_code = from_dict(DownstreamConfig, deep_merge(TASKS[task].s3prl_defaults, {}))
+    from_code = from_dict(DownstreamConfig, deep_merge(TASKS.get(task).s3prl_defaults, {}))
     for section in ("runner", "optimizer", "featurizer", "specaug"):
         mine, code = getattr(from_yaml, section), getattr(from_code, section)
         if section == "runner":  # machine-specific keys
@@ -63,7 +64,7 @@ def test_gpu_configs_equal_the_code_defaults(task: str) -> None:
 
 def test_s3prl_values() -> None:
     """A few literal values of s3prl's yaml files (the table in docs/superb_protocol.md)."""
-    pr, asr, st = (from_dict(DownstreamConfig, TASKS[t].s3prl_defaults) for t in ("pr", "asr", "st"))
+    pr, asr, st = (from_dict(DownstreamConfig, TASKS.get(t).s3prl_defaults) for t in ("pr", "asr", "st"))
     for cfg in (pr, asr, st):
         assert cfg.optimizer.name == "Adam" and cfg.optimizer.betas == [0.9, 0.999] and cfg.optimizer.eps == 1e-8
     assert (pr.optimizer.lr, pr.runner.batch_size, pr.runner.gradient_accumulate_steps, pr.runner.total_steps) == \

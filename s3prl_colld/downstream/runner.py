@@ -32,11 +32,13 @@ from s3prl_colld.downstream.features import FeatureSource, feature_source
 from s3prl_colld.downstream.schedule import lr_multiplier
 from s3prl_colld.downstream.schema import DownstreamConfig
 from s3prl_colld.downstream.specaug import spec_augment
-from s3prl_colld.downstream.tasks import DownstreamTask, get_task
+from s3prl_colld.downstream.task import DownstreamTask, get_task
 from s3prl_colld.downstream.upstream import FrozenUpstream
 from s3prl_colld.runtime.distributed import pick_device
 from s3prl_colld.runtime.optim import build_optimizer, load_optimizer_state
+from s3prl_colld.runtime.precision import autocast, effective_precision
 from s3prl_colld.runtime.rng import rng_state, seed_everything, set_rng_state
+from s3prl_colld.runtime.step import StepPolicy
 
 log = logging.getLogger("s3prl_colld.downstream")
 
@@ -73,10 +75,16 @@ class DownstreamRunner:
         self.head = self.task.build_head(self.upstream.dim).to(self.device)
         self.step, self.epoch, self.pos = 0, 0, 0
         self.best: dict[str, Any] = {"metric": self.task.metric, "value": None, "step": None}
-        self.optimizer = None
+        self.optimizer, self.policy = None, None
+        self.precision = effective_precision(cfg.runner.precision, self.device)
         if train:
             params = [p for m in (self.featurizer, self.head) for p in m.parameters() if p.requires_grad]
             self.optimizer = build_optimizer(params, cfg.optimizer, self.device)
+            rc = cfg.runner
+            self.policy = StepPolicy(self.optimizer, cfg.optimizer, rc.total_steps, rc.gradient_clipping,
+                                     rc.max_bad_steps, self.precision, self.device,
+                                     f"the last good checkpoint is in {self.expdir}",
+                                     factor=lambda s: lr_multiplier(s, rc.total_steps, cfg.optimizer))
         if state is not None:
             self._restore(state)
         self.sources: dict[str, FeatureSource] = {}
@@ -140,6 +148,7 @@ class DownstreamRunner:
                 "vocab": self.task.vocab_state(), "featurizer": self.featurizer.state_dict(),
                 "head": self.head.state_dict(),
                 "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+                "policy": self.policy.state_dict() if self.policy else None,
                 "step": self.step, "epoch": self.epoch, "pos": self.pos, "best": dict(self.best),
                 "rng": rng_state(self.device)}
 
@@ -148,6 +157,8 @@ class DownstreamRunner:
         self.head.load_state_dict(state["head"])
         if self.optimizer is not None and state.get("optimizer"):
             load_optimizer_state(self.optimizer, state["optimizer"])
+        if self.policy is not None and state.get("policy"):
+            self.policy.load_state_dict(state["policy"])
         self.step, self.epoch, self.pos = state["step"], state["epoch"], state["pos"]
         self.best = dict(state["best"])
         set_rng_state(state["rng"], self.device)
@@ -188,36 +199,21 @@ class DownstreamRunner:
 
     def train_step(self, batches: list[list[int]]) -> torch.Tensor:
         """One optimizer update over the training utterance batches ``batches`` (``gradient_accumulate_steps`` of
-        them); each batch's loss is divided by their number. A non-finite loss or gradient skips the update.
-        Returns the mean batch loss."""
-        rc = self.cfg.runner
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.cfg.optimizer.lr * lr_multiplier(self.step, rc.total_steps, self.cfg.optimizer)
-        self.optimizer.zero_grad(set_to_none=True)
-        total = torch.zeros(())
-        finite = True
+        them; each batch's loss is divided by their number), SpecAugment on the features when on.
+        ``runtime.step.StepPolicy`` does s3prl's schedule, AMP and clipping; a non-finite loss or gradient skips
+        the update, too many of them abort. Returns the mean batch loss ``[]``."""
+        total = torch.zeros((), device=self.device)
         for indices in batches:
-            x, lengths, texts = self.batch("train", indices)
-            if self.cfg.specaug.enabled:
-                x = spec_augment(x, lengths, self.cfg.specaug)
-            loss = self.task.loss(self.head, x, lengths, texts) / len(batches)
-            if not torch.isfinite(loss):
-                finite = False
-                break
-            loss.backward()
-            total += loss.detach().cpu()
-        if finite:
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            norm = torch.nn.utils.clip_grad_norm_(params, rc.gradient_clipping)
-            if torch.isfinite(norm):
-                self.optimizer.step()
-            else:
-                log.warning("step %d: non-finite gradient norm, update skipped", self.step + 1)
-        else:
-            log.warning("step %d: non-finite loss, update skipped", self.step + 1)
-            total = torch.tensor(float("nan"))
-        self.optimizer.zero_grad(set_to_none=True)
+            with autocast(self.precision, self.device):
+                x, lengths, texts = self.batch("train", indices)
+                if self.cfg.specaug.enabled:
+                    x = spec_augment(x, lengths, self.cfg.specaug)
+                loss = self.task.loss(self.head, x, lengths, texts) / len(batches)
+            self.policy.backward(loss)
+            total = total + loss.detach().float()
         self.step += 1
+        if self.policy.step(total).bad:
+            self.policy.count_bad(self.step)
         return total
 
     def train(self) -> dict[str, Any]:
@@ -268,7 +264,7 @@ def evaluate_checkpoint(path: Path, role: str = "test", overrides: dict[str, Any
     runner.task.write_predictions(out_dir, role, result["ids"], result["hyps"], result["refs"])
     summary = {"task": runner.spec.task, "upstream": runner.spec.upstream, "ckpt": runner.spec.ckpt,
                "checkpoint": str(path), "step": state["step"], "split": runner.task.split_name(role),
-               metric: result[metric], "utterances": len(result["ids"]),
+               "metric": metric, metric: result[metric], "utterances": len(result["ids"]),
                "layer_weights": runner.featurizer.layer_weights()}
     (out_dir / f"{role}-results.json").write_text(json.dumps(summary, indent=1))
     return summary

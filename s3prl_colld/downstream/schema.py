@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from s3prl_colld.config import ConfigError, choice
+from s3prl_colld.runtime.optim import OptimizerConfig
 
 BATCHING = ("s3prl", "shuffle")
 DECAYS = ("constant", "linear", "cosine", "sqrt")
@@ -34,6 +35,8 @@ class DownstreamRunnerConfig:
     gradient_accumulate_steps: int = 1  # batches per optimizer update (each loss divided by this)
     eval_batch_size: int = 16
     gradient_clipping: float = 1.0
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast of featurizer + head; fp16 scales the loss)
+    max_bad_steps: int = 20  # abort when more steps than this had a NaN/inf loss or gradient
     seed: int = 1337
     device: str = "auto"  # auto | cpu | cuda
     progress_bar: bool = True
@@ -41,6 +44,7 @@ class DownstreamRunnerConfig:
     def validate(self) -> None:
         choice(self.device, ("auto", "cpu", "cuda"), "config.runner.device")
         choice(self.batching, BATCHING, "config.runner.batching")
+        choice(self.precision, ("fp32", "bf16", "fp16"), "config.runner.precision")
         for name in ("total_steps", "log_step", "eval_step", "save_step", "max_keep", "batch_size",
                      "eval_batch_size", "gradient_accumulate_steps"):
             if getattr(self, name) < 1:
@@ -50,11 +54,12 @@ class DownstreamRunnerConfig:
 
 
 @dataclass
-class DownstreamOptimizerConfig:
+class DownstreamOptimizerConfig(OptimizerConfig):
     """Adam with torch's defaults (s3prl's ``TorchOptim`` / ``Adam``) and s3prl's schedulers.
 
     ``decay`` with ``warmup_steps`` names s3prl's ``scheduler`` (``s3prl/schedulers.py``),
-    with s3prl's formulas (``LambdaLR``: the update after ``s`` updates uses ``lr * f(s)``):
+    with s3prl's formulas (``LambdaLR``: the update after ``s`` updates uses ``lr * f(s)``,
+    see :func:`s3prl_colld.downstream.schedule.lr_multiplier`):
 
     - ``constant``, ``warmup_steps: 0``: no scheduler (PR, ASR);
     - ``constant``, ``warmup_steps: W``: ``constant_decay_schedule_with_warmup``;
@@ -65,16 +70,14 @@ class DownstreamOptimizerConfig:
       end of the warm-up (100x for W = 10000); we reproduce it as it is.
 
     During warm-up ``f(s) = s / W`` (so the first update has lr 0, as in s3prl).
+    ``final_lr_ratio`` (linear / cosine) is 0 in s3prl.
     """
 
     name: str = "Adam"  # Adam | AdamW
     lr: float = 1.0e-2
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # torch's defaults
     eps: float = 1.0e-8  # torch's default
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
     decay: str = "constant"  # constant | linear | cosine | sqrt
-    final_lr_ratio: float = 0.0  # linear / cosine only: lr at total_steps as a fraction of lr (s3prl: 0)
 
     def validate(self) -> None:
         choice(self.name, ("Adam", "AdamW"), "config.optimizer.name")

@@ -13,7 +13,8 @@ from s3prl_colld.pretrain.task import PretrainTask
 
 
 class AudioTask(PretrainTask):
-    """A task whose items are utterances of ``config.data`` and whose batches are random crops (``wav``, ``wav_lengths``)."""
+    """A task whose items are utterances of ``config.data`` and whose batches are crops (``data.crop``) of them
+    (``wav``, ``wav_lengths``)."""
 
     def train_dataset(self) -> AudioDataset:
         d = self.cfg.data
@@ -21,4 +22,4 @@ class AudioTask(PretrainTask):
 
     def collate(self, items: list[dict[str, Any]], generator: torch.Generator) -> dict[str, Any]:
         d = self.cfg.data
-        return crop_and_pad(items, d.crop_min_sec, d.crop_max_sec, FRAME_STRIDE, generator)
+        return crop_and_pad(items, d.crop_min_sec, d.crop_max_sec, FRAME_STRIDE, generator, mode=d.crop)

@@ -1,9 +1,4 @@
-"""The SUPERB tasks: what each reads, how its head is built, trained, decoded and scored.
-
-A task turns a split into :class:`Utterance` s (audio + target text), fits its
-vocabulary on the training targets, builds a head over featurized hidden
-states ``[B, T, D]``, and maps the head's output back to text. Its metric
-compares hypothesis and reference texts.
+"""The SUPERB tasks (``downstream.task.DownstreamTask``): what each reads, its head, decoding and metric.
 
 - ``pr``: phones from a lexicon, Linear-Linear CTC head, PER (lower is better);
 - ``asr``: characters (``|`` after every word), BiLSTM CTC head, WER (lower is better);
@@ -18,7 +13,7 @@ utterances (``eval_order``), which is the order of the prediction files.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,95 +23,7 @@ from s3prl_colld.config import ConfigError, from_dict
 from s3prl_colld.downstream import batching, corpus, metrics
 from s3prl_colld.downstream.ctc_heads import ASRHeadConfig, BiLSTMCTCHead, LinearCTCHead, PRHeadConfig
 from s3prl_colld.downstream.schema import DownstreamConfig, DownstreamRunnerConfig
-
-ROLES = ("train", "dev", "test")
-
-
-class DownstreamTask:
-    """Base class; subclasses set the class attributes and implement the hooks."""
-
-    name: ClassVar[str]
-    metric: ClassVar[str]
-    higher_better: ClassVar[bool]
-    # s3prl's settings of this task (config sections runner / optimizer / specaug), applied under the YAML
-    s3prl_defaults: ClassVar[dict[str, Any]] = {}
-
-    def __init__(self, cfg: DownstreamConfig) -> None:
-        self.cfg = cfg
-
-    # -- batches and order (s3prl's)
-    def train_batches(self, utts: Sequence[corpus.Utterance], samples: Sequence[int], rc: DownstreamRunnerConfig,
-                      epoch: int, downsample_rate: int) -> list[list[int]]:
-        """One epoch of training batches (utterance indices): s3prl's sampler, or random with ``batching: shuffle``.
-
-        ``samples``: audio length of each utterance (16 kHz samples);
-        ``downsample_rate``: samples per feature frame of the upstream.
-        """
-        if rc.batching == "shuffle":
-            return batching.shuffled_batches(len(utts), rc.batch_size, rc.seed, epoch)
-        return self.s3prl_batches(utts, samples, rc, epoch, downsample_rate)
-
-    def s3prl_batches(self, utts: Sequence[corpus.Utterance], samples: Sequence[int], rc: DownstreamRunnerConfig,
-                      epoch: int, downsample_rate: int) -> list[list[int]]:
-        raise NotImplementedError
-
-    def eval_order(self, utts: Sequence[corpus.Utterance], samples: Sequence[int]) -> list[int]:
-        """The order in which s3prl's evaluation visits (and writes) the utterances of a split."""
-        return list(range(len(utts)))
-
-    # -- data
-    def split_name(self, role: str) -> str:
-        """The corpus split of ``role`` (train / dev / test)."""
-        return {"train": self.cfg.data.train_split, "dev": self.cfg.data.dev_split,
-                "test": self.cfg.data.test_split}[role]
-
-    def utterances(self, role: str) -> list[corpus.Utterance]:
-        raise NotImplementedError
-
-    def root(self) -> Path:
-        """``config.data.root``, checked to exist."""
-        root = Path(self.cfg.data.root)
-        if not root.is_dir():
-            raise corpus.DataError(f"corpus folder {root} not found: set config.data.root (-o config.data.root=DIR) "
-                                   "to a LibriSpeech-layout corpus or one made by python -m s3prl_colld.data.synth")
-        return root
-
-    # -- vocabulary (saved in checkpoints)
-    def fit_vocab(self, train: Sequence[corpus.Utterance]) -> None:
-        raise NotImplementedError
-
-    def vocab_state(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def load_vocab_state(self, state: dict[str, Any]) -> None:
-        raise NotImplementedError
-
-    # -- model
-    def build_head(self, dim: int) -> nn.Module:
-        raise NotImplementedError
-
-    def loss(self, head: nn.Module, x: torch.Tensor, lengths: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
-        raise NotImplementedError
-
-    def decode(self, head: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> list[str]:
-        raise NotImplementedError
-
-    def score(self, hyps: Sequence[str], refs: Sequence[str]) -> float:
-        raise NotImplementedError
-
-    def better(self, a: float, b: float) -> bool:
-        """Is metric value ``a`` better than ``b``?"""
-        return a > b if self.higher_better else a < b
-
-    # -- outputs
-    def write_predictions(self, expdir: Path, role: str, ids: Sequence[str], hyps: Sequence[str],
-                          refs: Sequence[str]) -> list[Path]:
-        """s3prl's ``{role}-hyp.ark`` / ``{role}-ref.ark``: ``UTTID TEXT`` lines in the order given (s3prl's)."""
-        return [write_ark(expdir / f"{role}-{kind}.ark", ids, texts) for kind, texts in (("hyp", hyps), ("ref", refs))]
-
-    def reference(self, text: str) -> str:
-        """The reference text scored against (and written) for target ``text``."""
-        return text
+from s3prl_colld.downstream.task import DownstreamTask, register, write_ark
 
 
 class CTCTask(DownstreamTask):
@@ -163,10 +70,11 @@ class CTCTask(DownstreamTask):
                 for ids in metrics.ctc_greedy(head(x, lengths), lengths)]
 
 
+@register("pr")
 class PRTask(CTCTask):
     """Phoneme recognition: lexicon phones of the transcript; PER%."""
 
-    name, metric, higher_better = "pr", "per", False
+    metric, higher_better = "per", False
     s3prl_defaults = {  # s3prl downstream/ctc/libriphone.yaml
         "runner": {"total_steps": 100000, "gradient_clipping": 1.0, "gradient_accumulate_steps": 2,
                    "log_step": 100, "eval_step": 1000, "save_step": 100, "max_keep": 1,
@@ -206,10 +114,11 @@ class PRTask(CTCTask):
         return metrics.per(hyps, refs)
 
 
+@register("asr")
 class ASRTask(CTCTask):
     """Speech recognition: characters of the transcript (``|`` = word boundary); WER% without an LM."""
 
-    name, metric, higher_better = "asr", "wer", False
+    metric, higher_better = "wer", False
     s3prl_defaults = {  # s3prl downstream/asr/config.yaml
         "runner": {"total_steps": 200000, "gradient_clipping": 1.0, "gradient_accumulate_steps": 1,
                    "log_step": 100, "eval_step": 2000, "save_step": 500, "max_keep": 1,
@@ -257,10 +166,11 @@ class ASRTask(CTCTask):
         return metrics.wer(hyps, refs)
 
 
+@register("st")
 class STTask(DownstreamTask):
     """Speech translation: CoVoST 2 tsv, sentencepiece targets, encoder-decoder head; sacreBLEU."""
 
-    name, metric, higher_better = "st", "bleu", True
+    metric, higher_better = "bleu", True
     s3prl_defaults = {  # s3prl downstream/speech_translation/config.yaml
         "runner": {"total_steps": 32000, "gradient_clipping": 10.0, "gradient_accumulate_steps": 8,
                    "log_step": 100, "eval_step": 2000, "save_step": 250, "max_keep": 1,
@@ -331,19 +241,3 @@ class STTask(DownstreamTask):
         rows = "".join(f"{u}\t{h}\t{r}\n" for u, h, r in zip(ids, hyps, refs))
         path.write_text("utt_id\thyp\tref\n" + rows, encoding="utf-8")
         return [path]
-
-
-def write_ark(path: Path, ids: Sequence[str], texts: Sequence[str]) -> Path:
-    """``UTTID TEXT`` lines, in the order given."""
-    path.write_text("".join(f"{u} {t}\n" for u, t in zip(ids, texts)), encoding="utf-8")
-    return path
-
-
-TASKS: dict[str, type[DownstreamTask]] = {"pr": PRTask, "asr": ASRTask, "st": STTask}
-
-
-def get_task(name: str) -> type[DownstreamTask]:
-    """The task class of ``-d NAME``."""
-    if name not in TASKS:
-        raise ValueError(f"unknown downstream task {name!r}: choose one of {', '.join(TASKS)}")
-    return TASKS[name]
