@@ -13,8 +13,8 @@ project does not train). Each folder must hold what s3prl's ``-m evaluate`` writ
 e.g. ``run_downstream.py -m evaluate -e .../dev-best.ckpt -t test``:
 
 - PR: ``test-hyp.ark``; ASR: ``test-clean-noLM-hyp.ark`` (an ASR run of ours on a
-  corpus whose test split is not ``test-clean`` writes ``SPLIT-noLM-hyp.ark``; its
-  ``test-results.json`` names the split, and that file is packed instead);
+  corpus whose test split is not ``test-clean`` writes ``SPLIT-noLM-hyp.ark``; when
+  one ``SPLIT-results.json`` of an ASR evaluation names it, that file is packed instead);
   ST: ``output-st-test.tsv``.
 """
 
@@ -70,16 +70,28 @@ def source_file(entry: Entry, expdir: Path) -> Path:
     if entry.flag == "sv":
         src = src.resolve()
     if entry.flag == "asr_no_lm" and not src.is_file():  # our ASR run on a corpus without a test-clean split
-        results = expdir / "test-results.json"
-        if results.is_file():
-            split = json.loads(results.read_text()).get("split")
-            if split and (expdir / f"{split}-noLM-hyp.ark").is_file():
-                return expdir / f"{split}-noLM-hyp.ark"
+        found = our_asr_test_predictions(expdir)
+        if found is not None:
+            return found
     found = src.is_dir() if entry.flag == "sd" else src.is_file()
     if not found:
         raise FileNotFoundError(f"{src} not found: run `python run_downstream.py -m evaluate -e "
                                 f"{expdir / 'dev-best.ckpt'} -t test` first (--{entry.flag} {expdir})")
     return src
+
+
+def our_asr_test_predictions(expdir: Path) -> Path | None:
+    """``SPLIT-noLM-hyp.ark`` of the one test split our ``-m evaluate`` recorded in ``SPLIT-results.json``, or None."""
+    found = []
+    for results in sorted(expdir.glob("*-results.json")):
+        try:
+            summary = json.loads(results.read_text())
+        except ValueError:
+            continue
+        split = summary.get("split")
+        if summary.get("task") == "asr" and split and (expdir / f"{split}-noLM-hyp.ark").is_file():
+            found.append(expdir / f"{split}-noLM-hyp.ark")
+    return found[0] if len(found) == 1 else None
 
 
 def zip_tree(output_dir: Path, folder: str = "predict") -> Path:

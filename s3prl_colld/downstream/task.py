@@ -111,10 +111,16 @@ class DownstreamTask:
         return a > b if self.higher_better else a < b
 
     # -- outputs
-    def write_predictions(self, expdir: Path, role: str, ids: Sequence[str], hyps: Sequence[str],
-                          refs: Sequence[str]) -> list[Path]:
-        """s3prl's ``{role}-hyp.ark`` / ``{role}-ref.ark``: ``UTTID TEXT`` lines in the order given (s3prl's)."""
-        return [write_ark(expdir / f"{role}-{kind}.ark", ids, texts) for kind, texts in (("hyp", hyps), ("ref", refs))]
+    def write_predictions(self, expdir: Path, role: str | None, split: str, ids: Sequence[str],
+                          hyps: Sequence[str], refs: Sequence[str]) -> list[Path]:
+        """s3prl's ``{role}-hyp.ark`` / ``{role}-ref.ark`` (PR: s3prl names them after its ``dev`` / ``test``
+        dataloaders), ``UTTID TEXT`` lines in the order given (s3prl's).
+
+        ``role``: ``dev`` / ``test`` for the run's own splits, None for another split of
+        the corpus, whose files are named after ``split`` (the corpus split) instead.
+        """
+        name = role or split
+        return [write_ark(expdir / f"{name}-{kind}.ark", ids, texts) for kind, texts in (("hyp", hyps), ("ref", refs))]
 
     def reference(self, text: str) -> str:
         """The reference text scored against (and written) for target ``text``."""

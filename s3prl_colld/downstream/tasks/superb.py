@@ -149,10 +149,9 @@ class ASRTask(CTCTask):
     def reference(self, text: str) -> str:
         return " ".join(text.upper().split())
 
-    def write_predictions(self, expdir: Path, role: str, ids: Sequence[str], hyps: Sequence[str],
-                          refs: Sequence[str]) -> list[Path]:
+    def write_predictions(self, expdir: Path, role: str | None, split: str, ids: Sequence[str],
+                          hyps: Sequence[str], refs: Sequence[str]) -> list[Path]:
         """s3prl's ``{split}-noLM-hyp.ark`` / ``-ref.ark`` (``split``: the corpus split, e.g. ``test-clean``)."""
-        split = self.split_name(role)
         return [write_ark(expdir / f"{split}-noLM-{kind}.ark", ids, texts)
                 for kind, texts in (("hyp", hyps), ("ref", refs))]
 
@@ -234,10 +233,11 @@ class STTask(DownstreamTask):
     def score(self, hyps: Sequence[str], refs: Sequence[str]) -> float:
         return metrics.bleu(hyps, refs)
 
-    def write_predictions(self, expdir: Path, role: str, ids: Sequence[str], hyps: Sequence[str],
-                          refs: Sequence[str]) -> list[Path]:
-        """s3prl's ``output-st-{role}.tsv`` (``utt_id, hyp, ref``, in tsv order), which SUPERB's submission reads."""
-        path = expdir / f"output-st-{role}.tsv"
+    def write_predictions(self, expdir: Path, role: str | None, split: str, ids: Sequence[str],
+                          hyps: Sequence[str], refs: Sequence[str]) -> list[Path]:
+        """s3prl's ``output-st-{role}.tsv`` (``utt_id, hyp, ref``, in tsv order), which SUPERB's submission reads
+        (another split than the run's own: ``output-st-{split}.tsv``)."""
+        path = expdir / f"output-st-{role or split}.tsv"
         rows = "".join(f"{u}\t{h}\t{r}\n" for u, h, r in zip(ids, hyps, refs))
         path.write_text("utt_id\thyp\tref\n" + rows, encoding="utf-8")
         return [path]
