@@ -287,6 +287,9 @@ def test_prediction_files_in_s3prls_order(synth_corpus_en: Path, tmp_path: Path)
     ids = [line.split(" ")[0] for line in (pr / "test-hyp.ark").read_text().splitlines()]
     assert sorted(ids) == sorted(phones) and ids != sorted(ids)  # s3prl's order, not sorted by id
     assert [phones[i] for i in ids] == sorted(phones.values(), reverse=True)
+    before = (pr / "test-hyp.ark").read_bytes()  # another split evaluated later is written under its own name
+    assert main(["-m", "evaluate", "-e", str(pr / "dev-best.ckpt"), "-o", "config.data.test_split=dev"]) == 0
+    assert (pr / "test-hyp.ark").read_bytes() == before and (pr / "dev-results.json").is_file()
     asr = _evaluated("asr", synth_corpus_en, tmp_path, tiny_asr)
     paths = {u.uttid: u.path for u in corpus.transcript_utterances(synth_corpus_en, "test")}
     ids = [line.split(" ")[0] for line in (asr / "test-noLM-hyp.ark").read_text().splitlines()]
