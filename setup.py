@@ -34,7 +34,7 @@ setup(
         "sacrebleu>=2",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest>=7", "pytest-timeout"]},
+    extras_require={"test": ["pytest>=7", "pytest-timeout"], "mutation": ["mutmut>=3.8,<4"]},
     entry_points={
         "console_scripts": [
             "colld-pretrain=s3prl_colld.pretrain.cli:main",
