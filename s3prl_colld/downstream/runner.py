@@ -10,7 +10,6 @@ spec, config, vocabulary and every RNG state, so ``-e`` continues exactly.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -25,17 +24,19 @@ from s3prl_colld import checkpoint as ckpt_io
 from s3prl_colld.config import from_dict, to_dict
 from s3prl_colld.downstream.corpus import Utterance
 from s3prl_colld.downstream.featurizer import Featurizer, pad_features, plot_layer_weights
-from s3prl_colld.downstream.features import FeatureSource, feature_source
+from s3prl_colld.downstream.features import FeatureSource, check_audio, feature_source
 from s3prl_colld.downstream.schema import DownstreamConfig
-from s3prl_colld.downstream.tasks import DownstreamTask, get_task
+from s3prl_colld.downstream.task import DownstreamTask, get_task
 from s3prl_colld.downstream.upstream import FrozenUpstream
 from s3prl_colld.runtime.distributed import pick_device
-from s3prl_colld.runtime.optim import build_optimizer, load_optimizer_state, lr_factor
+from s3prl_colld.runtime.optim import build_optimizer, load_optimizer_state
+from s3prl_colld.runtime.precision import autocast, effective_precision
 from s3prl_colld.runtime.rng import rng_state, seed_everything, set_rng_state
+from s3prl_colld.runtime.step import StepPolicy
 
 log = logging.getLogger("s3prl_colld.downstream")
 
-KIND = "s3prl_colld_downstream"
+KIND = ckpt_io.DOWNSTREAM_KIND
 
 
 @dataclass
@@ -67,10 +68,15 @@ class DownstreamRunner:
         self.head = self.task.build_head(self.upstream.dim).to(self.device)
         self.step, self.epoch, self.pos = 0, 0, 0
         self.best: dict[str, Any] = {"metric": self.task.metric, "value": None, "step": None}
-        self.optimizer = None
+        self.optimizer, self.policy = None, None
+        self.precision = effective_precision(cfg.runner.precision, self.device)
         if train:
             params = [p for m in (self.featurizer, self.head) for p in m.parameters() if p.requires_grad]
             self.optimizer = build_optimizer(params, cfg.optimizer, self.device)
+            rc = cfg.runner
+            self.policy = StepPolicy(self.optimizer, cfg.optimizer, rc.total_steps, rc.gradient_clipping,
+                                     rc.max_bad_steps, self.precision, self.device,
+                                     f"the last good checkpoint is in {self.expdir}")
         if state is not None:
             self._restore(state)
         self.sources: dict[str, FeatureSource] = {}
@@ -93,11 +99,12 @@ class DownstreamRunner:
         """Features of ``role``'s split (cached on first use when caching is on and it fits)."""
         if role not in self.sources:
             utts = self._utterances(role)
+            check_audio(utts, self.cfg.data.resample, self.task.split_name(role),
+                        str(Path(self.cfg.data.root).resolve()))
             # the same audio files share a cache across tasks (PR and ASR read the same LibriSpeech split)
-            listing = "\n".join(str(Path(u.path).resolve()) for u in utts)
-            key = f"{self.task.split_name(role)}-{hashlib.sha1(listing.encode()).hexdigest()[:12]}"
-            self.sources[role] = feature_source(self.upstream, utts, key, self.cache_dir(), self.cfg.cache.max_gb,
-                                                self.cfg.data.resample, self.cfg.runner.progress_bar)
+            self.sources[role] = feature_source(self.upstream, utts, self.task.split_name(role), self.cache_dir(),
+                                                self.cfg.cache.max_gb, self.cfg.data.resample,
+                                                self.cfg.runner.progress_bar)
         return self.sources[role]
 
     def batch(self, role: str, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -123,6 +130,7 @@ class DownstreamRunner:
                 "vocab": self.task.vocab_state(), "featurizer": self.featurizer.state_dict(),
                 "head": self.head.state_dict(),
                 "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+                "policy": self.policy.state_dict() if self.policy else None,
                 "step": self.step, "epoch": self.epoch, "pos": self.pos, "best": dict(self.best),
                 "rng": rng_state(self.device)}
 
@@ -131,6 +139,8 @@ class DownstreamRunner:
         self.head.load_state_dict(state["head"])
         if self.optimizer is not None and state.get("optimizer"):
             load_optimizer_state(self.optimizer, state["optimizer"])
+        if self.policy is not None and state.get("policy"):
+            self.policy.load_state_dict(state["policy"])
         self.step, self.epoch, self.pos = state["step"], state["epoch"], state["pos"]
         self.best = dict(state["best"])
         set_rng_state(state["rng"], self.device)
@@ -170,28 +180,23 @@ class DownstreamRunner:
                 "hyps": hyps, "refs": refs}
 
     def train_step(self, indices: list[int]) -> torch.Tensor:
-        """One optimiser step on training utterances ``indices`` (a non-finite loss or gradient skips it)."""
-        rc = self.cfg.runner
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.cfg.optimizer.lr * lr_factor(self.step, rc.total_steps, self.cfg.optimizer)
-        x, lengths, texts = self.batch("train", indices)
-        loss = self.task.loss(self.head, x, lengths, texts)
-        self.optimizer.zero_grad(set_to_none=True)
-        if torch.isfinite(loss):
-            loss.backward()
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            norm = torch.nn.utils.clip_grad_norm_(params, rc.gradient_clipping)
-            if torch.isfinite(norm):
-                self.optimizer.step()
-        else:
-            log.warning("step %d: non-finite loss, skipped", self.step + 1)
+        """One optimiser step on training utterances ``indices`` (``runtime.step.StepPolicy``: schedule, AMP,
+        clipping; a non-finite loss or gradient skips it, too many of them abort)."""
+        with autocast(self.precision, self.device):
+            x, lengths, texts = self.batch("train", indices)
+            loss = self.task.loss(self.head, x, lengths, texts)
+        self.policy.backward(loss)
         self.step += 1
+        if self.policy.step(loss.detach()).bad:
+            self.policy.count_bad(self.step)
         return loss.detach()
 
     def train(self) -> dict[str, Any]:
         """Train to ``runner.total_steps``; returns the best dev metric and its step."""
         rc = self.cfg.runner
         self.expdir.mkdir(parents=True, exist_ok=True)
+        for tmp in ckpt_io.remove_stale_temp_files(self.expdir):
+            log.warning("removed %s, left by a save that was interrupted", tmp)
         for role in ("train", "dev"):
             self.source(role)
         writer = SummaryWriter(str(self.expdir / "tb"), purge_step=self.step or None)
@@ -213,7 +218,8 @@ class DownstreamRunner:
                 if self.best["value"] is None or self.task.better(value, self.best["value"]):
                     self.best = {"metric": metric, "value": value, "step": self.step}
                     self.save("dev-best.ckpt")
-                    self.task.write_predictions(self.expdir, "dev", result["ids"], result["hyps"], result["refs"])
+                    self.task.write_predictions(self.expdir, self.task.split_name("dev"), result["ids"], result["hyps"],
+                                                result["refs"])
                 self.save_layer_weights()
             if self.step % rc.save_step == 0 or self.step == rc.total_steps:
                 self.save()
@@ -222,23 +228,48 @@ class DownstreamRunner:
         return dict(self.best)
 
 
-def evaluate_checkpoint(path: Path, role: str = "test", overrides: dict[str, Any] | None = None,
+def evaluate_checkpoint(path: Path, split: str = "test", overrides: dict[str, Any] | None = None,
                         out_dir: Path | None = None) -> dict[str, Any]:
-    """``-m evaluate``: decode ``role`` with a checkpoint; writes predictions and ``{role}-results.json``."""
+    """``-m evaluate``: decode a split with a checkpoint; writes its predictions and ``{SPLIT}-results.json``.
+
+    Args:
+        split: ``dev`` / ``test`` (the config's ``data.dev_split`` / ``data.test_split``)
+            or the name of any other split of the corpus (``test_noisy``).
+
+    Every file is named after the corpus split (``test-clean-results.json``,
+    ``test-clean-hyp.ark``), so evaluating another split never overwrites a
+    split's results; results of a split of the same name from another corpus
+    root are not overwritten either (an error says so).
+    """
     from s3prl_colld.config import deep_merge
 
     state = load_downstream_checkpoint(path)
-    cfg = from_dict(DownstreamConfig, deep_merge(state["config"], overrides or {}))
+    overrides = dict(overrides or {})
+    role = split if split in ("dev", "test") else "test"
+    if role != split:
+        overrides = deep_merge(overrides, {"data": {"test_split": split}})
+    cfg = from_dict(DownstreamConfig, deep_merge(state["config"], overrides))
     out_dir = Path(out_dir or Path(path).parent)
+    name = f"{cfg.data.test_split if role == 'test' else cfg.data.dev_split}"
+    results = out_dir / f"{name}-results.json"
+    root = str(Path(cfg.data.root).resolve())
+    if results.is_file():
+        try:
+            earlier = json.loads(results.read_text()).get("root")
+        except ValueError:
+            earlier = None
+        if earlier is not None and earlier != root:
+            raise ckpt_io.CheckpointError(f"{results} holds the results of split {name} of {earlier}, not of {root}: "
+                                          "move it away first (it is not overwritten)")
     runner = DownstreamRunner(RunSpec(**state["spec"]), cfg, out_dir, state, train=False)
     result = runner.evaluate(role)
     metric = runner.task.metric
-    runner.task.write_predictions(out_dir, role, result["ids"], result["hyps"], result["refs"])
+    runner.task.write_predictions(out_dir, name, result["ids"], result["hyps"], result["refs"])
     summary = {"task": runner.spec.task, "upstream": runner.spec.upstream, "ckpt": runner.spec.ckpt,
-               "checkpoint": str(path), "step": state["step"], "split": runner.task.split_name(role),
-               metric: result[metric], "utterances": len(result["ids"]),
+               "checkpoint": str(path), "step": state["step"], "split": name, "root": root,
+               "metric": metric, metric: result[metric], "utterances": len(result["ids"]),
                "layer_weights": runner.featurizer.layer_weights()}
-    (out_dir / f"{role}-results.json").write_text(json.dumps(summary, indent=1))
+    results.write_text(json.dumps(summary, indent=1))
     return summary
 
 
