@@ -78,12 +78,13 @@ class Scale:
     seeds_cap: int | None = None  # at most this many distillation seeds per student
     students: tuple[str, ...] | None = None  # None: all of STUDENTS
     rtf_utterances: int = 20
+    curves: bool = True  # probe intermediate checkpoints of the main comparison (learning curve)
 
 
 SMALL = {"layers": 2, "dim": 192, "ffn_dim": 768, "heads": 4}  # the size of every 2-layer student
-# Deep-thin against shallow-wide at equal encoder parameters (Wang et al. at mini scale).
+# Deep-thin against shallow-wide at equal parameters (Wang et al. at mini scale): 1.140 M and 1.139 M.
 DEEP_THIN = {"layers": 4, "dim": 128, "ffn_dim": 512, "heads": 4}
-SHALLOW_WIDE = {"layers": 2, "dim": 192, "ffn_dim": 608, "heads": 4}
+SHALLOW_WIDE = {"layers": 2, "dim": 192, "ffn_dim": 524, "heads": 4}
 
 STUDENTS: tuple[Student, ...] = (
     Student("distilhubert", "distilhubert", 3, curve=True),
@@ -94,7 +95,7 @@ STUDENTS: tuple[Student, ...] = (
     Student("colld fbank front-end", "colld_distiller", 2,
             "config.model.frontend=fbank", needs_frontend=True),
     Student("deep-thin (4 x 128) colld", "colld_distiller", 2, model=DEEP_THIN),
-    Student("shallow-wide (2 x 192, FFN 608) colld", "colld_distiller", 2, model=SHALLOW_WIDE),
+    Student("shallow-wide (2 x 192, FFN 524) colld", "colld_distiller", 2, model=SHALLOW_WIDE),
     Student("dicehubert", "dicehubert", 2),
     Student("colld multilingual (en+de)", "colld_distiller", 1, corpus="mix"),
 )
@@ -107,6 +108,16 @@ SCALES: dict[str, Scale] = {
         probe_overrides=",,config.data.max_train_utts=2000", probe_seeds=2,
         asr_overrides=",,config.data.max_train_utts=2000", asr_top=3,
         st_overrides="",
+    ),
+    # What fits in about an hour of this 2-core machine on the 10 h corpus: PR only (no German,
+    # no ASR/ST), one seed of every method but the main comparison, shorter students and probes.
+    "reduced": Scale(
+        en_args=("--hours", "10"), de_args=None,
+        teacher_overrides="", teacher_iter2_overrides="",
+        student_steps=200, student_batch=8, frontend_steps=200,
+        probe_overrides=",,config.data.max_train_utts=500,,config.runner.total_steps=400,,config.runner.eval_step=200",
+        probe_seeds=1, asr_overrides=None, asr_top=0, st_overrides=None, curves=False,
+        seeds_cap=None, students=tuple(s.name for s in STUDENTS if not s.name.startswith("colld multilingual")),
     ),
     "demo": Scale(
         en_args=("--utterances", "1500"), de_args=None,
@@ -139,22 +150,29 @@ def plan_students(scale: Scale) -> list[Student]:
 class Grid:
     """Runs (or reuses) the stages of one grid in ``out``; records stage wall times."""
 
-    def __init__(self, out: Path, scale: Scale, seed: int) -> None:
-        self.out, self.scale, self.seed = out, scale, seed
+    def __init__(self, out: Path, scale: Scale, seed: int, report_only: bool = False) -> None:
+        self.out, self.scale, self.seed, self.report_only = out, scale, seed, report_only
         self.times_path = out / "stage_times.json"
         self.times: dict[str, float] = json.loads(self.times_path.read_text()) if self.times_path.is_file() else {}
 
-    def stage(self, name: str, done: Path, fn: Callable[[], Any]) -> None:
-        """Run ``fn`` unless ``done`` exists; the wall time of a run is kept in ``stage_times.json``."""
+    def stage(self, name: str, done: Path, fn: Callable[[], Any]) -> bool:
+        """Run ``fn`` unless ``done`` exists; the wall time of a run is kept in ``stage_times.json``.
+
+        Returns whether the stage is finished (``False`` only with ``report_only``, which runs nothing).
+        """
         if done.exists():
             print(f"[replicate] {name}: reusing {done}", flush=True)
-            return
+            return True
+        if self.report_only:
+            print(f"[replicate] {name}: not run (--report-only)", flush=True)
+            return False
         print(f"[replicate] {name}: running ...", flush=True)
         start = time.time()
         fn()
         self.times[name] = self.times.get(name, 0.0) + time.time() - start
         self.times_path.write_text(json.dumps(self.times, indent=1, sort_keys=True))
         print(f"[replicate] {name}: done in {time.time() - start:.0f} s", flush=True)
+        return True
 
     # ---- corpora
     @property
@@ -212,11 +230,14 @@ class Grid:
             (run / "DONE").touch()))
         return _latest(run)
 
-    def distil(self, student: Student, seed: int, teacher: Path) -> Path:
+    def distil(self, student: Student, seed: int, teacher: Path) -> Path | None:
+        """Distil (or resume, or reuse) one seed of ``student``; its run folder (``None``: not run)."""
         run = self.student_dir(student, seed)
+        if self.report_only and not (run / "DONE").exists():
+            return None
         steps = self.scale.student_steps
         corpus = self.corpus_mix if student.corpus == "mix" else self.corpus_en
-        save = max(1, steps // 4) if student.curve and seed == 0 else steps
+        save = max(1, steps // 4) if student.curve and seed == 0 and self.scale.curves else steps
         overrides = (f"config.data.root={corpus},,config.teacher.ckpt={teacher},,config.runner.seed={1337 + seed},,"
                      f"config.runner.total_steps={steps},,config.runner.save_step={save},,config.runner.max_keep=8,,"
                      f"config.data.batch_size={self.scale.student_batch}")
@@ -229,22 +250,25 @@ class Grid:
             model_yaml = run.parent / f"{slug(student.name)}.model.yaml"
             run.parent.mkdir(parents=True, exist_ok=True)
             model_yaml.write_text(json.dumps(student.model))  # JSON is YAML
-        self.stage(f"student {student.name} seed {seed}", run / "DONE", lambda: (
+        finished = self.stage(f"student {student.name} seed {seed}", run / "DONE", lambda: (
             pretrain(student.task, run, overrides, model_yaml), (run / "DONE").touch()))
-        return run
+        return run if finished else None
 
 
     # ---- probes
     def probe(self, task: str, name: str, upstream: str, ckpt: Path | None, seed: int, overrides: str,
-              splits: Iterable[str], corpus: Path | None = None) -> dict[str, float]:
+              splits: Iterable[str], corpus: Path | None = None) -> dict[str, float] | None:
         """Train ``task`` on a frozen upstream (best on dev), then test once on each of ``splits``.
 
-        Returns ``{"dev": best dev metric, SPLIT: metric, ...}``; a finished probe is reused.
+        Returns ``{"dev": best dev metric, SPLIT: metric, ...}``; a finished probe is reused
+        (``None`` with ``report_only`` for a probe that has not finished).
         """
         run = self.out / "probes" / task / f"{slug(name)}-p{seed}"
         done = run / "DONE.json"
         if done.is_file():
             return json.loads(done.read_text())
+        if self.report_only:
+            return None
         from s3prl_colld.downstream.cli import main as downstream_main
         from s3prl_colld.downstream.runner import evaluate_checkpoint, load_downstream_checkpoint
 
@@ -366,16 +390,27 @@ def upstream_of(task: str) -> str:
     return get_task(task).upstreams[0]
 
 
+def student_order(students: list[Student]) -> list[tuple[Student, int]]:
+    """``(student, seed)`` in the order they are run.
+
+    Every seed of the main comparison (the students with ``curve``: CoLLD against DistilHuBERT) comes
+    first, then seed 0 of every other student, then their seed 1, ...; so a grid cut short keeps the
+    seeds of the main comparison and has every other method at least once before any extra seed.
+    """
+    main = [s for s in students if s.curve]
+    rest = [s for s in students if not s.curve]
+    most_main = max((s.seeds for s in main), default=0)
+    most_rest = max((s.seeds for s in rest), default=0)
+    return ([(s, seed) for seed in range(most_main) for s in main if seed < s.seeds]
+            + [(s, seed) for seed in range(most_rest) for s in rest if seed < s.seeds])
+
+
 def run_grid(grid: Grid) -> dict[str, Any]:
-    """Every stage of the grid; returns ``results.json``'s content."""
+    """Every stage of the grid (or, with ``grid.report_only``, the finished ones); ``results.json``'s content."""
     scale = grid.scale
     grid.corpora()
     teacher = grid.teacher()
     students = plan_students(scale)
-    runs: dict[str, list[Path]] = {}
-    for student in students:
-        runs[student.name] = [grid.distil(student, seed, teacher) for seed in range(student.seeds)]
-
     splits = grid.pr_splits(grid.corpus_en)
     test_wavs = sorted((grid.corpus_en / "test").rglob("*.flac"))[: scale.rtf_utterances]
     random_ckpt = grid.out / "random_init_teacher.ckpt"
@@ -389,6 +424,10 @@ def run_grid(grid: Grid) -> dict[str, Any]:
             path.write_text(json.dumps(measure_upstream(upstream, ckpt, test_wavs)))
         return json.loads(path.read_text())
 
+    def pr(probes: list[dict[str, float] | None]) -> dict[str, dict[str, float]]:
+        done = [p for p in probes if p is not None]
+        return {k: mean_std(p[k] for p in done) for k in ("dev", *splits)}
+
     rows: list[dict[str, Any]] = []
     baselines = (("teacher", "hubert_tiny", "hubert_local", teacher), ("fbank", "baseline", "fbank", None),
                  ("mfcc", "baseline", "mfcc", None), ("random_init", "baseline", "hubert_local", random_ckpt))
@@ -396,47 +435,58 @@ def run_grid(grid: Grid) -> dict[str, Any]:
         probes = [grid.probe("pr", name, upstream, ckpt, s, scale.probe_overrides, splits)
                   for s in range(scale.probe_seeds)]
         rows.append({"name": name, "task": task, "upstream": upstream, "ckpt": str(ckpt) if ckpt else None,
-                     **measured(name, upstream, ckpt), "distil_minutes": None,
-                     "pr": {k: mean_std(p[k] for p in probes) for k in ("dev", *splits)}})
+                     **measured(name, upstream, ckpt), "distil_minutes": None, "pr": pr(probes)})
+
+    finals: dict[str, dict[int, Path]] = {s.name: {} for s in students}
+    probes_of: dict[str, list[dict[str, float] | None]] = {s.name: [] for s in students}
+    for student, seed in student_order(students):
+        run = grid.distil(student, seed, teacher)
+        if run is None:
+            continue
+        finals[student.name][seed] = _latest(run)
+        probes_of[student.name].append(grid.probe("pr", f"{student.name}-s{seed}", upstream_of(student.task),
+                                                  finals[student.name][seed], 0, scale.probe_overrides, splits))
     curves: dict[str, list[tuple[int, float]]] = {}
     for student in students:
-        upstream = upstream_of(student.task)
-        finals = [_latest(run) for run in runs[student.name]]
-        probes = [grid.probe("pr", f"{student.name}-s{seed}", upstream, ckpt, 0, scale.probe_overrides, splits)
-                  for seed, ckpt in enumerate(finals)]
-        times = [grid.times.get(f"student {student.name} seed {seed}") for seed in range(student.seeds)]
-        rows.append({"name": student.name, "task": student.task, "upstream": upstream, "ckpt": str(finals[0]),
-                     "seeds": student.seeds, **measured(student.name, upstream, finals[0]),
+        if not finals[student.name]:
+            continue
+        upstream, first = upstream_of(student.task), min(finals[student.name].items())[1]
+        times = [grid.times.get(f"student {student.name} seed {seed}") for seed in finals[student.name]]
+        rows.append({"name": student.name, "task": student.task, "upstream": upstream, "ckpt": str(first),
+                     "seeds": len(finals[student.name]), **measured(student.name, upstream, first),
                      "distil_minutes": mean_std(t / 60 for t in times if t is not None)["mean"],
-                     "pr": {k: mean_std(p[k] for p in probes) for k in ("dev", *splits)}})
-        if student.curve:
+                     "pr": pr(probes_of[student.name])})
+        if student.curve and scale.curves and 0 in finals[student.name]:
             from s3prl_colld.checkpoint import list_checkpoints, step_of
 
-            curves[student.name] = [
-                (step_of(c) or 0, grid.probe("pr", f"{student.name}-s0-step{step_of(c)}", upstream, c, 0,
-                                              scale.probe_overrides, ["test"])["test"])
-                for c in list_checkpoints(runs[student.name][0])]
+            points = [(step_of(c) or 0, grid.probe("pr", f"{student.name}-s0-step{step_of(c)}", upstream, c, 0,
+                                                    scale.probe_overrides, ["test"]))
+                      for c in list_checkpoints(first.parent)]
+            curves[student.name] = [(step, res["test"]) for step, res in points if res is not None]
     by_name = {r["name"]: r for r in rows}
-    ranked = sorted((r for r in rows if r["task"] not in ("hubert_tiny", "baseline")),
+    ranked = sorted((r for r in rows if r["task"] not in ("hubert_tiny", "baseline") and r["pr"]["test"]["n"]),
                     key=lambda r: r["pr"]["test"]["mean"])
     if scale.asr_overrides is not None:
         for row in [by_name["teacher"], by_name["fbank"], *ranked[: scale.asr_top]]:
             ckpt = Path(row["ckpt"]) if row["ckpt"] else None
-            row["asr"] = {k: v for k, v in grid.probe("asr", row["name"], row["upstream"], ckpt, 0,
-                                                      scale.asr_overrides, ["test"]).items() if k != "seconds"}
+            res = grid.probe("asr", row["name"], row["upstream"], ckpt, 0, scale.asr_overrides, ["test"])
+            if res is not None:
+                row["asr"] = {k: v for k, v in res.items() if k != "seconds"}
     if scale.st_overrides is not None:
         multi = next((r for r in rows if r["name"].startswith("colld multilingual")), None)
         best = ranked[0] if ranked else None
         for row in [by_name["teacher"], *(r for r in (best, multi) if r is not None and r is not by_name["teacher"])]:
             ckpt = Path(row["ckpt"]) if row["ckpt"] else None
-            row["st"] = {}
             for direction, corpus in (("en-de", grid.corpus_en), ("de-en", grid.corpus_de)):
                 if corpus.is_dir():
                     res = grid.probe("st", f"{row['name']}-{direction}", row["upstream"], ckpt, 0,
                                      scale.st_overrides, ["test"], corpus=corpus)
-                    row["st"][direction] = {"dev": res["dev"], "test": res["test"]}
+                    if res is not None:
+                        row.setdefault("st", {})[direction] = {"dev": res["dev"], "test": res["test"]}
+    planned = {f"{s.name} seed {seed}" for s, seed in student_order(students)}
+    missing = sorted(planned - {f"{n} seed {seed}" for n, seeds in finals.items() for seed in seeds})
     return {"scale": scale_name(scale), "rows": rows, "curves": curves, "stage_times": grid.times,
-            "pr_splits": splits, "corpus": corpus_summary(grid.corpus_en)}
+            "pr_splits": splits, "corpus": corpus_summary(grid.corpus_en), "not_run": missing}
 
 
 def scale_name(scale: Scale) -> str:
@@ -485,6 +535,8 @@ def report(out: Path, results: dict[str, Any]) -> str:
     total = sum(results["stage_times"].values()) / 60
     lines += ["", f"PER: mean ± std (n) over distillation seeds (students; one probe each) or probe seeds "
                   f"(baselines). Stages took {total:.0f} min in all (`stage_times` in results.json)."]
+    if results.get("not_run"):
+        lines += ["", f"Not run (the grid was cut short): {', '.join(results['not_run'])}."]
     checks = verdicts(results)
     if checks:
         lines += ["", "Paper claims, from these numbers:", *[f"- {c}" for c in checks]]
@@ -521,7 +573,7 @@ def verdicts(results: dict[str, Any]) -> list[str]:
     lines = []
     for split in results["pr_splits"]:
         for a, b in (("colld", "distilhubert"), ("colld+disc", "colld"), ("distilhubert+disc", "distilhubert"),
-                     ("deep-thin (4 x 128) colld", "shallow-wide (2 x 192, FFN 608) colld"),
+                     ("deep-thin (4 x 128) colld", "shallow-wide (2 x 192, FFN 524) colld"),
                      ("colld fbank front-end", "colld"), ("dicehubert", "colld")):
             line = compare(results, a, b, split)
             if line:
@@ -568,10 +620,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="where every stage writes")
     p.add_argument("--scale", choices=sorted(SCALES), default="full")
     p.add_argument("--seed", type=int, default=0, help="corpus seed")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing new: write results.md/json from the stages that have finished")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
-    results = run_grid(Grid(args.out, SCALES[args.scale], args.seed))
+    results = run_grid(Grid(args.out, SCALES[args.scale], args.seed, args.report_only))
     print("\n" + report(args.out, results) + f"\n\n[replicate] results in {args.out}/results.md")
     return 0
 
