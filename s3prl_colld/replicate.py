@@ -28,6 +28,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import shutil
 import statistics
 import sys
@@ -79,6 +80,7 @@ class Scale:
     students: tuple[str, ...] | None = None  # None: all of STUDENTS
     rtf_utterances: int = 20
     curves: bool = True  # probe intermediate checkpoints of the main comparison (learning curve)
+    pretrain_every: int = 1  # teacher and students train on every N-th training utterance (1: all)
 
 
 SMALL = {"layers": 2, "dim": 192, "ffn_dim": 768, "heads": 4}  # the size of every 2-layer student
@@ -116,7 +118,7 @@ SCALES: dict[str, Scale] = {
         teacher_overrides="", teacher_iter2_overrides="",
         student_steps=200, student_batch=8, frontend_steps=200,
         probe_overrides=",,config.data.max_train_utts=500,,config.runner.total_steps=400,,config.runner.eval_step=200",
-        probe_seeds=1, asr_overrides=None, asr_top=0, st_overrides=None, curves=False,
+        probe_seeds=1, asr_overrides=None, asr_top=0, st_overrides=None, curves=False, pretrain_every=5,
         seeds_cap=None, students=tuple(s.name for s in STUDENTS if not s.name.startswith("colld multilingual")),
     ),
     "demo": Scale(
@@ -199,18 +201,34 @@ class Grid:
             self.stage("corpus_mix", self.corpus_mix / "len_for_bucket" / "train.csv",
                        lambda: write_mixed_corpus(self.corpus_mix, {"en": self.corpus_en, "de": self.corpus_de}))
 
+    @property
+    def splits(self) -> str:
+        """The ``-o`` for the pretraining split: ``train``, or a table of every N-th training utterance."""
+        every = self.scale.pretrain_every
+        if every == 1:
+            return ""
+        name = f"train_every{every}"
+        table = self.corpus_en / "len_for_bucket" / f"{name}.csv"
+        if not table.is_file():
+            from s3prl_colld.data.lengths import read_length_table, write_length_csv, LengthRow
+
+            rows = sorted(read_length_table(self.corpus_en, "train"), key=lambda r: r.uttid)
+            write_length_csv([LengthRow(os.path.relpath(r.path, self.corpus_en), r.num_samples, r.label)
+                              for r in rows[::every]], table)
+        return f",,config.data.splits=[{name}]"
+
     # ---- teacher
     def teacher(self) -> Path:
         """Iteration 1 (MFCC units) and, where the scale asks, iteration 2; returns the final checkpoint."""
         it1 = self.out / "teacher_it1"
         self.stage("teacher_it1", it1 / "DONE", lambda: (
-            pretrain("hubert_tiny", it1, f"config.data.root={self.corpus_en}" + self.scale.teacher_overrides),
+            pretrain("hubert_tiny", it1, f"config.data.root={self.corpus_en}{self.splits}" + self.scale.teacher_overrides),
             (it1 / "DONE").touch()))
         if self.scale.teacher_iter2_overrides is None:
             return _latest(it1)
         it2 = self.out / "teacher"
         self.stage("teacher_it2", it2 / "DONE", lambda: (
-            pretrain("hubert_tiny", it2, f"config.data.root={self.corpus_en},,config.teacher.ckpt={_latest(it1)}"
+            pretrain("hubert_tiny", it2, f"config.data.root={self.corpus_en}{self.splits},,config.teacher.ckpt={_latest(it1)}"
                      + self.scale.teacher_iter2_overrides,
                      runner_yaml=CONFIG_DIR / "pretrain" / "hubert_tiny" / "iter2.yaml"),
             (it2 / "DONE").touch()))
@@ -224,7 +242,7 @@ class Grid:
         """Stage 1 of input distillation (one run, shared by every seed of the Fbank student)."""
         run = self.out / "students" / "fbank_frontend"
         self.stage("fbank_frontend", run / "DONE", lambda: (
-            pretrain("input_distill", run, f"config.data.root={self.corpus_en},,config.teacher.ckpt={teacher},,"
+            pretrain("input_distill", run, f"config.data.root={self.corpus_en}{self.splits},,config.teacher.ckpt={teacher},,"
                      f"config.runner.total_steps={self.scale.frontend_steps},,"
                      f"config.runner.save_step={self.scale.frontend_steps},,config.data.batch_size={self.scale.student_batch}"),
             (run / "DONE").touch()))
@@ -238,7 +256,8 @@ class Grid:
         steps = self.scale.student_steps
         corpus = self.corpus_mix if student.corpus == "mix" else self.corpus_en
         save = max(1, steps // 4) if student.curve and seed == 0 and self.scale.curves else steps
-        overrides = (f"config.data.root={corpus},,config.teacher.ckpt={teacher},,config.runner.seed={1337 + seed},,"
+        splits = self.splits if student.corpus == "en" else ""
+        overrides = (f"config.data.root={corpus}{splits},,config.teacher.ckpt={teacher},,config.runner.seed={1337 + seed},,"
                      f"config.runner.total_steps={steps},,config.runner.save_step={save},,config.runner.max_keep=8,,"
                      f"config.data.batch_size={self.scale.student_batch}")
         if student.needs_frontend:
@@ -347,7 +366,8 @@ def write_mixed_corpus(out: Path, corpora: dict[str, Path]) -> None:
         link = out / lang
         if not link.exists():
             link.symlink_to(root.resolve(), target_is_directory=True)
-        rows += [LengthRow(f"{lang}/{r.file_path}", r.length, r.label) for r in read_length_table(root, "train")]
+        rows += [LengthRow(f"{lang}/{os.path.relpath(r.path, root)}", r.num_samples, r.label)
+                 for r in read_length_table(root, "train")]
     write_length_csv(rows, out / "len_for_bucket" / "train.csv")
 
 
