@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 DEMO_OUT ?= result/demo
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages demo test bench clean-demo
+.PHONY: setup system-packages demo test bench mutation clean-demo
 
 setup: system-packages $(STAMP)
 
@@ -32,6 +32,14 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q tests
+
+# Mutation testing of the objectives, the featurizer and the CTC heads against their unit tests (not part of
+# `make test`: about 15 CPU minutes; configuration in setup.cfg [mutmut], results in docs/quality/mutation.md).
+mutation: setup
+	@$(PY) -c "import mutmut" 2>/dev/null || $(PY) -m pip install -q -e '.[test,mutation]'
+	rm -rf mutants
+	OMP_NUM_THREADS=1 nice -n 10 $(VENV)/bin/mutmut run --max-children 2
+	$(VENV)/bin/mutmut results
 
 bench: setup
 	@for b in bench/*.py; do echo ">> $$b"; $(PY) $$b || exit 1; done
