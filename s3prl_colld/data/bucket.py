@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-SAMPLE_RATE = 16_000
+from s3prl_colld.constants import SAMPLE_RATE
+
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 
@@ -165,22 +166,31 @@ def seeded_loader(dataset: Dataset, sampler: BucketBatchSampler,
 
 
 def crop_spans(lengths: Sequence[int], min_samples: int, max_samples: int, align: int,
-               generator: torch.Generator) -> list[tuple[int, int]]:
-    """One crop length per batch, random aligned starts.
+               generator: torch.Generator, mode: str = "random") -> list[tuple[int, int]]:
+    """Crop spans for one batch, random aligned starts.
 
-    Draws ``L`` uniformly in ``[min_samples, max_samples]``, rounded down to a
-    multiple of ``align`` (at least ``align``). An utterance longer than ``L``
-    gets a random start that is a multiple of ``align`` (320 samples = one
-    50 Hz frame, so frame-level labels stay aligned); shorter ones are kept
-    whole.
+    ``mode="random"``: draws one ``L`` uniformly in ``[min_samples, max_samples]``,
+    rounded down to a multiple of ``align`` (at least ``align``).
+    ``mode="max_length"``: ``L = max_samples`` exactly (s3prl's ``sequence_length``).
+    ``mode="none"``: every utterance whole (no random draw).
+    An utterance longer than ``L`` gets a random start that is a multiple of
+    ``align`` (320 samples = one 50 Hz frame, so frame-level labels stay
+    aligned); shorter ones are kept whole.
 
     Returns:
         ``(start, end)`` sample indices per utterance.
     """
+    if mode == "none":
+        return [(0, int(n)) for n in lengths]
+    if mode not in ("random", "max_length"):
+        raise ValueError(f"crop_spans: unknown mode {mode!r} (random | max_length | none)")
     if min_samples > max_samples:
         raise ValueError(f"crop_spans: min_samples={min_samples} > max_samples={max_samples}")
-    span = int(torch.randint(min_samples, max_samples + 1, (1,), generator=generator))
-    span = max(align, span // align * align)
+    if mode == "max_length":
+        span = max_samples
+    else:
+        span = int(torch.randint(min_samples, max_samples + 1, (1,), generator=generator))
+        span = max(align, span // align * align)
     out = []
     for n in lengths:
         if n <= span:
@@ -192,12 +202,6 @@ def crop_spans(lengths: Sequence[int], min_samples: int, max_samples: int, align
     return out
 
 
-def crop_batch(wavs: Sequence[torch.Tensor], min_samples: int, max_samples: int, align: int,
-               generator: torch.Generator) -> list[tuple[int, int]]:
-    """``crop_spans`` for waveforms ``[N_b]``: the ``(start, end)`` of each crop."""
-    return crop_spans([w.shape[-1] for w in wavs], min_samples, max_samples, align, generator)
-
-
 def pad_batch(wavs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """``B`` waveforms ``[N_b]`` -> ``(padded [B, max N_b], lengths [B] int64)`` (zero padding)."""
     lengths = torch.tensor([w.numel() for w in wavs], dtype=torch.long)
@@ -205,8 +209,9 @@ def pad_batch(wavs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def crop_and_pad(items: Sequence[dict[str, Any]], crop_min_sec: float, crop_max_sec: float, align: int,
-                 generator: torch.Generator, sample_rate: int = SAMPLE_RATE) -> dict[str, torch.Tensor]:
-    """Audio-only collate: random crops (``crop_spans``), then padding.
+                 generator: torch.Generator, sample_rate: int = SAMPLE_RATE, mode: str = "random"
+                 ) -> dict[str, torch.Tensor]:
+    """Audio-only collate: crops (``crop_spans`` with ``mode``), then padding.
 
     Args:
         items: dicts with ``"wav"`` ``[N_b]``.
@@ -215,6 +220,6 @@ def crop_and_pad(items: Sequence[dict[str, Any]], crop_min_sec: float, crop_max_
         ``wav [B, N]``, ``wav_lengths [B]``.
     """
     spans = crop_spans([len(it["wav"]) for it in items], int(crop_min_sec * sample_rate),
-                       int(crop_max_sec * sample_rate), align, generator)
+                       int(crop_max_sec * sample_rate), align, generator, mode)
     wav, lengths = pad_batch([it["wav"][s:e] for it, (s, e) in zip(items, spans)])
     return {"wav": wav, "wav_lengths": lengths}

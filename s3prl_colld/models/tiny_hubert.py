@@ -11,12 +11,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from s3prl.upstream.hubert.hubert_model import HubertConfig, HubertModel, HubertPretrainingConfig
 
 from s3prl_colld.config import ConfigError, choice
-
-SAMPLE_RATE = 16_000
+from s3prl_colld.constants import SAMPLE_RATE
 
 
 def _tiny_cnn() -> list[list[int]]:

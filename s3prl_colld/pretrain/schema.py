@@ -1,4 +1,4 @@
-"""Config sections shared by every pretrain task: runner, optimizer, data.
+"""Config sections shared by every pretrain task: runner, data (and ``runtime.optim.OptimizerConfig``).
 
 Key names follow s3prl's runner configs where it has them
 (``total_steps``, ``log_step``, ``save_step``, ``max_keep``,
@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from s3prl_colld.config import ConfigError, choice
+from s3prl_colld.runtime.optim import OptimizerConfig
 
 
 @dataclass
@@ -40,20 +41,7 @@ class RunnerConfig:
                 raise ConfigError(f"config.runner.{name} must be >= 0, got {getattr(self, name)}")
 
 
-@dataclass
-class OptimizerConfig:
-    name: str = "AdamW"  # AdamW | Adam
-    lr: float = 2e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
-    eps: float = 1e-6
-    weight_decay: float = 0.0
-    warmup_steps: int = 0  # linear warm-up from 0 to lr
-    decay: str = "linear"  # linear | cosine | constant, from the end of warm-up to total_steps
-    final_lr_ratio: float = 0.0  # lr at the last step, as a fraction of lr
-
-    def validate(self) -> None:
-        choice(self.name, ("AdamW", "Adam"), "config.optimizer.name")
-        choice(self.decay, ("linear", "cosine", "constant"), "config.optimizer.decay")
+CROP_MODES = ("random", "max_length", "none")
 
 
 @dataclass
@@ -61,13 +49,18 @@ class DataConfig:
     root: str = "data/synth_en"  # LibriSpeech-layout corpus (from s3prl_colld.data.synth or real)
     splits: list[str] = field(default_factory=lambda: ["train"])  # names of len_for_bucket/<split>.csv
     batch_size: int = 8  # utterances per batch per process
-    crop_min_sec: float = 2.0  # each batch draws one crop length in [min, max] seconds
+    # random: each batch draws one crop length in [crop_min_sec, crop_max_sec]; max_length: utterances longer
+    # than crop_max_sec get one random crop of that length, the others stay whole (s3prl's sequence_length);
+    # none: whole utterances
+    crop: str = "random"
+    crop_min_sec: float = 2.0
     crop_max_sec: float = 4.0
     min_sec: float = 0.5  # utterances shorter than this are dropped
     max_sec: Optional[float] = None  # utterances longer than this are dropped
     bucket_size: int = 64  # batches are drawn from windows of this many length-sorted utterances
 
     def validate(self) -> None:
+        choice(self.crop, CROP_MODES, "config.data.crop")
         if self.crop_min_sec > self.crop_max_sec:
             raise ConfigError("config.data.crop_min_sec must not exceed config.data.crop_max_sec")
         if self.batch_size < 1:

@@ -22,214 +22,39 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
-import random
 import signal
 import threading
 import time
-import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, ContextManager, Iterator
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from s3prl_colld import checkpoint as ckpt_io
-from s3prl_colld.config import ConfigError, to_dict
-from s3prl_colld.data.bucket import SAMPLE_RATE, BucketBatchSampler, mix_seed, seeded_loader
-from s3prl_colld.pretrain.schema import OptimizerConfig
+from s3prl_colld.config import to_dict
+from s3prl_colld.constants import SAMPLE_RATE
+from s3prl_colld.data.bucket import BucketBatchSampler, mix_seed, seeded_loader
 from s3prl_colld.pretrain.task import PretrainTask, get_task
+from s3prl_colld.runtime.precision import autocast, effective_precision
+from s3prl_colld.runtime.distributed import DistInfo, all_gather_objects, all_reduce_, setup_distributed, to_device
+from s3prl_colld.runtime.optim import build_optimizer, load_optimizer_state
+from s3prl_colld.runtime.rng import rng_state, seed_everything, set_rng_state
+from s3prl_colld.runtime.step import StepPolicy
 
 log = logging.getLogger(__name__)
 
 # top-level checkpoint keys written by the trainer (a task's export() must not reuse them)
-TRAINER_KEYS = frozenset({"task", "config", "model", "optimizer", "scheduler", "scaler", "step", "epoch",
+TRAINER_KEYS = frozenset({"task", "config", "export", "model", "optimizer", "scheduler", "scaler", "step", "epoch",
                           "batch_in_epoch", "bad_steps", "world_size", "rng", "rng_per_rank"})
 # log.jsonl keys written by the trainer (a task's stats must not reuse them)
 LOG_KEYS = frozenset({"step", "epoch", "loss", "grad_norm", "lr", "steps_per_sec", "audio_sec_per_sec",
                       "loss_scale", "bad_steps"})
-PG_TIMEOUT = timedelta(minutes=60)
-_SCHEDULER_WARNING = r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`"
-
-
-class BadLossError(RuntimeError):
-    """Too many steps had a non-finite loss or gradient."""
-
-
-# ------------------------------------------------------------------ distributed
-@dataclass(frozen=True)
-class DistInfo:
-    """This process's place in a ``torchrun`` job (rank 0 of 1 without one)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    owns_group: bool = False  # this trainer initialised the process group (and destroys it)
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def ddp(self) -> bool:
-        return self.world_size > 1
-
-
-def pick_device(pref: str, local_rank: int = 0) -> torch.device:
-    """``cuda:LOCAL_RANK`` when CUDA is available and ``pref`` (auto | cpu | cuda) allows, else CPU."""
-    if pref == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("config.runner.device=cuda but no CUDA device is available: use auto or cpu")
-    if pref == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    if local_rank >= torch.cuda.device_count():
-        raise RuntimeError(f"LOCAL_RANK={local_rank} but only {torch.cuda.device_count()} CUDA devices are visible")
-    return torch.device("cuda", local_rank)
-
-
-def setup_distributed(device_pref: str) -> tuple[DistInfo, torch.device]:
-    """Read torchrun's environment, pick the device, init the process group (NCCL on GPU, gloo on CPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(device_pref, local_rank)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    owns = False
-    if world > 1 and not dist.is_initialized():
-        # generous timeout: rank 0's prepare() (e.g. k-means) runs while the others wait
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=PG_TIMEOUT)
-        owns = True
-    return DistInfo(rank, world, local_rank, owns), device
-
-
-def all_reduce_(tensor: torch.Tensor, d: DistInfo, op: Any = dist.ReduceOp.SUM) -> torch.Tensor:
-    """In-place all-reduce (sum by default) across ranks; identity with one process."""
-    if d.ddp:
-        dist.all_reduce(tensor, op=op)
-    return tensor
-
-
-def all_gather_objects(obj: Any, d: DistInfo) -> list[Any]:
-    """``[obj of rank 0, obj of rank 1, ...]`` (picklable objects)."""
-    if not d.ddp:
-        return [obj]
-    out: list[Any] = [None] * d.world_size
-    dist.all_gather_object(out, obj)
-    return out
-
-
-# ------------------------------------------------------------------ precision
-def effective_precision(precision: str, device: torch.device) -> str:
-    """``runner.precision`` as it can run on ``device`` (fp16 needs CUDA: fp32 on CPU, with a warning)."""
-    if precision == "fp16" and device.type != "cuda":
-        log.warning("precision=fp16 needs a GPU: training in fp32 on %s (bf16 works on CPU)", device)
-        return "fp32"
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError("config.runner.precision=bf16 is not supported by this GPU: use fp16")
-    return precision
-
-
-def autocast(precision: str, device: torch.device) -> ContextManager[Any]:
-    """Autocast for bf16 / fp16 forward passes; nothing for fp32."""
-    if precision == "fp32":
-        return nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-# ------------------------------------------------------------------ optimisation
-def build_optimizer(params: list[torch.nn.Parameter], cfg: OptimizerConfig,
-                    device: torch.device) -> torch.optim.Optimizer:
-    """AdamW / Adam over ``params`` (fused kernels on CUDA)."""
-    if not params:
-        raise ConfigError("the task has no trainable parameters (none has requires_grad=True)")
-    cls = torch.optim.AdamW if cfg.name == "AdamW" else torch.optim.Adam
-    return cls(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
-               fused=True if device.type == "cuda" else None)
-
-
-def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """``optimizer.load_state_dict`` keeping this run's implementation flags (fused/foreach),
-    so that a checkpoint written on GPU resumes on CPU and vice versa."""
-    current = optimizer.state_dict()["param_groups"]
-    impl = ("fused", "foreach", "capturable", "differentiable")
-    groups = [{**saved, **{k: cur[k] for k in impl if k in cur}} for saved, cur in zip(state["param_groups"], current)]
-    optimizer.load_state_dict({**state, "param_groups": groups})
-
-
-def lr_factor(step: int, total_steps: int, cfg: OptimizerConfig) -> float:
-    """Multiplier of ``cfg.lr`` for optimizer step ``step`` (0-based).
-
-    Linear warm-up over ``warmup_steps`` (``(step + 1) / warmup_steps``), then
-    linear / cosine / constant decay from 1 to ``final_lr_ratio`` at ``total_steps``.
-    """
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    if cfg.decay == "constant":
-        return 1.0
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
-    shape = 1.0 - progress if cfg.decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
-    return cfg.final_lr_ratio + (1.0 - cfg.final_lr_ratio) * shape
-
-
-# ------------------------------------------------------------------ RNG state
-def rng_state(device: torch.device) -> dict[str, Any]:
-    """The global RNG states as tensors and plain values (``torch.load(weights_only=True)``-safe).
-
-    ``python``: ``[version, [625 ints], gauss_next]``; ``numpy``: the MT19937
-    key as an int64 tensor ``[624]`` plus plain values; ``torch``: the CPU
-    state ``[5056] uint8``; ``cuda``: ``[state of this rank's device]`` or ``[]``.
-    """
-    version, internal, gauss = random.getstate()
-    kind, key, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "python": [version, list(internal), gauss],
-        "numpy": {"kind": str(kind), "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "torch": torch.get_rng_state(),
-        "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else [],
-    }
-
-
-def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    """Inverse of ``rng_state`` (CUDA states are skipped on CPU)."""
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    npy = state["numpy"]
-    if isinstance(npy, (list, tuple)):  # checkpoints of the first trainer version
-        npy = dict(zip(("kind", "key", "pos", "has_gauss", "cached_gaussian"), npy))
-    np.random.set_state((npy["kind"], npy["key"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
-                         npy["cached_gaussian"]))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"][0], device)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python's, numpy's and torch's (CPU and CUDA) global RNGs."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 # ------------------------------------------------------------------ small helpers
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor in a (nested) dict / list / tuple to ``device``."""
-    if torch.is_tensor(batch):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
-
-
 def truncate_log(path: Path, step: int) -> None:
     """Drop ``log.jsonl`` rows past ``step`` (written after the checkpoint a run resumes from)."""
     if not path.is_file():
@@ -334,16 +159,17 @@ class Trainer:
         self.task = task_cls(cfg, self.expdir).to(self.device)
         if state is not None:
             self.task.load_trainable_state_dict(state["model"])
-        self.params = [p for p in self.task.parameters() if p.requires_grad]
+        named = [(n, p) for n, p in self.task.named_parameters() if p.requires_grad]
+        self.params = [p for _, p in named]
         self.model: torch.nn.Module = self.task
         if self.dist.ddp:
             self.model = DistributedDataParallel(
                 self.task, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=self.rc.find_unused_parameters)
-        self.optimizer = build_optimizer(self.params, cfg.optimizer, self.device)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, self.rc.total_steps, self.cfg.optimizer))
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.optimizer = build_optimizer(named, cfg.optimizer, self.device)
+        self.policy = StepPolicy(self.optimizer, cfg.optimizer, self.rc.total_steps, self.rc.gradient_clipping,
+                                 self.rc.max_bad_steps, self.precision, self.device,
+                                 f"the last good checkpoint is in {self.expdir}")
 
         self.dataset = self.task.train_dataset()
         if not hasattr(self.dataset, "lengths"):
@@ -352,7 +178,7 @@ class Trainer:
         self.sampler = BucketBatchSampler(self.dataset.lengths, d.batch_size, d.bucket_size, self.rc.seed,
                                           self.dist.rank, self.dist.world_size)
 
-        self.step = self.epoch = self.batch_in_epoch = self.bad_steps = 0
+        self.step = self.epoch = self.batch_in_epoch = 0
         self.stop_signal: str | None = None
         self.last_saved_step: int | None = None
         if state is None:
@@ -382,11 +208,8 @@ class Trainer:
     def _restore(self, state: dict[str, Any], path: Path | None) -> None:
         """Optimizer, scheduler, scaler, counters, data position and RNG states from a checkpoint."""
         load_optimizer_state(self.optimizer, state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.scaler.is_enabled() and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.step, self.epoch = int(state["step"]), int(state["epoch"])
-        self.batch_in_epoch, self.bad_steps = int(state["batch_in_epoch"]), int(state["bad_steps"])
+        self.policy.load_state_dict(state)
+        self.step, self.epoch, self.batch_in_epoch = int(state["step"]), int(state["epoch"]), int(state["batch_in_epoch"])
         saved_world = int(state.get("world_size", 1))
         if saved_world == self.dist.world_size:
             rngs = state.get("rng_per_rank") or [state["rng"]]
@@ -415,14 +238,13 @@ class Trainer:
         state = {
             "task": self.task_cls.name,
             "config": to_dict(self.cfg),
+            "export": self.task.export_section(),
             "model": self.task.trainable_state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            **self.policy.state_dict(),  # scheduler, scaler, bad_steps
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
-            "bad_steps": self.bad_steps,
             "world_size": self.dist.world_size,
             "rng": rngs[0],
         }
@@ -481,32 +303,16 @@ class Trainer:
                     loss, step_stats = self.model(batch)
                 if loss.dim() != 0:
                     raise ValueError(f"{self.task_cls.__name__}.forward must return a scalar loss, got {tuple(loss.shape)}")
-                self.scaler.scale(loss.float() / n).backward()
+                self.policy.backward(loss.float() / n)
             loss_sum += loss.detach().float()
             for key, value in step_stats.items():
                 self._add_stat(stats, key, value)
             if "wav_lengths" in batch:
                 audio += batch["wav_lengths"].sum() / SAMPLE_RATE
 
-        self.scaler.unscale_(self.optimizer)  # no-op without fp16
-        max_norm = self.rc.gradient_clipping if self.rc.gradient_clipping > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
-        flags = torch.stack([~torch.isfinite(loss_sum), ~torch.isfinite(grad_norm),
-                             torch.tensor(self.stop_signal is not None, device=dev)]).float()
-        loss_bad, grad_bad, stop = (all_reduce_(flags, self.dist, dist.ReduceOp.MAX) > 0).tolist()
-        # fp16: an overflow while the loss scale is > 1 is the scaler's business (it lowers the scale)
-        overflow = self.scaler.is_enabled() and grad_bad and not loss_bad and self.scaler.get_scale() > 1.0
-        updated = not (loss_bad or grad_bad)
-        lr = self.optimizer.param_groups[0]["lr"]
-        if updated:
-            self.scaler.step(self.optimizer)  # optimizer.step() without fp16
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        with warnings.catch_warnings():  # a skipped first step is expected, not a misuse
-            warnings.filterwarnings("ignore", message=_SCHEDULER_WARNING)
-            self.scheduler.step()
-        return StepResult(loss_sum / n, stats, grad_norm.detach(), audio, lr, updated,
-                          bad=(loss_bad or grad_bad) and not overflow, stop=stop)
+        out = self.policy.step(loss_sum, self.stop_signal is not None,
+                               lambda flags: all_reduce_(flags, self.dist, dist.ReduceOp.MAX))
+        return StepResult(loss_sum / n, stats, out.grad_norm, audio, out.lr, out.updated, out.bad, out.stop)
 
     def _add_stat(self, stats: dict[str, tuple[torch.Tensor, int]], key: str, value: Any) -> None:
         """Accumulate one micro-batch's stat ``key`` (a scalar tensor or number)."""
@@ -545,7 +351,7 @@ class Trainer:
                     bar.update(1)
                     meter.record(result)
                     if result.bad:
-                        self._count_bad_step()
+                        self.policy.count_bad(self.step)
                     elif result.updated:
                         last_loss = result.loss
                     if self.step % rc.log_step == 0:
@@ -575,20 +381,9 @@ class Trainer:
             "loss": float(last_loss) if last_loss is not None else None,
             "steps_per_sec": (self.step - first_step) / seconds if seconds > 0 else None,
             "checkpoint": str(self.expdir / f"states-{self.last_saved_step}.ckpt"),
-            "bad_steps": self.bad_steps,
+            "bad_steps": self.policy.bad_steps,
             "stopped_by": stopped,
         }
-
-    def _count_bad_step(self) -> None:
-        """Count a skipped non-finite step; abort past ``runner.max_bad_steps``."""
-        self.bad_steps += 1
-        log.warning("step %d: non-finite loss or gradient, update skipped (%d such steps so far)",
-                    self.step, self.bad_steps)
-        if self.bad_steps > self.rc.max_bad_steps:
-            raise BadLossError(
-                f"{self.bad_steps} steps had a non-finite loss or gradient (more than config.runner.max_bad_steps="
-                f"{self.rc.max_bad_steps}): lower config.optimizer.lr, use config.runner.precision=bf16 instead of "
-                f"fp16, or check the data; the last good checkpoint is in {self.expdir}")
 
     def _log(self, meter: Meter, writer: Any, bar: tqdm) -> None:
         """One ``log.jsonl`` row + TensorBoard scalars (rank 0), over the window's updated steps and all ranks."""
@@ -601,11 +396,11 @@ class Trainer:
         row: dict[str, Any] = {"step": self.step, "epoch": self.epoch, "loss": means.pop("loss"),
                                "grad_norm": means.pop("grad_norm"), **means,
                                "lr": meter.lr, "steps_per_sec": meter.steps / seconds,
-                               "bad_steps": self.bad_steps}
+                               "bad_steps": self.policy.bad_steps}
         if audio > 0:
             row["audio_sec_per_sec"] = audio / seconds
-        if self.scaler.is_enabled():
-            row["loss_scale"] = self.scaler.get_scale()
+        if self.policy.scaler.is_enabled():
+            row["loss_scale"] = self.policy.scaler.get_scale()
         with open(self.expdir / "log.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
         if writer is not None:

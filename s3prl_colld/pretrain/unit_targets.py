@@ -37,7 +37,8 @@ from s3prl_colld.config import ConfigError, choice
 from s3prl_colld.data.audio import load_audio
 from s3prl_colld.data.clean_copies import MANIFEST, align_clean, clean_copies
 from s3prl_colld.data.lengths import TableRow, read_length_table
-from s3prl_colld.data.units import FRAME_SHIFT, WINDOW, UnitQuantizer, mfcc_50hz, num_frames
+from s3prl_colld.constants import FRAME_STRIDE, FRAME_WINDOW
+from s3prl_colld.data.units import UnitQuantizer, mfcc_50hz, num_frames
 from s3prl_colld.models.teacher import Teacher, TeacherConfig
 from s3prl_colld.pretrain.schema import DataConfig
 
@@ -89,9 +90,9 @@ class LayerFeatures:
         if layer > teacher.num_layers:
             raise ConfigError(f"config.units.layer={layer}, but the unit teacher {teacher.cfg.name} has "
                               f"{teacher.num_layers} layers (valid: 0..{teacher.num_layers})")
-        if teacher.downsample_rate != FRAME_SHIFT:
+        if teacher.downsample_rate != FRAME_STRIDE:
             raise ConfigError(f"the unit teacher {teacher.cfg.name} has {teacher.downsample_rate} samples per frame; "
-                              f"50 Hz units need {FRAME_SHIFT}")
+                              f"50 Hz units need {FRAME_STRIDE}")
         self.teacher = teacher
         self.layer = layer
 
@@ -242,7 +243,7 @@ def build_units(rows: list[TableRow], features: FeatureFn, clean: dict[str, Path
 def training_rows(data: DataConfig) -> list[TableRow]:
     """Every utterance of ``data.splits`` long enough for one frame."""
     rows = [r for split in data.splits for r in read_length_table(data.root, split)]
-    return [r for r in rows if r.num_samples >= WINDOW]
+    return [r for r in rows if r.num_samples >= FRAME_WINDOW]
 
 
 def prepare_units(units: UnitsConfig, teacher: Optional[TeacherConfig], data: DataConfig, expdir: Path,

@@ -42,7 +42,7 @@ class DiceHubertConfig(HubertTinyConfig):
         super().validate()
 
 
-@register("dicehubert")
+@register("dicehubert", upstreams=("dicehubert_local",))
 class DiceHubertTask(HubertTinyTask):
     """A ``HubertModel`` student trained on k-means units of a teacher layer (see the module docstring)."""
 

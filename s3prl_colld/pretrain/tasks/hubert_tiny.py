@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
@@ -34,11 +34,12 @@ from torch import nn
 
 from s3prl_colld.checkpoint import save_atomic
 from s3prl_colld.config import ConfigError, choice
+from s3prl_colld.constants import FRAME_STRIDE, SAMPLE_RATE
 from s3prl_colld.data.audio import load_audio
 from s3prl_colld.data.audio_dataset import AudioDataset
 from s3prl_colld.data.bucket import crop_spans, pad_batch
 from s3prl_colld.data.clean_copies import align_clean, clean_copies
-from s3prl_colld.data.units import FRAME_SHIFT, UnitLabeler, UnitQuantizer, num_frames
+from s3prl_colld.data.units import UnitLabeler, UnitQuantizer, num_frames
 from s3prl_colld.models.teacher import Teacher, TeacherConfig
 from s3prl_colld.models.tiny_hubert import TinyHubertConfig, build_hubert, hubert_local_keys
 from s3prl_colld.pretrain.schema import TaskConfig
@@ -78,10 +79,10 @@ class HubertTinyConfig(TaskConfig):
     init: HubertInitConfig = field(default_factory=HubertInitConfig)
 
     def validate(self) -> None:
-        if self.model.total_stride != FRAME_SHIFT:
+        if self.model.total_stride != FRAME_STRIDE:
             raise ConfigError(
                 f"config.model.conv_layers has total stride {self.model.total_stride}; "
-                f"the 50 Hz unit targets need {FRAME_SHIFT}"
+                f"the 50 Hz unit targets need {FRAME_STRIDE}"
             )
         uses_teacher = self.units.source == "teacher" or self.init.from_teacher != "none"
         if uses_teacher and self.teacher is None:
@@ -140,11 +141,12 @@ def copy_matching(dst: nn.Module, src: nn.Module, prefixes: tuple[str, ...] | No
     return copied, skipped
 
 
-@register("hubert_tiny")
+@register("hubert_tiny", upstreams=("hubert_local",))
 class HubertTinyTask(PretrainTask):
     """Masked prediction of k-means units (of MFCCs, or of a unit teacher's layer) with s3prl's ``HubertModel``."""
 
     Config = HubertTinyConfig
+    hubert_checkpoint: ClassVar[bool] = True  # checkpoints carry hubert_local's keys (s3prl_colld.hub loads them so)
 
     def __init__(self, cfg: HubertTinyConfig, expdir: Path) -> None:
         super().__init__(cfg, expdir)
@@ -189,7 +191,7 @@ class HubertTinyTask(PretrainTask):
     @classmethod
     def prepare(cls, cfg: HubertTinyConfig, expdir: Path) -> None:
         """Make (or reuse) the unit targets (``pretrain.unit_targets.prepare_units``)."""
-        from s3prl_colld.pretrain.trainer import pick_device
+        from s3prl_colld.runtime.distributed import pick_device
 
         prepare_units(cfg.units, cfg.teacher, cfg.data, Path(expdir), pick_device(cfg.runner.device))
 
@@ -206,14 +208,14 @@ class HubertTinyTask(PretrainTask):
         ``clean_wav [B, N]`` (online: the clean copy's crop at the same offsets, or the crop itself).
         """
         d = self.cfg.data
-        spans = crop_spans([len(it["wav"]) for it in items], int(d.crop_min_sec * 16_000),
-                           int(d.crop_max_sec * 16_000), FRAME_SHIFT, generator)
+        spans = crop_spans([len(it["wav"]) for it in items], int(d.crop_min_sec * SAMPLE_RATE),
+                           int(d.crop_max_sec * SAMPLE_RATE), FRAME_STRIDE, generator, d.crop)
         wavs = [it["wav"][start:end] for it, (start, end) in zip(items, spans)]
         wav, lengths = pad_batch(wavs)
         padding_mask = torch.arange(wav.size(1))[None, :] >= lengths[:, None]
         batch = {"wav": wav, "wav_lengths": lengths, "wav_padding_mask": padding_mask}
         if self.units is not None:
-            units = [it["units"][start // FRAME_SHIFT: start // FRAME_SHIFT + num_frames(end - start)]
+            units = [it["units"][start // FRAME_STRIDE: start // FRAME_STRIDE + num_frames(end - start)]
                      for it, (start, end) in zip(items, spans)]
             batch["units"] = torch.nn.utils.rnn.pad_sequence(units, batch_first=True)
         else:
