@@ -203,7 +203,8 @@ def test_dicehubert_learns_the_units_and_loads_through_s3prl(teacher_run: Path, 
                f"config.data.root={synth_corpus_en},,config.teacher.ckpt={ckpt},,config.runner.total_steps=80,,"
                "config.runner.log_step=10,,config.runner.save_step=80,,config.runner.num_workers=0,,"
                "config.runner.progress_bar=false,,config.data.batch_size=8,,config.data.crop_min_sec=1.0,,"
-               "config.data.crop_max_sec=2.0,,config.optimizer.warmup_steps=10,,config.units.n_clusters=20"])
+               "config.data.crop_max_sec=2.0,,config.optimizer.warmup_steps=10,,config.units.n_clusters=20,,"
+               "config.units.layer=1"])
     assert rc == 0
     rows = [json.loads(x) for x in (expdir / "log.jsonl").read_text().splitlines()]
     state = load(expdir / "states-80.ckpt")
@@ -217,7 +218,7 @@ def test_dicehubert_learns_the_units_and_loads_through_s3prl(teacher_run: Path, 
     wav = torch.randn(1, 16_000) * 0.1
     with torch.no_grad():
         hs, _ = upstream(wav, torch.tensor([16_000]))
-    assert len(hs) == 3 and all(h.shape == (1, 49, 192) for h in hs)  # front-end + 2 student layers
+    assert len(hs) == 3 and all(h.shape == (1, 50, 192) for h in hs)  # front-end + 2 student layers, ceil(N / 320)
     student = build_hubert(from_dict(TinyHubertConfig, state["config"]["model"]), 20)
     student.load_state_dict(state["model_weight"])
     student.eval()
