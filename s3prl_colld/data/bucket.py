@@ -149,6 +149,22 @@ class SeededCollate:
         return self.collate([item for item, _ in pairs], generator)
 
 
+class DataLoadError(RuntimeError):
+    """Loading a batch failed (in a data-loader worker or in this process); the message is one line."""
+
+
+def one_line(err: BaseException) -> str:
+    """``"ErrorType: message"`` of ``err`` on one line; for an error re-raised from a data-loader worker,
+    the original error's last line rather than torch's wrapper text and traceback."""
+    text = str(err).strip()
+    last = text.splitlines()[-1].strip() if text else ""
+    if "Original Traceback" in text:  # torch.utils.data's ExceptionWrapper: the last line is "module.Type: message"
+        head, sep, msg = last.partition(": ")
+        if sep and head.replace(".", "").replace("_", "").isalnum():
+            return f"{head.rsplit('.', 1)[-1]}: {msg}"
+    return f"{type(err).__name__}: {last}" if last else type(err).__name__
+
+
 def seeded_loader(dataset: Dataset, sampler: BucketBatchSampler,
                   collate: Callable[[list[Any], torch.Generator], Any], num_workers: int = 0,
                   pin_memory: bool = False) -> DataLoader:

@@ -104,7 +104,7 @@ class Teacher(FrozenS3PRLUpstream):
     """Frozen upstream -> hidden states ``[B, T, D_T]`` (front-end output + every layer)."""
 
     def __init__(self, cfg: TeacherConfig) -> None:
-        super().__init__(cfg.name, cfg.ckpt)
+        super().__init__(cfg.name, cfg.ckpt, "config.teacher.ckpt", "config.teacher.name=")
         self.cfg = cfg
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.precision]
         self.upstream.to(self.dtype)

@@ -58,8 +58,11 @@ class DataConfig:
     min_sec: float = 0.5  # utterances shorter than this are dropped
     max_sec: Optional[float] = None  # utterances longer than this are dropped
     bucket_size: int = 64  # batches are drawn from windows of this many length-sorted utterances
+    resample: bool = False  # audio not 16 kHz mono: false = a bad file, true = downmix and resample on the fly
+    on_bad_audio: str = "error"  # error: list every bad file and stop | skip: leave them out (each logged)
 
     def validate(self) -> None:
+        choice(self.on_bad_audio, ("error", "skip"), "config.data.on_bad_audio")
         choice(self.crop, CROP_MODES, "config.data.crop")
         if self.crop_min_sec > self.crop_max_sec:
             raise ConfigError("config.data.crop_min_sec must not exceed config.data.crop_max_sec")

@@ -22,6 +22,7 @@ In ``online`` mode only the k-means is stored; the task labels each batch's
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -36,8 +37,9 @@ from s3prl_colld.checkpoint import CheckpointError, save_atomic
 from s3prl_colld.config import ConfigError, choice
 from s3prl_colld.data.audio import load_audio
 from s3prl_colld.data.clean_copies import MANIFEST, align_clean, clean_copies
-from s3prl_colld.data.lengths import TableRow, read_length_table
-from s3prl_colld.constants import FRAME_STRIDE, FRAME_WINDOW
+from s3prl_colld.data.audio_dataset import AudioDataset
+from s3prl_colld.data.lengths import TableRow
+from s3prl_colld.constants import FRAME_STRIDE, FRAME_WINDOW, SAMPLE_RATE
 from s3prl_colld.data.units import UnitQuantizer, mfcc_50hz, num_frames
 from s3prl_colld.models.teacher import Teacher, TeacherConfig
 from s3prl_colld.pretrain.schema import DataConfig
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 
 UNITS_DIR = "units"  # default cache folder, inside the run folder
 KEY_VERSION = 1
+MIN_UNIT_SEC = FRAME_WINDOW / SAMPLE_RATE  # shorter utterances give no frame
 
 
 @dataclass
@@ -146,13 +149,15 @@ def corpus_fingerprint(root: str | Path, splits: list[str]) -> str:
     return h.hexdigest()
 
 
-def units_key(units: UnitsConfig, teacher: Optional[TeacherConfig], data: DataConfig, denoise: bool) -> dict[str, Any]:
-    """What the units depend on (see the module docstring)."""
+def units_key(units: UnitsConfig, teacher: Optional[TeacherConfig], data: DataConfig, denoise: bool,
+              rows: list[TableRow]) -> dict[str, Any]:
+    """What the units of ``rows`` (``training_rows(data)``) depend on (see the module docstring)."""
+    listing = hashlib.sha1("\n".join(f"{r.path}:{r.num_samples}" for r in rows).encode()).hexdigest()
     key: dict[str, Any] = {
         "version": KEY_VERSION, "source": units.source, "n_clusters": units.n_clusters,
         "max_fit_frames": units.max_fit_frames, "seed": units.seed, "denoise": denoise,
-        "corpus": {"root": str(Path(data.root).resolve()), "splits": list(data.splits),
-                   "sha256": corpus_fingerprint(data.root, list(data.splits))},
+        "corpus": {"root": str(Path(data.root).resolve()), "splits": list(data.splits), "resample": data.resample,
+                   "utterances": listing, "sha256": corpus_fingerprint(data.root, list(data.splits))},
     }
     if units.source == "teacher":
         if teacher is None:
@@ -189,12 +194,13 @@ def resolve_denoise(units: UnitsConfig, data: DataConfig, rows: list[TableRow]) 
     return used
 
 
-def unit_audio(row: TableRow, clean: dict[str, Path]) -> torch.Tensor:
-    """The waveform the units of ``row`` are computed from: its clean copy (aligned) if it has one, else itself."""
+def unit_audio(row: TableRow, clean: dict[str, Path], resample: bool = False) -> torch.Tensor:
+    """The waveform the units of ``row`` are computed from: its clean copy (aligned to ``row.num_samples``,
+    16 kHz samples) if it has one, else itself."""
     copy = clean.get(str(row.path.resolve()))
     if copy is None:
-        return load_audio(row.path)
-    return align_clean(load_audio(copy), row.num_samples)
+        return load_audio(row.path, resample=resample)
+    return align_clean(load_audio(copy, resample=resample), row.num_samples)
 
 
 def fit_rows(rows: list[TableRow], max_frames: int, gen: torch.Generator) -> list[int]:
@@ -213,7 +219,7 @@ def fit_rows(rows: list[TableRow], max_frames: int, gen: torch.Generator) -> lis
 
 
 def build_units(rows: list[TableRow], features: FeatureFn, clean: dict[str, Path], units: UnitsConfig,
-                with_labels: bool) -> dict[str, Any]:
+                with_labels: bool, resample: bool = False) -> dict[str, Any]:
     """Fit k-means on (a sample of) the rows' features and, if ``with_labels``, label every row.
 
     Returns ``{"quantizer": state dict, "inertia": float, "units": {uttid: [T] int64} (empty without labels),
@@ -223,7 +229,7 @@ def build_units(rows: list[TableRow], features: FeatureFn, clean: dict[str, Path
     fit_idx = fit_rows(rows, units.max_fit_frames, gen)
     feats: dict[int, torch.Tensor] = {}
     for i in tqdm(fit_idx, desc="unit features (k-means sample)", unit="utt"):
-        feats[i] = features(unit_audio(rows[i], clean))
+        feats[i] = features(unit_audio(rows[i], clean, resample))
     frames = torch.cat([feats[i] for i in fit_idx])
     if len(frames) > units.max_fit_frames:
         frames = frames[torch.randperm(len(frames), generator=gen)[: units.max_fit_frames]]
@@ -234,16 +240,17 @@ def build_units(rows: list[TableRow], features: FeatureFn, clean: dict[str, Path
     labels: dict[str, torch.Tensor] = {}
     if with_labels:
         for i in tqdm(range(len(rows)), desc="unit labels", unit="utt"):
-            f = feats.pop(i) if i in feats else features(unit_audio(rows[i], clean))
+            f = feats.pop(i) if i in feats else features(unit_audio(rows[i], clean, resample))
             labels[rows[i].uttid] = quantizer.labels(f)
     return {"quantizer": quantizer.state_dict(), "inertia": inertia, "units": labels,
             "num_denoised": sum(str(r.path.resolve()) in clean for r in rows)}
 
 
 def training_rows(data: DataConfig) -> list[TableRow]:
-    """Every utterance of ``data.splits`` long enough for one frame."""
-    rows = [r for split in data.splits for r in read_length_table(data.root, split)]
-    return [r for r in rows if r.num_samples >= FRAME_WINDOW]
+    """Every usable utterance of ``data.splits`` long enough for one frame (audio checked as the training set
+    checks it: ``data.resample``, ``data.on_bad_audio``), with ``num_samples`` at 16 kHz."""
+    ds = AudioDataset(data.root, data.splits, MIN_UNIT_SEC, None, data.resample, data.on_bad_audio)
+    return [dataclasses.replace(r, num_samples=n) for r, n in zip(ds.rows, ds.lengths)]
 
 
 def prepare_units(units: UnitsConfig, teacher: Optional[TeacherConfig], data: DataConfig, expdir: Path,
@@ -255,7 +262,7 @@ def prepare_units(units: UnitsConfig, teacher: Optional[TeacherConfig], data: Da
     """
     rows = training_rows(data)
     clean = resolve_denoise(units, data, rows)
-    key = units_key(units, teacher, data, bool(clean))
+    key = units_key(units, teacher, data, bool(clean), rows)
     path = units_file(units, expdir, key)
     with_labels = units.mode == "offline"
     if path.is_file():
@@ -271,7 +278,7 @@ def prepare_units(units: UnitsConfig, teacher: Optional[TeacherConfig], data: Da
     log.info("making units (%s%s, k=%d, %s) for %d utterances%s", units.source,
              f" layer {units.layer} of {teacher.name}" if units.source == "teacher" and teacher else "",
              units.n_clusters, units.mode, len(rows), f", {len(clean)} from clean copies" if clean else "")
-    state = build_units(rows, features, clean, units, with_labels)
+    state = build_units(rows, features, clean, units, with_labels, data.resample)
     save_atomic({"key": json.dumps(key, sort_keys=True), **state}, path)
     log.info("wrote %s (mean sq. distance %.3f)", path, state["inertia"])
     return path

@@ -44,7 +44,7 @@ from s3prl_colld.models.teacher import Teacher, TeacherConfig
 from s3prl_colld.models.tiny_hubert import TinyHubertConfig, build_hubert, hubert_local_keys
 from s3prl_colld.pretrain.schema import TaskConfig
 from s3prl_colld.pretrain.task import PretrainTask, register
-from s3prl_colld.pretrain.unit_targets import (LayerFeatures, UnitsConfig, load_units, prepare_units, resolve_denoise,
+from s3prl_colld.pretrain.unit_targets import (MIN_UNIT_SEC, LayerFeatures, UnitsConfig, load_units, prepare_units, resolve_denoise,
                                                training_rows, units_file, units_key)
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,9 @@ class UnitDataset(AudioDataset):
     """
 
     def __init__(self, root: str | Path, splits: list[str], units: dict[str, torch.Tensor] | None, min_sec: float,
-                 max_sec: float | None, clean: dict[str, Path] | None = None) -> None:
-        super().__init__(root, splits, min_sec, max_sec)
+                 max_sec: float | None, clean: dict[str, Path] | None = None, resample: bool = False,
+                 on_bad_audio: str = "error") -> None:
+        super().__init__(root, splits, min_sec, max_sec, resample, on_bad_audio)
         if units is not None:
             missing = [r.uttid for r in self.rows if r.uttid not in units]
             if missing:
@@ -118,7 +119,8 @@ class UnitDataset(AudioDataset):
             item["units"] = self.units[item["id"]]
         else:
             copy = self.clean.get(str(self.rows[index].path.resolve()))
-            item["clean"] = None if copy is None else align_clean(load_audio(copy), item["wav"].numel())
+            item["clean"] = None if copy is None else align_clean(load_audio(copy, resample=self.resample),
+                                                                  item["wav"].numel())
         return item
 
 
@@ -197,8 +199,9 @@ class HubertTinyTask(PretrainTask):
 
     def train_dataset(self) -> UnitDataset:
         d = self.cfg.data
-        return UnitDataset(d.root, d.splits, self.units, max(d.min_sec, 0.03), d.max_sec,
-                           clean=self.clean if self.units is None else None)
+        return UnitDataset(d.root, d.splits, self.units, max(d.min_sec, MIN_UNIT_SEC), d.max_sec,
+                           clean=self.clean if self.units is None else None, resample=d.resample,
+                           on_bad_audio=d.on_bad_audio)
 
     def collate(self, items: list[dict[str, Any]], generator: torch.Generator) -> dict[str, Any]:
         """Crop audio and targets together (crop starts are multiples of 320 samples) and pad.
@@ -270,8 +273,9 @@ def write_random_init_checkpoint(cfg: HubertTinyConfig, n_units: int, path: Path
 
 def units_location(cfg: HubertTinyConfig, expdir: Path) -> tuple[Path, dict[str, Path]]:
     """``(unit file, clean copies used)`` of a ``hubert_tiny`` / ``dicehubert`` run with config ``cfg`` in ``expdir``."""
-    clean = resolve_denoise(cfg.units, cfg.data, training_rows(cfg.data))
-    return units_file(cfg.units, Path(expdir), units_key(cfg.units, cfg.teacher, cfg.data, bool(clean))), clean
+    rows = training_rows(cfg.data)
+    clean = resolve_denoise(cfg.units, cfg.data, rows)
+    return units_file(cfg.units, Path(expdir), units_key(cfg.units, cfg.teacher, cfg.data, bool(clean), rows)), clean
 
 
 def units_of(cfg: HubertTinyConfig, expdir: Path) -> dict[str, Any]:
