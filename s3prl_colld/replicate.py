@@ -111,11 +111,11 @@ SCALES: dict[str, Scale] = {
         asr_overrides=",,config.data.max_train_utts=2000", asr_top=3,
         st_overrides="",
     ),
-    # What fits in about an hour of this 2-core machine on the 10 h corpus: PR only (no German,
-    # no ASR/ST), one seed of every method but the main comparison, shorter students and probes.
+    # What fits in about an hour of this 2-core machine: 2 h of the 10 h corpus for pretraining, the
+    # iteration-1 teacher only, PR only (no German, no ASR/ST), shorter students and probes.
     "reduced": Scale(
         en_args=("--hours", "10"), de_args=None,
-        teacher_overrides="", teacher_iter2_overrides="",
+        teacher_overrides="", teacher_iter2_overrides=None,
         student_steps=200, student_batch=8, frontend_steps=200,
         probe_overrides=",,config.data.max_train_utts=500,,config.runner.total_steps=400,,config.runner.eval_step=200",
         probe_seeds=1, asr_overrides=None, asr_top=0, st_overrides=None, curves=False, pretrain_every=5,
