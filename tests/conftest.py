@@ -1,10 +1,12 @@
 """Shared fixtures: tiny synthetic corpora, generated once per test session.
 
-``synth_corpus_en``: 120 English utterances (96/12/12, German targets);
-``synth_corpus_de``: 60 German utterances (48/6/6, English targets). Both are
-the full layout of :mod:`s3prl_colld.data.synth` (LibriSpeech folders,
-lexicon, phone transcripts, CoVoST tsv, len_for_bucket), seed 0; each takes
-a few seconds on 2 cores.
+``synth_corpus_en``: 120 English utterances (train/dev/test 96/12/12, half of
+train noisy, test_unseen 6, dev_noisy and test_noisy 12 each; espeak-ng and
+flite voices, German targets); ``synth_corpus_de``: 60 German utterances
+(48/6/6, test_unseen 3; espeak-ng, English targets). Both are the full layout
+of :mod:`s3prl_colld.data.synth` (LibriSpeech folders, clean copies of noisy
+audio, lexicon, phone transcripts, CoVoST tsv, len_for_bucket, manifest),
+seed 0; each takes 10-20 s on 2 cores.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 
@@ -30,10 +33,11 @@ os.environ["S3PRL_COLLD_CACHE"] = _CACHE
 atexit.register(shutil.rmtree, _CACHE, True)
 
 
-def make_corpus(out: Path, lang: str, utterances: int, seed: int = 0, workers: int = 2) -> Path:
-    """Generate a corpus into ``out`` (in this process) and return ``out``."""
+def make_corpus(out: Path, lang: str, utterances: int, seed: int = 0, workers: int = 2,
+                extra: Sequence[str] = ()) -> Path:
+    """Generate a corpus into ``out`` (in this process, with more CLI arguments ``extra``) and return ``out``."""
     argv = ["--lang", lang, "--out", str(out), "--utterances", str(utterances), "--seed", str(seed),
-            "--workers", str(workers)]
+            "--workers", str(workers), *extra]
     assert synth_main(argv) == 0, f"corpus generation failed: {argv}"
     return out
 
