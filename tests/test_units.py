@@ -112,6 +112,9 @@ def test_denoised_units_come_from_the_clean_copy(synth_corpus_en: Path, tmp_path
     with pytest.raises(ConfigError, match="lists no clean copy"):  # dev is clean (dev_noisy is its noisy twin)
         prepare_units(UnitsConfig(n_clusters=10, denoise=True), None, DataConfig(root=str(synth_corpus_en),
                                                                                   splits=["dev"]), tmp_path / "dev", CPU)
+    with pytest.raises(ConfigError, match="occurs twice"):  # units are stored by id; dev_noisy reuses dev's ids
+        prepare_units(UnitsConfig(n_clusters=10), None, DataConfig(root=str(synth_corpus_en),
+                                                                   splits=["dev", "dev_noisy"]), tmp_path / "d2", CPU)
 
 
 def _task(name: str, overrides: dict, expdir: Path):  # type: ignore[no-untyped-def]
