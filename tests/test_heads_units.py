@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from s3prl_colld.config import ConfigError
 from s3prl_colld.downstream.ctc_heads import ASRHeadConfig, BiLSTMCTCHead, LinearCTCHead, PRHeadConfig
 from s3prl_colld.downstream.featurizer import Featurizer, pad_features, plot_layer_weights
+from s3prl_colld.downstream.schema import FeaturizerConfig
 
 
 # ------------------------------------------------------------------ featurizer
@@ -41,6 +42,7 @@ def test_featurizer_single_layer_reads_that_layer_only() -> None:
         assert feat.layer_weights() == [1.0 if i == index else 0.0 for i in range(4)]
         torch.testing.assert_close(Featurizer(4, layer=layer, normalize=True)(hs), F.layer_norm(hs[:, index], (5,)))
     assert Featurizer(4).layer_weights() == pytest.approx([0.25] * 4)  # zero-initialised: equal weights
+    assert Featurizer(4).normalize is FeaturizerConfig().normalize  # one default for the class and the config
     assert Featurizer(4).weights.shape == (4,) and not Featurizer(4).weights.any()
 
 
@@ -107,13 +109,13 @@ def test_head_configs_validate() -> None:
     PRHeadConfig(project_dim=1).validate()
     ASRHeadConfig(project_dim=1, hidden_dim=1, layers=1, dropout=0.0).validate()
     ASRHeadConfig(dropout=0.99).validate()
-    with pytest.raises(ConfigError, match="config.head.project_dim must be >= 1"):
+    with pytest.raises(ConfigError, match=r"^config\.head\.project_dim must be >= 1$"):
         PRHeadConfig(project_dim=0).validate()
     for bad in ({"project_dim": 0}, {"hidden_dim": 0}, {"layers": 0}):
-        with pytest.raises(ConfigError, match="project_dim, hidden_dim and layers must be >= 1"):
+        with pytest.raises(ConfigError, match=r"^config\.head\.project_dim, hidden_dim and layers must be >= 1$"):
             ASRHeadConfig(**bad).validate()
     for dropout in (1.0, -0.1):
-        with pytest.raises(ConfigError, match=r"config.head.dropout must be in \[0, 1\)"):
+        with pytest.raises(ConfigError, match=r"^config\.head\.dropout must be in \[0, 1\)$"):
             ASRHeadConfig(dropout=dropout).validate()
 
 
@@ -143,9 +145,12 @@ def test_bilstm_ctc_head_shapes_and_structure() -> None:
     assert _asr_head(layers=2, dropout=0.3).lstm.dropout == 0.3
     assert _asr_head(layers=1, dropout=0.3).lstm.dropout == 0.0  # torch warns about dropout with one layer
     x = torch.randn(3, 7, 6)
-    out = head(x, torch.tensor([7, 5, 2]))
+    out = head(x, torch.tensor([2, 7, 5]))  # lengths in any order
     assert out.shape == (3, 7, 5)
     torch.testing.assert_close(out.exp().sum(-1), torch.ones(3, 7))
+    short = head(x, torch.tensor([3, 5, 2]))  # every utterance shorter than the padded batch: T is kept
+    assert short.shape == (3, 7, 5)
+    torch.testing.assert_close(short[1, :5], head(x[1:2, :5], torch.tensor([5]))[0])
 
 
 def test_bilstm_ctc_head_ignores_padding_and_reads_both_directions() -> None:
