@@ -15,9 +15,9 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 setup: system-packages $(STAMP)
 
 system-packages:
-	@if ! command -v espeak-ng >/dev/null 2>&1 || [ ! -f /usr/share/trans/de-en ]; then \
-	  echo ">> installing Debian packages espeak-ng and trans-de-en"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq espeak-ng trans-de-en; \
+	@if ! command -v espeak-ng >/dev/null 2>&1 || ! command -v flite >/dev/null 2>&1 || [ ! -f /usr/share/trans/de-en ]; then \
+	  echo ">> installing Debian packages espeak-ng, flite and trans-de-en"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq espeak-ng flite trans-de-en; \
 	fi
 
 $(STAMP): setup.py constraints.txt
