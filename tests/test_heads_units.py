@@ -40,10 +40,18 @@ def test_featurizer_single_layer_reads_that_layer_only() -> None:
         feat = Featurizer(4, layer=layer, normalize=False)
         assert torch.equal(feat(hs), hs[:, index])
         assert feat.layer_weights() == [1.0 if i == index else 0.0 for i in range(4)]
-        torch.testing.assert_close(Featurizer(4, layer=layer, normalize=True)(hs), F.layer_norm(hs[:, index], (5,)))
+        assert torch.equal(Featurizer(4, layer=layer, normalize=True)(hs), hs[:, index])  # -l: untouched, as s3prl
     assert Featurizer(4).layer_weights() == pytest.approx([0.25] * 4)  # zero-initialised: equal weights
     assert Featurizer(4).normalize is FeaturizerConfig().normalize  # one default for the class and the config
     assert Featurizer(4).weights.shape == (4,) and not Featurizer(4).weights.any()
+
+
+def test_featurizer_passes_a_single_hidden_state_through() -> None:
+    """fbank / mfcc have one hidden state: it is used as it is, normalisation or not (s3prl's Featurizer)."""
+    hs = torch.randn(2, 1, 3, 5) * 7 + 2
+    for normalize in (False, True):
+        feat = Featurizer(1, normalize=normalize)
+        assert torch.equal(feat(hs), hs[:, 0]) and feat.layer_weights() == [1.0]
 
 
 @pytest.mark.parametrize("layer", [4, 5, -5, -6])
@@ -140,10 +148,10 @@ def _asr_head(layers: int = 2, dropout: float = 0.0) -> BiLSTMCTCHead:
 def test_bilstm_ctc_head_shapes_and_structure() -> None:
     head = _asr_head()
     assert head.proj.weight.shape == (4, 6) and head.out.weight.shape == (5, 6)  # 2 x hidden: bidirectional
-    assert head.lstm.bidirectional and head.lstm.num_layers == 2 and head.lstm.hidden_size == 3
-    assert head.lstm.input_size == 4 and head.lstm.batch_first
-    assert _asr_head(layers=2, dropout=0.3).lstm.dropout == 0.3
-    assert _asr_head(layers=1, dropout=0.3).lstm.dropout == 0.0  # torch warns about dropout with one layer
+    assert len(head.lstms) == 2 and [lstm.input_size for lstm in head.lstms] == [4, 6]
+    assert all(lstm.bidirectional and lstm.batch_first and lstm.hidden_size == 3 and lstm.num_layers == 1
+               for lstm in head.lstms)
+    assert _asr_head(layers=1, dropout=0.3).dropout.p == 0.3 and len(_asr_head(layers=3).lstms) == 3
     x = torch.randn(3, 7, 6)
     out = head(x, torch.tensor([2, 7, 5]))  # lengths in any order
     assert out.shape == (3, 7, 5)
