@@ -62,8 +62,8 @@ BAD_STEP_SCRIPT = textwrap.dedent("""
     for name, one_rank, extra in (("one", True, ""), ("both", False, ",,config.model.nan_steps=[3, 5]")):
         ToyTask.one_rank = one_rank
         trainers.append(Trainer(task, resolve_config(task, overrides=common + extra), out / name))
-        trainers[-1].fit()
-        torch.save({"bad_steps": trainers[-1].bad_steps, "student": trainers[-1].task.student.state_dict()},
+        summary = trainers[-1].fit()
+        torch.save({"bad_steps": summary["bad_steps"], "student": trainers[-1].task.student.state_dict()},
                    out / f"{name}-rank{rank}.pt")
     trainers[0].close()  # the first one set the process group up
 """)

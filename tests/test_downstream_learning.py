@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from s3prl_colld.config import from_dict
 from s3prl_colld.downstream import metrics
+from s3prl_colld.downstream.cli import resolve_config
 from s3prl_colld.downstream.runner import DownstreamRunner, RunSpec
-from s3prl_colld.downstream.schema import DownstreamConfig
 
 HEADS = {
     "asr": {"project_dim": 64, "hidden_dim": 64, "layers": 1, "dropout": 0.0},
@@ -21,12 +20,16 @@ OPTIM = {"asr": {"lr": 1.0e-2, "warmup_steps": 0}, "st": {"lr": 3.0e-3, "warmup_
 
 
 def _learn(task: str, root: Path, out: Path) -> tuple[list[float], dict[str, Any], dict[str, Any]]:
-    """(training losses, decoding of the training set before training, after training)."""
-    cfg = from_dict(DownstreamConfig, {
-        "data": {"root": str(root), "max_train_utts": 4},
-        "runner": {"batch_size": 4, "eval_batch_size": 4, "total_steps": STEPS[task], "progress_bar": False,
-                   "batching": "shuffle"},  # every step sees the 4 utterances
-        "optimizer": OPTIM[task], "cache": {"dir": str(out / "cache")}, "head": HEADS[task]})
+    """(training losses, decoding of the training set before training, after training).
+
+    The task's own recipe (s3prl's settings and the shipped YAML) with a small head, a 4-utterance training set,
+    a higher learning rate and no SpecAugment: its masks are there against over-fitting, which is what this check
+    measures (with them, 100 steps of ASR bring the loss down to a quarter instead of under a tenth)."""
+    settings = {"specaug.enabled": "false", "data.root": root, "data.max_train_utts": 4, "runner.batch_size": 4, "runner.eval_batch_size": 4,
+                "runner.batching": "shuffle", "runner.total_steps": STEPS[task], "runner.progress_bar": "false", "cache.dir": out / "cache",
+                **{f"optimizer.{k}": v for k, v in OPTIM[task].items()},
+                **{f"head.{k}": v for k, v in HEADS[task].items()}}
+    cfg = resolve_config(task, None, ",,".join(f"config.{k}={v}" for k, v in settings.items()))
     runner = DownstreamRunner(RunSpec(task, "fbank"), cfg, out / "run")
     before = runner.evaluate("train")
     batches = runner.train_batches()

@@ -85,9 +85,9 @@ def test_a_build_killed_half_way_leaves_no_cache_that_is_read(synth_corpus_en: P
         proc.kill()
         proc.wait()
     upstream = FrozenUpstream("fbank")
-    folder = cache / upstream.fingerprint / "asr-dev"
-    assert not (folder / "index.json").exists()  # nothing complete-looking where the cache would be
     utts = corpus.transcript_utterances(synth_corpus_en, "dev")
+    folder = features.cache_folder(cache, upstream, utts, "asr-dev", False)
+    assert not (folder / "index.json").exists()  # nothing complete-looking where the cache would be
     source = feature_source(upstream, utts, "asr-dev", cache, max_gb=1.0, progress=False)
     assert isinstance(source, CachedFeatures) and source.folder == folder
     assert _same_as_live(source, upstream, utts)  # rebuilt in full, not the 3 utterances of the killed build
@@ -110,7 +110,7 @@ def test_a_cache_above_90_percent_of_the_free_disk_is_refused(free_over_need: fl
     monkeypatch.setattr(features.shutil, "disk_usage", disk_usage)
     with caplog.at_level(logging.WARNING):
         source = feature_source(upstream, utts, "asr-dev", tmp_path / "cache", max_gb=1000.0, progress=False)
-    folder = tmp_path / "cache" / upstream.fingerprint / "asr-dev"
+    folder = features.cache_folder(tmp_path / "cache", upstream, utts, "asr-dev", False)
     if cached:
         assert isinstance(source, CachedFeatures) and (folder / "index.json").is_file()
     else:

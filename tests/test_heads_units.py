@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from s3prl_colld.config import ConfigError
 from s3prl_colld.downstream.ctc_heads import ASRHeadConfig, BiLSTMCTCHead, LinearCTCHead, PRHeadConfig
 from s3prl_colld.downstream.featurizer import Featurizer, pad_features, plot_layer_weights
+from s3prl_colld.downstream.schema import FeaturizerConfig
 
 
 # ------------------------------------------------------------------ featurizer
@@ -43,7 +44,16 @@ def test_featurizer_single_layer_reads_that_layer_only() -> None:
     assert Featurizer(4).layer_weights() == pytest.approx([0.25] * 4)  # zero-initialised: equal weights
     one = torch.randn(2, 1, 3, 5) * 4.0 + 2.0  # a single hidden state (fbank, mfcc) is passed through untouched
     assert torch.equal(Featurizer(1)(one), one[:, 0]) and torch.equal(Featurizer(1, normalize=True)(one), one[:, 0])
+    assert Featurizer(4).normalize is FeaturizerConfig().normalize  # one default for the class and the config
     assert Featurizer(4).weights.shape == (4,) and not Featurizer(4).weights.any()
+
+
+def test_featurizer_passes_a_single_hidden_state_through() -> None:
+    """fbank / mfcc have one hidden state: it is used as it is, normalisation or not (s3prl's Featurizer)."""
+    hs = torch.randn(2, 1, 3, 5) * 7 + 2
+    for normalize in (False, True):
+        feat = Featurizer(1, normalize=normalize)
+        assert torch.equal(feat(hs), hs[:, 0]) and feat.layer_weights() == [1.0]
 
 
 @pytest.mark.parametrize("layer", [4, 5, -5, -6])
@@ -109,13 +119,13 @@ def test_head_configs_validate() -> None:
     PRHeadConfig(project_dim=1).validate()
     ASRHeadConfig(project_dim=1, hidden_dim=1, layers=1, dropout=0.0).validate()
     ASRHeadConfig(dropout=0.99).validate()
-    with pytest.raises(ConfigError, match="config.head.project_dim must be >= 1"):
+    with pytest.raises(ConfigError, match=r"^config\.head\.project_dim must be >= 1$"):
         PRHeadConfig(project_dim=0).validate()
     for bad in ({"project_dim": 0}, {"hidden_dim": 0}, {"layers": 0}):
-        with pytest.raises(ConfigError, match="project_dim, hidden_dim and layers must be >= 1"):
+        with pytest.raises(ConfigError, match=r"^config\.head\.project_dim, hidden_dim and layers must be >= 1$"):
             ASRHeadConfig(**bad).validate()
     for dropout in (1.0, -0.1):
-        with pytest.raises(ConfigError, match=r"config.head.dropout must be in \[0, 1\)"):
+        with pytest.raises(ConfigError, match=r"^config\.head\.dropout must be in \[0, 1\)$"):
             ASRHeadConfig(dropout=dropout).validate()
 
 
@@ -140,14 +150,17 @@ def _asr_head(layers: int = 2, dropout: float = 0.0) -> BiLSTMCTCHead:
 def test_bilstm_ctc_head_shapes_and_structure() -> None:
     head = _asr_head()
     assert head.proj.weight.shape == (4, 6) and head.out.weight.shape == (5, 6)  # 2 x hidden: bidirectional
-    assert len(head.lstms) == 2  # s3prl's RNNs: one single-layer BiLSTM per layer, dropout after each
-    assert all(m.bidirectional and m.num_layers == 1 and m.hidden_size == 3 and m.batch_first for m in head.lstms)
-    assert head.lstms[0].input_size == 4 and head.lstms[1].input_size == 6  # 2 x hidden from the layer below
-    assert _asr_head(layers=2, dropout=0.3).dropout.p == 0.3 and len(_asr_head(layers=1).lstms) == 1
+    assert len(head.lstms) == 2 and [lstm.input_size for lstm in head.lstms] == [4, 6]
+    assert all(lstm.bidirectional and lstm.batch_first and lstm.hidden_size == 3 and lstm.num_layers == 1
+               for lstm in head.lstms)
+    assert _asr_head(layers=1, dropout=0.3).dropout.p == 0.3 and len(_asr_head(layers=3).lstms) == 3
     x = torch.randn(3, 7, 6)
-    out = head(x, torch.tensor([7, 5, 2]))
+    out = head(x, torch.tensor([2, 7, 5]))  # lengths in any order
     assert out.shape == (3, 7, 5)
     torch.testing.assert_close(out.exp().sum(-1), torch.ones(3, 7))
+    short = head(x, torch.tensor([3, 5, 2]))  # every utterance shorter than the padded batch: T is kept
+    assert short.shape == (3, 7, 5)
+    torch.testing.assert_close(short[1, :5], head(x[1:2, :5], torch.tensor([5]))[0])
 
 
 def test_bilstm_ctc_head_ignores_padding_and_reads_both_directions() -> None:

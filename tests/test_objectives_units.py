@@ -178,3 +178,15 @@ def test_span_mask_stays_on_the_input_device() -> None:
     valid = torch.ones(2, 30, dtype=torch.bool, device="meta")
     mask = span_mask(valid, 0.8, 10, generator=_gen(0))
     assert mask.device.type == "meta" and mask.shape == (2, 30) and mask.dtype == torch.bool
+
+
+def test_masks_and_negatives_do_not_depend_on_the_default_device() -> None:
+    """Code that sets ``torch.set_default_device`` (e.g. to a GPU) gets the same masks and negatives: every tensor
+    is made on the input's device and the random draws on the CPU generator's. A meta default device stands in for
+    the GPU (a tensor made there by mistake has no data and cannot be read back)."""
+    valid = torch.ones(3, 40, dtype=torch.bool)
+    valid[2, 25:] = False
+    mask, negs = span_mask(valid, 0.8, 10, generator=_gen(4)), sample_negatives(valid, valid, 6, _gen(5))
+    with torch.device("meta"):
+        assert torch.equal(span_mask(valid, 0.8, 10, generator=_gen(4)), mask)
+        assert torch.equal(sample_negatives(valid, valid, 6, _gen(5)), negs)
