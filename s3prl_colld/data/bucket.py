@@ -212,9 +212,10 @@ def crop_and_pad(items: Sequence[dict[str, Any]], crop_min_sec: float, crop_max_
         items: dicts with ``"wav"`` ``[N_b]``.
 
     Returns:
-        ``wav [B, N]``, ``wav_lengths [B]``.
+        ``wav [B, N]``, ``wav_lengths [B]``, and ``padded``: a Python bool, False when every crop is ``N``
+        samples long (the usual case; models may then skip their padding masks without asking the GPU).
     """
     spans = crop_spans([len(it["wav"]) for it in items], int(crop_min_sec * sample_rate),
                        int(crop_max_sec * sample_rate), align, generator)
     wav, lengths = pad_batch([it["wav"][s:e] for it, (s, e) in zip(items, spans)])
-    return {"wav": wav, "wav_lengths": lengths}
+    return {"wav": wav, "wav_lengths": lengths, "padded": bool((lengths < wav.size(1)).any())}

@@ -57,7 +57,18 @@ class Teacher(nn.Module):
         self.num_layers = self.upstream.num_layers - 1  # transformer layers (hidden_states also has h_0)
         self.hidden_sizes = list(self.upstream.hidden_sizes)
         self.downsample_rate = int(self.upstream.downsample_rates[0])
+        self.direct = True  # unpadded batches skip S3PRLUpstream's list round trip (models/teacher_fast.py)
         self.eval()
+
+    def set_kernels(self, direct: bool = True, sdpa: bool = True, cnn_channels_last: bool = False) -> None:
+        """How the teacher runs (not what it computes): the direct call on unpadded batches, SDPA attention,
+        a channels-last CNN (HuBERT teachers; see ``models/teacher_fast.py`` and ``models/attention.py``)."""
+        from s3prl_colld.models.attention import use_fairseq_sdpa
+        from s3prl_colld.models.teacher_fast import use_channels_last_cnn
+
+        self.direct = direct
+        use_fairseq_sdpa(self.upstream, sdpa)
+        use_channels_last_cnn(self.upstream, cnn_channels_last)
 
     def train(self, mode: bool = True) -> "Teacher":
         """The teacher stays in eval mode (no dropout, no layerdrop) whatever its parent does."""
@@ -85,7 +96,7 @@ class Teacher(nn.Module):
         """The fairseq-style CNN (``feature_extractor``: ``[B, N] -> [B, C, T]``) inside, if any."""
         return getattr(self.fairseq_model, "feature_extractor", None)
 
-    def forward_with_frontend(self, wav: torch.Tensor, lengths: torch.Tensor
+    def forward_with_frontend(self, wav: torch.Tensor, lengths: torch.Tensor, padded: bool = True
                               ) -> tuple[list[torch.Tensor], torch.Tensor]:
         """``forward`` plus the teacher's CNN output ``[B, T, C]`` (float32), captured in the same pass."""
         module = self.frontend_module
@@ -94,19 +105,27 @@ class Teacher(nn.Module):
         captured: list[torch.Tensor] = []
         handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out))
         try:
-            hidden = self.forward(wav, lengths)
+            hidden = self.forward(wav, lengths, padded)
         finally:
             handle.remove()
         return hidden, captured[-1].transpose(1, 2).float().clone()
 
     @torch.inference_mode()
-    def _forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
-        hs, _ = self.upstream(wav.to(self.dtype), lengths)
+    def _forward(self, wav: torch.Tensor, lengths: torch.Tensor, padded: bool = True) -> list[torch.Tensor]:
+        from s3prl_colld.models.teacher_fast import direct_hidden_states
+
+        wav = wav.to(self.dtype)
+        hs = direct_hidden_states(self.upstream, wav, padded) if self.direct else None
+        if hs is None:
+            hs, _ = self.upstream(wav, lengths)
         return list(hs)
 
-    def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
-        """``wav [B, N]``, ``lengths [B]`` -> ``L_T + 1`` float32 tensors ``[B, T, D_T]`` (plain, not inference tensors)."""
-        return [h.float().clone() for h in self._forward(wav, lengths)]
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor, padded: bool = True) -> list[torch.Tensor]:
+        """``wav [B, N]``, ``lengths [B]`` -> ``L_T + 1`` float32 tensors ``[B, T, D_T]`` (plain, not inference tensors).
+
+        ``padded=False`` promises that every ``lengths[b]`` equals ``N``: a faster path, the same result.
+        """
+        return [h.float().clone() for h in self._forward(wav, lengths, padded)]
 
     @torch.inference_mode()
     def _unit_log_probs(self, last: torch.Tensor) -> torch.Tensor:

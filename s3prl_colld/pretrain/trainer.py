@@ -143,6 +143,13 @@ def autocast(precision: str, device: torch.device) -> ContextManager[Any]:
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def configure_backends(rc: Any, device: torch.device) -> None:
+    """``runner.cudnn_benchmark`` and ``runner.tf32`` (process-wide switches; GPU only)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = bool(rc.cudnn_benchmark)
+        torch.backends.cuda.matmul.allow_tf32 = bool(rc.tf32)
+
+
 # ------------------------------------------------------------------ optimisation
 def build_optimizer(params: list[torch.nn.Parameter], cfg: OptimizerConfig,
                     device: torch.device) -> torch.optim.Optimizer:
@@ -334,6 +341,9 @@ class Trainer:
         self.task = task_cls(cfg, self.expdir).to(self.device)
         if state is not None:
             self.task.load_trainable_state_dict(state["model"])
+        configure_backends(self.rc, self.device)
+        if self.rc.compile:
+            self.task.compile_modules()
         self.params = [p for p in self.task.parameters() if p.requires_grad]
         self.model: torch.nn.Module = self.task
         if self.dist.ddp:
