@@ -21,7 +21,7 @@ if str(REPO_ROOT) not in sys.path:  # runnable from any working directory, insta
 
 import torch  # noqa: E402
 
-SAMPLE_RATE = 16_000
+from s3prl_colld.constants import SAMPLE_RATE  # noqa: E402 - re-exported for the bench scripts
 
 
 def parse_args(description: str, batch: tuple[int, float], quick_batch: tuple[int, float],

@@ -22,10 +22,11 @@ from s3prl_colld import checkpoint as ckpt_io
 from s3prl_colld.config import from_dict, load_yaml
 from s3prl_colld.data.bucket import BucketBatchSampler, crop_batch, crop_spans, mix_seed, pad_batch
 from s3prl_colld.pretrain.cli import main, resolve_config
-from s3prl_colld.pretrain.schema import OptimizerConfig
 from s3prl_colld.pretrain.task import get_task
-from s3prl_colld.pretrain.trainer import (BadLossError, DistInfo, Meter, StepResult, lr_factor, rng_state,
-                                          set_rng_state, train)
+from s3prl_colld.pretrain.trainer import BadLossError, Meter, StepResult, train
+from s3prl_colld.runtime.distributed import DistInfo
+from s3prl_colld.runtime.optim import OptimizerConfig, lr_factor
+from s3prl_colld.runtime.rng import rng_state, set_rng_state
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}

@@ -17,7 +17,8 @@ import soundfile as sf
 import torch
 from scipy.signal import resample_poly
 
-SAMPLE_RATE = 16_000
+from s3prl_colld.constants import SAMPLE_RATE
+
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,9 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from s3prl_colld.constants import SAMPLE_RATE
 from s3prl_colld.data.audio import load_audio
 from s3prl_colld.data.lengths import TableRow, read_length_table
-
-SAMPLE_RATE = 16_000
 
 
 class AudioDataset(Dataset):

@@ -37,12 +37,13 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
+from s3prl_colld.constants import SAMPLE_RATE
 from s3prl_colld.data.lengths import LengthRow, write_length_csv
 from s3prl_colld.data.phonemes import (PHONEME_VOICE, EspeakMissing, phonemize_words, require_espeak,
                                        write_lexicon, write_phone_inventory)
 from s3prl_colld.data.sentences import (DICTIONARY_PATH, DictionaryMissing, SentencePair, load_sentence_pairs,
                                         normalise_transcript, require_dictionary, spoken_words)
-from s3prl_colld.data.voices import (SAMPLE_RATE, Speaker, SynthesisError, UtteranceSpec, installed_variants,
+from s3prl_colld.data.voices import (Speaker, SynthesisError, UtteranceSpec, installed_variants,
                                      jitter, make_speakers, synthesize)
 
 GENERATOR_VERSION = "s3prl-colld-synth/1"

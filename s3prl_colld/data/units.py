@@ -15,14 +15,12 @@ import torch
 import torchaudio
 from sklearn.cluster import MiniBatchKMeans
 
-SAMPLE_RATE = 16_000
-FRAME_SHIFT = 320  # samples per unit frame (50 Hz)
-WINDOW = 400  # samples in the first frame
+from s3prl_colld.constants import FRAME_STRIDE, FRAME_WINDOW, SAMPLE_RATE
 
 
 def num_frames(num_samples: int) -> int:
     """Frames of a stride-320 / receptive-field-400 CNN (and of our 50 Hz MFCC) for ``num_samples``."""
-    return max(0, (num_samples - WINDOW) // FRAME_SHIFT + 1)
+    return max(0, (num_samples - FRAME_WINDOW) // FRAME_STRIDE + 1)
 
 
 def mfcc_50hz(wav: torch.Tensor) -> torch.Tensor:
@@ -33,8 +31,8 @@ def mfcc_50hz(wav: torch.Tensor) -> torch.Tensor:
     Returns:
         ``[T, 39]`` with ``T = num_frames(N)``.
     """
-    if wav.numel() < WINDOW:
-        raise ValueError(f"waveform of {wav.numel()} samples is shorter than one 25 ms frame ({WINDOW} samples)")
+    if wav.numel() < FRAME_WINDOW:
+        raise ValueError(f"waveform of {wav.numel()} samples is shorter than one 25 ms frame ({FRAME_WINDOW} samples)")
     with torch.inference_mode():
         mfcc = torchaudio.compliance.kaldi.mfcc(
             wav.float().view(1, -1), sample_frequency=SAMPLE_RATE, use_energy=False, dither=0.0

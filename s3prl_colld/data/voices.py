@@ -31,7 +31,8 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-SAMPLE_RATE = 16_000
+from s3prl_colld.constants import SAMPLE_RATE
+
 ESPEAK_RATE = 22_050  # espeak-ng's output rate; 16000 / 22050 = 320 / 441 (not 160 / 441: that is 8 kHz)
 BASE_VOICES = {
     "en": ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd"),

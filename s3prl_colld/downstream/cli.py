@@ -19,18 +19,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from s3prl_colld import checkpoint as ckpt_io
-from s3prl_colld.config import CONFIG_DIR, ConfigError, deep_merge, from_dict, load_yaml, parse_overrides, to_dict
+from s3prl_colld.config import CONFIG_DIR, deep_merge, from_dict, load_yaml, parse_overrides, to_dict
 from s3prl_colld.data.audio import AudioError
 from s3prl_colld.downstream.corpus import DataError
 from s3prl_colld.downstream.schema import DownstreamConfig
 from s3prl_colld.downstream.tasks import TASKS
 from s3prl_colld.downstream.upstream import UpstreamError, layer_of
-from s3prl_colld.pretrain.cli import UsageError, run_folder, setup_logging, write_yaml_atomic
+from s3prl_colld.runtime.cli import (USER_ERRORS, UsageError, refuse_existing_run, run_command, run_folder,
+                                     write_yaml_atomic)
 
 log = logging.getLogger("s3prl_colld.downstream")
 
@@ -74,9 +73,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     else:
         if not args.upstream or not args.downstream:
             raise UsageError("-m train needs -u UPSTREAM and -d TASK (or -e CKPT to resume)")
-        last = ckpt_io.latest_checkpoint(expdir)
-        if last is not None:
-            raise UsageError(f"{expdir} already has checkpoints: pass -e {last} to resume, or choose a new -n NAME")
+        refuse_existing_run(expdir)
         state = None
         ckpt = str(Path(args.upstream_ckpt).resolve()) if args.upstream_ckpt else None
         spec = RunSpec(args.downstream, args.upstream, ckpt,
@@ -104,13 +101,5 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``run_downstream.py`` / ``colld-downstream``; returns the exit code."""
     args = parser().parse_args(argv)
-    setup_logging(args.verbose)
-    try:
-        train(args) if args.mode == "train" else evaluate(args)
-    except (UsageError, ConfigError, ckpt_io.CheckpointError, DataError, UpstreamError, AudioError,
-            FileNotFoundError) as err:
-        if args.verbose:
-            raise
-        print(f"run_downstream.py: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command("run_downstream.py", args, train if args.mode == "train" else evaluate,
+                       USER_ERRORS + (DataError, UpstreamError, AudioError))

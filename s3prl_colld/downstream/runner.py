@@ -29,8 +29,9 @@ from s3prl_colld.downstream.features import FeatureSource, feature_source
 from s3prl_colld.downstream.schema import DownstreamConfig
 from s3prl_colld.downstream.tasks import DownstreamTask, get_task
 from s3prl_colld.downstream.upstream import FrozenUpstream
-from s3prl_colld.pretrain.trainer import (build_optimizer, load_optimizer_state, lr_factor, pick_device, rng_state,
-                                          seed_everything, set_rng_state)
+from s3prl_colld.runtime.distributed import pick_device
+from s3prl_colld.runtime.optim import build_optimizer, load_optimizer_state, lr_factor
+from s3prl_colld.runtime.rng import rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger("s3prl_colld.downstream")
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from s3prl_colld.config import ConfigError, choice
-from s3prl_colld.pretrain.schema import OptimizerConfig
+from s3prl_colld.runtime.optim import OptimizerConfig
 
 
 @dataclass

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
+from s3prl_colld.constants import FRAME_STRIDE, SAMPLE_RATE
+
 
 def _hubert_cnn() -> list[list[int]]:
     return [[512, 10, 5]] + [[512, 3, 2]] * 4 + [[512, 2, 2]] * 2
@@ -202,7 +204,7 @@ class FbankFrontend(nn.Module):
     def __init__(self, cfg: FbankConfig) -> None:
         super().__init__()
         self.fbank = torchaudio.transforms.MelSpectrogram(
-            sample_rate=16_000, n_fft=400, win_length=400, hop_length=160, n_mels=cfg.n_mels, center=False
+            sample_rate=SAMPLE_RATE, n_fft=400, win_length=400, hop_length=160, n_mels=cfg.n_mels, center=False
         )
         self.norm = nn.LayerNorm(cfg.n_mels)
         self.conv = nn.Sequential(
@@ -213,7 +215,7 @@ class FbankFrontend(nn.Module):
         )
         self.out_dim = cfg.out_dim
 
-    downsample_rate = 320
+    downsample_rate = FRAME_STRIDE
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         frames = torch.div(lengths - 400, 160, rounding_mode="floor") + 1

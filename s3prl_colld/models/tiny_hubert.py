@@ -15,8 +15,7 @@ import torch
 from s3prl.upstream.hubert.hubert_model import HubertConfig, HubertModel, HubertPretrainingConfig
 
 from s3prl_colld.config import ConfigError, choice
-
-SAMPLE_RATE = 16_000
+from s3prl_colld.constants import SAMPLE_RATE
 
 
 def _tiny_cnn() -> list[list[int]]:

@@ -20,24 +20,17 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
-
 from s3prl_colld import checkpoint as ckpt_io
-from s3prl_colld.config import ConfigError, deep_merge, from_dict, load_yaml, parse_overrides, to_dict
+from s3prl_colld.config import deep_merge, from_dict, load_yaml, parse_overrides, to_dict
 from s3prl_colld.pretrain.task import PretrainTask, get_task
+from s3prl_colld.runtime.cli import UsageError, refuse_existing_run, run_command, run_folder, write_yaml_atomic
 
 log = logging.getLogger("s3prl_colld.pretrain")
 
-__all__ = ["main", "run", "parser", "resolve_config", "get_task", "UsageError"]
-
-
-class UsageError(Exception):
-    """A mistake on the command line; printed as one line, exit code 2."""
+__all__ = ["main", "run", "parser", "resolve_config"]
 
 
 def resolve_config(task_cls: type[PretrainTask], model_yaml: str | None = None, runner_yaml: str | None = None,
@@ -75,33 +68,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_folder(args: argparse.Namespace, kind: str = "pretrain") -> Path:
-    """``-p``, else ``result/KIND/NAME`` (KIND: pretrain / downstream), else the folder of the ``-e`` checkpoint."""
-    if args.expdir:
-        return Path(args.expdir)
-    if args.expname:
-        return Path("result") / kind / args.expname
-    if args.past_exp:
-        return Path(args.past_exp).parent
-    raise UsageError("give a run name with -n NAME (or a run folder with -p DIR, or a checkpoint with -e)")
-
-
-def write_yaml_atomic(data: dict[str, Any], path: Path) -> None:
-    """``path`` <- YAML of ``data`` (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        yaml.safe_dump(data, f, sort_keys=False)
-    os.chmod(tmp, 0o666 & ~ckpt_io.current_umask())  # mkstemp makes 0600; give the usual permissions
-    os.replace(tmp, path)
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Resolve the task, folder and config, write ``config.yaml``, train; returns the trainer's summary."""
     from s3prl_colld.pretrain.trainer import train  # imports the training stack only when needed
 
     task_cls = get_task(args.upstream)
-    expdir = run_folder(args)
+    expdir = run_folder(args, "pretrain")
     resume = Path(args.past_exp) if args.past_exp else None
     base = None
     if resume is not None:
@@ -113,35 +85,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         base = state["config"]
         del state
     else:
-        last = ckpt_io.latest_checkpoint(expdir)
-        if last is not None:
-            raise UsageError(f"{expdir} already has checkpoints: pass -e {last} to resume, or choose a new -n NAME")
+        refuse_existing_run(expdir)
     cfg = resolve_config(task_cls, args.upstream_config, args.config, args.override, base)
     if int(os.environ.get("RANK", "0")) == 0:
         write_yaml_atomic(to_dict(cfg), expdir / "config.yaml")
     return train(task_cls, cfg, expdir, resume)
 
 
-def setup_logging(verbose: bool) -> None:
-    """Timestamped messages on stderr; under torchrun only rank 0 logs below WARNING."""
-    if logging.getLogger().handlers:
-        return
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    level = logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level if rank == 0 else logging.WARNING,
-                        format=f"%(asctime)s %(levelname)s{f' [rank {rank}]' if world > 1 else ''} %(name)s: %(message)s")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``run_pretrain.py`` / ``colld-pretrain``; returns the exit code (0 also after SIGTERM)."""
-    args = parser().parse_args(argv)
-    setup_logging(args.verbose)
-    try:
-        summary = run(args)
-    except (UsageError, ConfigError, ckpt_io.CheckpointError, FileNotFoundError) as err:
-        if args.verbose:
-            raise
-        print(f"run_pretrain.py: error: {err}", file=sys.stderr)
-        return 2
-    log.info("finished: %s", summary)
-    return 0
+    return run_command("run_pretrain.py", parser().parse_args(argv), lambda args: log.info("finished: %s", run(args)))

@@ -1,4 +1,4 @@
-"""Config sections shared by every pretrain task: runner, optimizer, data.
+"""Config sections shared by every pretrain task: runner, data (and ``runtime.optim.OptimizerConfig``).
 
 Key names follow s3prl's runner configs where it has them
 (``total_steps``, ``log_step``, ``save_step``, ``max_keep``,
@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from s3prl_colld.config import ConfigError, choice
+from s3prl_colld.runtime.optim import OptimizerConfig
 
 
 @dataclass
@@ -44,22 +45,6 @@ class RunnerConfig:
         for name in ("num_workers", "max_bad_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"config.runner.{name} must be >= 0, got {getattr(self, name)}")
-
-
-@dataclass
-class OptimizerConfig:
-    name: str = "AdamW"  # AdamW | Adam
-    lr: float = 2e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
-    eps: float = 1e-6
-    weight_decay: float = 0.0
-    warmup_steps: int = 0  # linear warm-up from 0 to lr
-    decay: str = "linear"  # linear | cosine | constant, from the end of warm-up to total_steps
-    final_lr_ratio: float = 0.0  # lr at the last step, as a fraction of lr
-
-    def validate(self) -> None:
-        choice(self.name, ("AdamW", "Adam"), "config.optimizer.name")
-        choice(self.decay, ("linear", "cosine", "constant"), "config.optimizer.decay")
 
 
 @dataclass

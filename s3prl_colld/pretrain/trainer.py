@@ -22,30 +22,29 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
-import random
 import signal
 import threading
 import time
 import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, ContextManager, Iterator
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from s3prl_colld import checkpoint as ckpt_io
-from s3prl_colld.config import ConfigError, to_dict
-from s3prl_colld.data.bucket import SAMPLE_RATE, BucketBatchSampler, mix_seed, seeded_loader
-from s3prl_colld.pretrain.schema import OptimizerConfig
+from s3prl_colld.config import to_dict
+from s3prl_colld.constants import SAMPLE_RATE
+from s3prl_colld.data.bucket import BucketBatchSampler, mix_seed, seeded_loader
 from s3prl_colld.pretrain.task import PretrainTask, get_task
+from s3prl_colld.runtime.precision import autocast, configure_backends, effective_precision
+from s3prl_colld.runtime.distributed import DistInfo, all_gather_objects, all_reduce_, setup_distributed, to_device
+from s3prl_colld.runtime.optim import build_optimizer, load_optimizer_state, lr_factor
+from s3prl_colld.runtime.rng import rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,6 @@ TRAINER_KEYS = frozenset({"task", "config", "model", "optimizer", "scheduler", "
 # log.jsonl keys written by the trainer (a task's stats must not reuse them)
 LOG_KEYS = frozenset({"step", "epoch", "loss", "grad_norm", "lr", "steps_per_sec", "audio_sec_per_sec",
                       "loss_scale", "bad_steps"})
-PG_TIMEOUT = timedelta(minutes=60)
 _SCHEDULER_WARNING = r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`"
 
 
@@ -63,180 +61,7 @@ class BadLossError(RuntimeError):
     """Too many steps had a non-finite loss or gradient."""
 
 
-# ------------------------------------------------------------------ distributed
-@dataclass(frozen=True)
-class DistInfo:
-    """This process's place in a ``torchrun`` job (rank 0 of 1 without one)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    owns_group: bool = False  # this trainer initialised the process group (and destroys it)
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def ddp(self) -> bool:
-        return self.world_size > 1
-
-
-def pick_device(pref: str, local_rank: int = 0) -> torch.device:
-    """``cuda:LOCAL_RANK`` when CUDA is available and ``pref`` (auto | cpu | cuda) allows, else CPU."""
-    if pref == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("config.runner.device=cuda but no CUDA device is available: use auto or cpu")
-    if pref == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    if local_rank >= torch.cuda.device_count():
-        raise RuntimeError(f"LOCAL_RANK={local_rank} but only {torch.cuda.device_count()} CUDA devices are visible")
-    return torch.device("cuda", local_rank)
-
-
-def setup_distributed(device_pref: str) -> tuple[DistInfo, torch.device]:
-    """Read torchrun's environment, pick the device, init the process group (NCCL on GPU, gloo on CPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(device_pref, local_rank)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    owns = False
-    if world > 1 and not dist.is_initialized():
-        # generous timeout: rank 0's prepare() (e.g. k-means) runs while the others wait
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=PG_TIMEOUT)
-        owns = True
-    return DistInfo(rank, world, local_rank, owns), device
-
-
-def all_reduce_(tensor: torch.Tensor, d: DistInfo, op: Any = dist.ReduceOp.SUM) -> torch.Tensor:
-    """In-place all-reduce (sum by default) across ranks; identity with one process."""
-    if d.ddp:
-        dist.all_reduce(tensor, op=op)
-    return tensor
-
-
-def all_gather_objects(obj: Any, d: DistInfo) -> list[Any]:
-    """``[obj of rank 0, obj of rank 1, ...]`` (picklable objects)."""
-    if not d.ddp:
-        return [obj]
-    out: list[Any] = [None] * d.world_size
-    dist.all_gather_object(out, obj)
-    return out
-
-
-# ------------------------------------------------------------------ precision
-def effective_precision(precision: str, device: torch.device) -> str:
-    """``runner.precision`` as it can run on ``device`` (fp16 needs CUDA: fp32 on CPU, with a warning)."""
-    if precision == "fp16" and device.type != "cuda":
-        log.warning("precision=fp16 needs a GPU: training in fp32 on %s (bf16 works on CPU)", device)
-        return "fp32"
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError("config.runner.precision=bf16 is not supported by this GPU: use fp16")
-    return precision
-
-
-def autocast(precision: str, device: torch.device) -> ContextManager[Any]:
-    """Autocast for bf16 / fp16 forward passes; nothing for fp32."""
-    if precision == "fp32":
-        return nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def configure_backends(rc: Any, device: torch.device) -> None:
-    """``runner.cudnn_benchmark`` and ``runner.tf32`` (process-wide switches; GPU only)."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = bool(rc.cudnn_benchmark)
-        torch.backends.cuda.matmul.allow_tf32 = bool(rc.tf32)
-
-
-# ------------------------------------------------------------------ optimisation
-def build_optimizer(params: list[torch.nn.Parameter], cfg: OptimizerConfig,
-                    device: torch.device) -> torch.optim.Optimizer:
-    """AdamW / Adam over ``params`` (fused kernels on CUDA)."""
-    if not params:
-        raise ConfigError("the task has no trainable parameters (none has requires_grad=True)")
-    cls = torch.optim.AdamW if cfg.name == "AdamW" else torch.optim.Adam
-    return cls(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
-               fused=True if device.type == "cuda" else None)
-
-
-def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """``optimizer.load_state_dict`` keeping this run's implementation flags (fused/foreach),
-    so that a checkpoint written on GPU resumes on CPU and vice versa."""
-    current = optimizer.state_dict()["param_groups"]
-    impl = ("fused", "foreach", "capturable", "differentiable")
-    groups = [{**saved, **{k: cur[k] for k in impl if k in cur}} for saved, cur in zip(state["param_groups"], current)]
-    optimizer.load_state_dict({**state, "param_groups": groups})
-
-
-def lr_factor(step: int, total_steps: int, cfg: OptimizerConfig) -> float:
-    """Multiplier of ``cfg.lr`` for optimizer step ``step`` (0-based).
-
-    Linear warm-up over ``warmup_steps`` (``(step + 1) / warmup_steps``), then
-    linear / cosine / constant decay from 1 to ``final_lr_ratio`` at ``total_steps``.
-    """
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    if cfg.decay == "constant":
-        return 1.0
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
-    shape = 1.0 - progress if cfg.decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
-    return cfg.final_lr_ratio + (1.0 - cfg.final_lr_ratio) * shape
-
-
-# ------------------------------------------------------------------ RNG state
-def rng_state(device: torch.device) -> dict[str, Any]:
-    """The global RNG states as tensors and plain values (``torch.load(weights_only=True)``-safe).
-
-    ``python``: ``[version, [625 ints], gauss_next]``; ``numpy``: the MT19937
-    key as an int64 tensor ``[624]`` plus plain values; ``torch``: the CPU
-    state ``[5056] uint8``; ``cuda``: ``[state of this rank's device]`` or ``[]``.
-    """
-    version, internal, gauss = random.getstate()
-    kind, key, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "python": [version, list(internal), gauss],
-        "numpy": {"kind": str(kind), "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "torch": torch.get_rng_state(),
-        "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else [],
-    }
-
-
-def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    """Inverse of ``rng_state`` (CUDA states are skipped on CPU)."""
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    npy = state["numpy"]
-    if isinstance(npy, (list, tuple)):  # checkpoints of the first trainer version
-        npy = dict(zip(("kind", "key", "pos", "has_gauss", "cached_gaussian"), npy))
-    np.random.set_state((npy["kind"], npy["key"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
-                         npy["cached_gaussian"]))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"][0], device)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python's, numpy's and torch's (CPU and CUDA) global RNGs."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 # ------------------------------------------------------------------ small helpers
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor in a (nested) dict / list / tuple to ``device``."""
-    if torch.is_tensor(batch):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
-
-
 def truncate_log(path: Path, step: int) -> None:
     """Drop ``log.jsonl`` rows past ``step`` (written after the checkpoint a run resumes from)."""
     if not path.is_file():

@@ -6,11 +6,10 @@ from typing import Any
 
 import torch
 
+from s3prl_colld.constants import FRAME_STRIDE
 from s3prl_colld.data.audio_dataset import AudioDataset
 from s3prl_colld.data.bucket import crop_and_pad
 from s3prl_colld.pretrain.task import PretrainTask
-
-CROP_ALIGN = 320  # crop starts on the 50 Hz frame grid of the teacher
 
 
 class AudioTask(PretrainTask):
@@ -22,4 +21,4 @@ class AudioTask(PretrainTask):
 
     def collate(self, items: list[dict[str, Any]], generator: torch.Generator) -> dict[str, Any]:
         d = self.cfg.data
-        return crop_and_pad(items, d.crop_min_sec, d.crop_max_sec, CROP_ALIGN, generator)
+        return crop_and_pad(items, d.crop_min_sec, d.crop_max_sec, FRAME_STRIDE, generator)

@@ -25,11 +25,12 @@ from tqdm.auto import tqdm
 
 from s3prl_colld.checkpoint import CheckpointError, save_atomic
 from s3prl_colld.config import ConfigError, to_dict
+from s3prl_colld.constants import FRAME_STRIDE, SAMPLE_RATE
 from s3prl_colld.data.audio import load_audio
 from s3prl_colld.data.audio_dataset import AudioDataset
 from s3prl_colld.data.bucket import crop_spans, pad_batch
 from s3prl_colld.data.lengths import read_length_table
-from s3prl_colld.data.units import FRAME_SHIFT, UnitQuantizer, mfcc_50hz, num_frames
+from s3prl_colld.data.units import UnitQuantizer, mfcc_50hz, num_frames
 from s3prl_colld.models.tiny_hubert import TinyHubertConfig, build_hubert, hubert_local_keys
 from s3prl_colld.pretrain.schema import TaskConfig
 from s3prl_colld.pretrain.task import PretrainTask, register
@@ -60,10 +61,10 @@ class HubertTinyConfig(TaskConfig):
     model: TinyHubertConfig = field(default_factory=TinyHubertConfig)
 
     def validate(self) -> None:
-        if self.model.total_stride != FRAME_SHIFT:
+        if self.model.total_stride != FRAME_STRIDE:
             raise ConfigError(
                 f"config.model.conv_layers has total stride {self.model.total_stride}; "
-                f"the 50 Hz unit targets need {FRAME_SHIFT}"
+                f"the 50 Hz unit targets need {FRAME_STRIDE}"
             )
 
 
@@ -136,12 +137,12 @@ class HubertTinyTask(PretrainTask):
         ``units [B, T]`` (padding frames hold 0; they are excluded by the padding mask).
         """
         d = self.cfg.data
-        spans = crop_spans([len(it["wav"]) for it in items], int(d.crop_min_sec * 16_000),
-                           int(d.crop_max_sec * 16_000), FRAME_SHIFT, generator)
+        spans = crop_spans([len(it["wav"]) for it in items], int(d.crop_min_sec * SAMPLE_RATE),
+                           int(d.crop_max_sec * SAMPLE_RATE), FRAME_STRIDE, generator)
         wavs, units = [], []
         for it, (start, end) in zip(items, spans):
             wavs.append(it["wav"][start:end])
-            first = start // FRAME_SHIFT
+            first = start // FRAME_STRIDE
             units.append(it["units"][first: first + num_frames(end - start)])
         wav, lengths = pad_batch(wavs)
         padding_mask = torch.arange(wav.size(1))[None, :] >= lengths[:, None]

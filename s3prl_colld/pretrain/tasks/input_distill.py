@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from s3prl_colld.config import ConfigError
+from s3prl_colld.constants import SAMPLE_RATE
 from s3prl_colld.models.frontends import FbankConfig, FbankFrontend
 from s3prl_colld.models.teacher import Teacher, TeacherConfig
 from s3prl_colld.objectives.losses import l1_cosine
@@ -45,7 +46,7 @@ class InputDistillTask(AudioTask):
             raise ConfigError(f"input distillation needs a teacher with a waveform CNN (feature_extractor); "
                               f"{cfg.teacher.name} has none")
         with torch.no_grad():
-            dim = self.teacher_cnn(torch.zeros(1, 16_000, dtype=self.teacher.dtype)).size(1)
+            dim = self.teacher_cnn(torch.zeros(1, SAMPLE_RATE, dtype=self.teacher.dtype)).size(1)
         if dim != cfg.model.out_dim:
             raise ConfigError(f"config.model.out_dim={cfg.model.out_dim} must equal the teacher's CNN output dim {dim}")
         self.frontend = FbankFrontend(cfg.model)

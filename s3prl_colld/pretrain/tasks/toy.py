@@ -31,12 +31,11 @@ from torch.utils.data import Dataset
 
 from s3prl_colld.checkpoint import save_atomic
 from s3prl_colld.config import to_dict
+from s3prl_colld.constants import FRAME_STRIDE, FRAME_WINDOW
 from s3prl_colld.data.bucket import crop_and_pad
 from s3prl_colld.pretrain.schema import TaskConfig
 from s3prl_colld.pretrain.task import PretrainTask, register
 
-FRAME = 320  # samples per frame (50 Hz at 16 kHz)
-WINDOW = 400  # samples per frame's receptive field
 TEACHER_FILE = "toy_teacher.pt"
 
 
@@ -73,8 +72,8 @@ class ToyWaves(Dataset):
 
 
 def num_frames(lengths: torch.Tensor) -> torch.Tensor:
-    """Valid output frames of a ``WINDOW``/``FRAME`` conv for ``lengths`` ``[B]`` samples -> ``[B]``."""
-    return ((lengths - WINDOW) // FRAME + 1).clamp(min=0)
+    """Valid output frames of a ``FRAME_WINDOW``/``FRAME_STRIDE`` conv for ``lengths`` ``[B]`` samples -> ``[B]``."""
+    return ((lengths - FRAME_WINDOW) // FRAME_STRIDE + 1).clamp(min=0)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -87,7 +86,7 @@ class ToyStudent(nn.Module):
 
     def __init__(self, cfg: ToyModelConfig) -> None:
         super().__init__()
-        self.frontend = nn.Conv1d(1, cfg.channels, WINDOW, stride=FRAME)
+        self.frontend = nn.Conv1d(1, cfg.channels, FRAME_WINDOW, stride=FRAME_STRIDE)
         self.mask_emb = nn.Parameter(torch.zeros(cfg.channels))
         self.mlp = nn.Sequential(nn.Linear(cfg.channels, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, cfg.targets))
 
@@ -107,7 +106,7 @@ class ToyTask(PretrainTask):
         super().__init__(cfg, expdir)
         self.student = ToyStudent(cfg.model)
         teacher = torch.load(self.expdir / TEACHER_FILE, weights_only=True)
-        self.register_buffer("teacher_w", teacher["weight"])  # [targets, 1, WINDOW]
+        self.register_buffer("teacher_w", teacher["weight"])  # [targets, 1, FRAME_WINDOW]
         self.calls = 0
 
     @classmethod
@@ -116,7 +115,7 @@ class ToyTask(PretrainTask):
         path = Path(expdir) / TEACHER_FILE
         if not path.is_file():
             gen = torch.Generator().manual_seed(cfg.model.teacher_seed)
-            save_atomic({"weight": torch.randn(cfg.model.targets, 1, WINDOW, generator=gen) * 0.05}, path)
+            save_atomic({"weight": torch.randn(cfg.model.targets, 1, FRAME_WINDOW, generator=gen) * 0.05}, path)
 
     def train_dataset(self) -> ToyWaves:
         return ToyWaves(self.cfg.model.items)
@@ -124,7 +123,7 @@ class ToyTask(PretrainTask):
     def collate(self, items: list[dict[str, Any]], generator: torch.Generator) -> dict[str, Any]:
         """Returns ``wav [B, N]``, ``wav_lengths [B]`` (crops start at multiples of 320 samples)."""
         d = self.cfg.data
-        return crop_and_pad(items, d.crop_min_sec, d.crop_max_sec, FRAME, generator)
+        return crop_and_pad(items, d.crop_min_sec, d.crop_max_sec, FRAME_STRIDE, generator)
 
     def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Loss: mean over valid frames and dims of ``(student(masked noisy wav) - tanh(teacher(wav)))^2``."""
@@ -132,7 +131,7 @@ class ToyTask(PretrainTask):
         m = self.cfg.model
         wav, lengths = batch["wav"], batch["wav_lengths"]
         with torch.no_grad():
-            target = torch.tanh(nn.functional.conv1d(wav[:, None], self.teacher_w, stride=FRAME)).transpose(1, 2)
+            target = torch.tanh(nn.functional.conv1d(wav[:, None], self.teacher_w, stride=FRAME_STRIDE)).transpose(1, 2)
         valid = torch.arange(target.size(1), device=wav.device)[None, :] < num_frames(lengths)[:, None]  # [B, T]
         mask = torch.rand(valid.shape, device=wav.device) < m.mask_prob  # global torch RNG
         noise_std = m.noise * float(np.random.uniform(0.9, 1.1))  # global numpy RNG

@@ -1,0 +1,5 @@
+"""Constants of the audio every model here reads: 16 kHz waveforms, 50 Hz frames."""
+
+SAMPLE_RATE = 16_000  # Hz, of every waveform
+FRAME_STRIDE = 320  # samples per 50 Hz frame: the total stride of a HuBERT CNN (and of our front-ends)
+FRAME_WINDOW = 400  # samples seen by the first frame (25 ms): the CNN's receptive field

@@ -1,0 +1,77 @@
+"""What both command lines share: usage errors, run folders, logging, ``config.yaml``, the exit-code wrapper."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from s3prl_colld import checkpoint as ckpt_io
+from s3prl_colld.config import ConfigError
+
+
+class UsageError(Exception):
+    """A mistake on the command line; printed as one line, exit code 2."""
+
+
+# mistakes a user can fix, reported as one line (exit code 2) instead of a traceback
+USER_ERRORS: tuple[type[BaseException], ...] = (UsageError, ConfigError, ckpt_io.CheckpointError, FileNotFoundError)
+
+
+def run_folder(args: argparse.Namespace, kind: str) -> Path:
+    """``-p``, else ``result/KIND/NAME`` (KIND: pretrain / downstream), else the folder of the ``-e`` checkpoint."""
+    if args.expdir:
+        return Path(args.expdir)
+    if args.expname:
+        return Path("result") / kind / args.expname
+    if args.past_exp:
+        return Path(args.past_exp).parent
+    raise UsageError("give a run name with -n NAME (or a run folder with -p DIR, or a checkpoint with -e)")
+
+
+def refuse_existing_run(expdir: Path) -> None:
+    """A run folder that already holds checkpoints is only continued with ``-e``."""
+    last = ckpt_io.latest_checkpoint(expdir)
+    if last is not None:
+        raise UsageError(f"{expdir} already has checkpoints: pass -e {last} to resume, or choose a new -n NAME")
+
+
+def write_yaml_atomic(data: dict[str, Any], path: Path) -> None:
+    """``path`` <- YAML of ``data`` (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        yaml.safe_dump(data, f, sort_keys=False)
+    os.chmod(tmp, 0o666 & ~ckpt_io.current_umask())  # mkstemp makes 0600; give the usual permissions
+    os.replace(tmp, path)
+
+
+def setup_logging(verbose: bool) -> None:
+    """Timestamped messages on stderr; under torchrun only rank 0 logs below WARNING."""
+    if logging.getLogger().handlers:
+        return
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    level = logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level if rank == 0 else logging.WARNING,
+                        format=f"%(asctime)s %(levelname)s{f' [rank {rank}]' if world > 1 else ''} %(name)s: %(message)s")
+
+
+def run_command(prog: str, args: argparse.Namespace, command: Callable[[argparse.Namespace], Any],
+                errors: tuple[type[BaseException], ...] = USER_ERRORS) -> int:
+    """Set up logging and run ``command(args)``; a user error (``errors``) prints one line and returns 2
+    (``args.verbose`` re-raises it with its traceback). Returns 0 on success."""
+    setup_logging(args.verbose)
+    try:
+        command(args)
+    except errors as err:
+        if args.verbose:
+            raise
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
