@@ -271,3 +271,41 @@ def test_collate_says_whether_the_batch_is_padded() -> None:
     mixed = long + [{"wav": torch.randn(8_000)}]
     batch = crop_and_pad(mixed, 1.0, 1.0, 320, g)
     assert batch["padded"] is True and batch["wav_lengths"].tolist() == [16_000] * 3 + [8_000]
+
+
+# ---------------------------------------------------------------- data at scale
+def test_length_table_rows_build_their_paths_lazily(tmp_path: Path) -> None:
+    from s3prl_colld.data.lengths import LengthRow, read_length_table, write_length_csv
+
+    write_length_csv([LengthRow("train/1/2/1-2-0003.flac", 16_000, "A, B"), LengthRow("train/1/2/x.y.wav", 8_000)],
+                     tmp_path / "len_for_bucket" / "train.csv")
+    rows = read_length_table(tmp_path, "train")
+    assert [(r.uttid, r.num_samples, r.label) for r in rows] == [("1-2-0003", 16_000, "A, B"), ("x.y", 8_000, "")]
+    assert "_path" not in rows[0].__dict__  # not built until asked for
+    assert rows[0].path == tmp_path / "train/1/2/1-2-0003.flac" and rows[0].path is rows[0].path
+
+
+def _epoch_batches_ref(sampler) -> list[list[int]]:
+    """``BucketBatchSampler.epoch_batches`` before numpy's argsort replaced torch.sort (resumed runs must match)."""
+    from s3prl_colld.data.bucket import mix_seed
+
+    gen = torch.Generator().manual_seed(mix_seed(sampler.seed, sampler.epoch))
+    n = len(sampler.lengths)
+    perm = torch.randperm(n, generator=gen)
+    order = perm[torch.sort(sampler.lengths[perm], stable=True).indices]
+    key = torch.arange(n, dtype=torch.float64).div_(sampler.bucket_size).floor_() + torch.rand(
+        n, generator=gen, dtype=torch.float64)
+    flat = order[torch.argsort(key)].tolist()
+    batches = [flat[i: i + sampler.batch_size] for i in range(0, n, sampler.batch_size)]
+    batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+    return batches + [batches[i % len(batches)] for i in range(-len(batches) % sampler.world_size)]
+
+
+def test_sampler_batches_unchanged_by_the_faster_sort() -> None:
+    from s3prl_colld.data.bucket import BucketBatchSampler
+
+    lengths = torch.randint(1, 40, (5_000,), generator=torch.Generator().manual_seed(0)).tolist()  # many ties
+    for epoch in range(3):
+        sampler = BucketBatchSampler(lengths, 24, 64, seed=11, rank=1, world_size=3)
+        sampler.set_epoch(epoch)
+        assert sampler.epoch_batches() == _epoch_batches_ref(sampler)
