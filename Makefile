@@ -20,11 +20,11 @@ system-packages:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq espeak-ng trans-de-en; \
 	fi
 
-$(STAMP): setup.py
+$(STAMP): setup.py constraints.txt
 	@echo ">> creating $(VENV) with $(PYTHON) and installing s3prl-colld (torch 2.8, s3prl 0.4.18, ...)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 demo: setup

@@ -2,8 +2,47 @@
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+from setuptools.command.editable_wheel import editable_wheel
 
 HERE = Path(__file__).parent
+PTH = "s3prl_colld_hub.pth"  # start-up hook: our upstream names in s3prl.hub (s3prl_colld/hook.py)
+
+
+class BuildWithPth(build_py):
+    """Also put the .pth file at the top of the build, so that wheels (and editable installs) ship it."""
+
+    def run(self) -> None:
+        super().run()
+        self.copy_file(str(HERE / PTH), str(Path(self.build_lib) / PTH), preserve_mode=False)
+
+    def get_outputs(self, include_bytecode: bool = True) -> list[str]:
+        return [*super().get_outputs(include_bytecode), str(Path(self.build_lib) / PTH)]
+
+
+class _StrategyWithPth:
+    """An editable-wheel strategy that also writes the .pth file (setuptools' own write only theirs)."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+
+    def __call__(self, wheel: object, files: list[str], mapping: dict[str, str]) -> None:
+        self.inner(wheel, files, mapping)
+        wheel.writestr(PTH, (HERE / PTH).read_bytes())
+
+    def __enter__(self) -> "_StrategyWithPth":
+        self.inner.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> object:
+        return self.inner.__exit__(*exc)
+
+
+class EditableWithPth(editable_wheel):
+    """``pip install -e .`` ships the .pth file too."""
+
+    def _select_strategy(self, *args: object, **kwargs: object) -> _StrategyWithPth:
+        return _StrategyWithPth(super()._select_strategy(*args, **kwargs))
 
 setup(
     name="s3prl-colld",
@@ -15,13 +54,15 @@ setup(
     packages=find_packages(include=["s3prl_colld", "s3prl_colld.*"]),
     package_data={"s3prl_colld": ["configs/**/*.yaml"]},
     include_package_data=True,
+    cmdclass={"build_py": BuildWithPth, "editable_wheel": EditableWithPth},
     install_requires=[
-        # The stack on which `import s3prl.hub` works unmodified (measured: torchaudio >= 2.9 breaks it).
-        "torch==2.8.*",
-        "torchaudio==2.8.*",
+        # Tested: torch/torchaudio 2.8 (CI, constraints.txt) to 2.11 (s3prl_colld.compat patches what
+        # torchaudio >= 2.9 removed); a newer torch already installed is kept, never downgraded.
+        "torch>=2.8,<2.12",
+        "torchaudio>=2.8,<2.12",
         "s3prl==0.4.18",
-        "transformers<5",
-        "huggingface_hub<1",
+        "transformers<6",
+        "huggingface_hub<2",
         "soundfile>=0.12",
         "numpy",
         "scipy",

@@ -23,6 +23,12 @@ import torch  # noqa: E402
 
 from s3prl_colld.constants import SAMPLE_RATE  # noqa: E402 - re-exported for the bench scripts
 
+# the student of the distillation benchmarks: 2 x 192 with a 128-channel CNN of the tiny teacher's shape
+TINY_CNN = [[128, 10, 5]] + [[128, 3, 2]] * 4 + [[128, 2, 2]] * 2
+STUDENT = dict(frontend="cnn", cnn={"conv_layers": TINY_CNN}, layers=2, dim=192, ffn_dim=768, heads=4, conv_pos=64,
+               conv_pos_groups=16)
+LR, BETAS, EPS = 2e-4, (0.9, 0.98), 1e-6
+
 
 def parse_args(description: str, batch: tuple[int, float], quick_batch: tuple[int, float],
                iters: int, quick_iters: int, warmup: int = 3,
@@ -58,6 +64,50 @@ def synthetic_batch(batch_size: int, seconds: float, seed: int = 0) -> tuple[tor
     return wav, torch.full((batch_size,), n, dtype=torch.long)
 
 
+def start(args: argparse.Namespace) -> tuple[dict[str, torch.Tensor], float]:
+    """Warn if the CPUs are busy; ``({"wav", "wav_lengths", "padded"}, seconds of audio)`` of the synthetic batch.
+
+    ``padded`` is False, as the trainer's collate marks a batch of equal-length crops.
+    """
+    warn_if_busy()
+    wav, lengths = synthetic_batch(args.batch_size, args.seconds, args.seed)
+    return {"wav": wav, "wav_lengths": lengths, "padded": False}, float(lengths.sum()) / SAMPLE_RATE
+
+
+def distill_task(config: dict, teacher_ckpt: Path, expdir: Path, precision: str = "fp32"):
+    """A ``DistillTask`` (``STUDENT``, tiny teacher ``teacher_ckpt``, deep-merged with ``config``) and its step.
+
+    ``step(batch, rec=None)`` is what ``Trainer.train_step`` does: forward under
+    autocast, backward, clip, AdamW step, zero_grad (``rec.mark(phase)`` after
+    forward, backward and optimizer). Returns ``(task, trainable params, step)``.
+    """
+    from s3prl_colld.config import deep_merge, from_dict
+    from s3prl_colld.pretrain.tasks.distill import DistillConfig, DistillTask
+    from s3prl_colld.runtime.precision import autocast
+
+    base = {"teacher": {"name": "hubert_local", "ckpt": str(teacher_ckpt)}, "model": STUDENT,
+            "optimizer": {"lr": LR, "betas": list(BETAS), "eps": EPS}}
+    cfg = from_dict(DistillConfig, deep_merge(base, config))
+    torch.manual_seed(0)
+    task = DistillTask(cfg, expdir).train()
+    params = [p for p in task.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=LR, betas=BETAS, eps=EPS, weight_decay=0.0)
+
+    def step(batch: dict, rec=None) -> torch.Tensor:
+        with autocast(precision, torch.device("cpu")):
+            loss, _stats = task(batch)
+        rec and rec.mark("forward")
+        loss.float().backward()
+        rec and rec.mark("backward")
+        torch.nn.utils.clip_grad_norm_(params, cfg.runner.gradient_clipping)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        rec and rec.mark("optimizer")
+        return loss.detach()
+
+    return task, params, step
+
+
 def write_tiny_teacher(folder: Path, n_units: int = 50) -> Path:
     """A freshly initialised tiny HuBERT (default ``TinyHubertConfig``: 4 x 192, 128-ch CNN) as a hubert_local ckpt."""
     from s3prl_colld.models.tiny_hubert import TinyHubertConfig, build_hubert, hubert_local_keys
@@ -71,11 +121,9 @@ def write_tiny_teacher(folder: Path, n_units: int = 50) -> Path:
 
 def load_teacher_upstream(ckpt: Path) -> torch.nn.Module:
     """The teacher as s3prl loads it (``S3PRLUpstream("hubert_local")``), frozen, eval mode, fp32."""
-    from s3prl_colld.models.teacher import load_upstream
+    from s3prl_colld.upstream.frozen import FrozenS3PRLUpstream
 
-    up = load_upstream("hubert_local", str(ckpt)).eval()
-    up.requires_grad_(False)
-    return up
+    return FrozenS3PRLUpstream("hubert_local", ckpt).upstream
 
 
 def tmpdir() -> tempfile.TemporaryDirectory:

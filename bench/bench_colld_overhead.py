@@ -28,40 +28,13 @@ from pathlib import Path
 import _common as C
 import torch
 
-STUDENT = dict(frontend="cnn", cnn={"conv_layers": [[128, 10, 5]] + [[128, 3, 2]] * 4 + [[128, 2, 2]] * 2},
-               layers=2, dim=192, ffn_dim=768, heads=4, conv_pos=64, conv_pos_groups=16)
-LR, BETAS, EPS = 2e-4, (0.9, 0.98), 1e-6
-
-
 def build(kind: str, ckpt: Path, expdir: Path):
-    from s3prl_colld.config import from_dict
-    from s3prl_colld.pretrain.tasks.distill import DistillConfig, DistillTask
-
     if kind == "colld":
         extra = {"mask": {"prob": 0.8, "length": 10},
                  "loss": {"kind": "contrastive", "num_negatives": 100, "temperature": 0.1, "masked_only": True}}
     else:
         extra = {"mask": {"prob": 0.0}, "loss": {"kind": "regression", "cos_weight": 1.0}}
-    cfg = from_dict(DistillConfig, {
-        "teacher": {"name": "hubert_local", "ckpt": str(ckpt)},
-        "model": STUDENT,
-        "heads": {"map": "uniform"},
-        **extra,
-    })
-    torch.manual_seed(0)
-    task = DistillTask(cfg, expdir).train()
-    params = [p for p in task.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=LR, betas=BETAS, eps=EPS)
-    clip = cfg.runner.gradient_clipping
-
-    def step(batch: dict) -> torch.Tensor:
-        loss, _ = task(batch)
-        loss.float().backward()
-        torch.nn.utils.clip_grad_norm_(params, clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return loss.detach()
-
+    task, _params, step = C.distill_task({"heads": {"map": "uniform"}, **extra}, ckpt, expdir)
     return task, step
 
 
@@ -108,10 +81,7 @@ def breakdown(task, batch: dict, args) -> tuple[dict[str, list[float]], float, f
 def main() -> None:
     args = C.parse_args(__doc__.splitlines()[0], batch=(8, 3.0), quick_batch=(4, 2.0),
                         iters=20, quick_iters=8, warmup=3)
-    C.warn_if_busy()
-    wav, lengths = C.synthetic_batch(args.batch_size, args.seconds, args.seed)
-    batch = {"wav": wav, "wav_lengths": lengths}
-    audio_sec = float(lengths.sum()) / C.SAMPLE_RATE
+    batch, audio_sec = C.start(args)
 
     with C.tmpdir() as tmp:
         tmp = Path(tmp)

@@ -42,10 +42,7 @@ import _common as C
 import torch
 import torch.nn.functional as F
 
-STUDENT = dict(layers=2, dim=192, ffn_dim=768, heads=4, conv_pos=64, conv_pos_groups=16)
-CNN = [[128, 10, 5]] + [[128, 3, 2]] * 4 + [[128, 2, 2]] * 2
 TARGETS = [2, 4]
-LR, BETAS, EPS = 2e-4, (0.9, 0.98), 1e-6
 
 
 def _extra(p: argparse.ArgumentParser) -> None:
@@ -70,46 +67,15 @@ def _extra(p: argparse.ArgumentParser) -> None:
 
 
 # ---------------------------------------------------------------- ours
-def _autocast(precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
-
-
 def build_ours(teacher_ckpt: Path, expdir: Path, heads_kind: str, precision: str = "fp32",
                teacher_precision: str = "fp32", share_frontend: bool = False, fast: bool = True,
                channels_last: bool = False):
-    from s3prl_colld.config import from_dict
-    from s3prl_colld.pretrain.tasks.distill import DistillConfig, DistillTask
-
-    cfg = from_dict(DistillConfig, {
-        "teacher": {"name": "hubert_local", "ckpt": str(teacher_ckpt), "precision": teacher_precision},
-        "model": {"frontend": "cnn", "cnn": {"conv_layers": CNN}, **STUDENT},
-        "heads": {"map": "last", "targets": TARGETS, "kind": heads_kind},
-        "loss": {"kind": "regression", "cos_weight": 1.0},
-        "optimizer": {"lr": LR, "betas": list(BETAS), "eps": EPS},
-        "init": {"share_teacher_frontend": share_frontend},
-        "runner": {"fast_kernels": fast, "cnn_channels_last": channels_last},
-    })
-    torch.manual_seed(0)
-    task = DistillTask(cfg, expdir).train()
-    params = [p for p in task.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=LR, betas=BETAS, eps=EPS, weight_decay=0.0)
-    clip = cfg.runner.gradient_clipping
-
-    def step(batch: dict, rec: "Phases | None" = None) -> torch.Tensor:
-        with _autocast(precision):  # as Trainer.train_step
-            loss, _stats = task(batch)
-        rec and rec.mark("forward")
-        loss.float().backward()
-        rec and rec.mark("backward")
-        torch.nn.utils.clip_grad_norm_(params, clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        rec and rec.mark("optimizer")
-        return loss.detach()
-
-    return task, params, step
+    return C.distill_task({"teacher": {"precision": teacher_precision},
+                           "heads": {"map": "last", "targets": TARGETS, "kind": heads_kind},
+                           "loss": {"kind": "regression", "cos_weight": 1.0},
+                           "init": {"share_teacher_frontend": share_frontend},
+                           "runner": {"fast_kernels": fast, "cnn_channels_last": channels_last}},
+                          teacher_ckpt, expdir, precision)
 
 
 # ---------------------------------------------------------------- s3prl
@@ -122,12 +88,12 @@ def s3prl_distiller_config():
         "extractor_conv_feature_layers": "[(128,10,5)] + [(128,3,2)] * 4 + [(128,2,2)] * 2",
         "extractor_dropout": 0.0,
         "feature_grad_mult": 0.1,
-        "conv_pos": STUDENT["conv_pos"],
-        "conv_pos_groups": STUDENT["conv_pos_groups"],
-        "encoder_layers": STUDENT["layers"],
-        "encoder_embed_dim": STUDENT["dim"],
-        "encoder_ffn_embed_dim": STUDENT["ffn_dim"],
-        "encoder_attention_heads": STUDENT["heads"],
+        "conv_pos": C.STUDENT["conv_pos"],
+        "conv_pos_groups": C.STUDENT["conv_pos_groups"],
+        "encoder_layers": C.STUDENT["layers"],
+        "encoder_embed_dim": C.STUDENT["dim"],
+        "encoder_ffn_embed_dim": C.STUDENT["ffn_dim"],
+        "encoder_attention_heads": C.STUDENT["heads"],
         "activation_fn": "gelu",
         "layer_norm_first": False,
         "attention_type": "original",
@@ -152,6 +118,8 @@ def build_s3prl(teacher_upstream: torch.nn.Module, precision: str = "fp32"):
     """s3prl's DistillerModel + a DistilHuBERT step written as s3prl's distiller pretrain expert does it."""
     from s3prl.upstream.distiller.model import DistillerModel
 
+    from s3prl_colld.runtime.precision import autocast
+
     config = s3prl_distiller_config()
     torch.manual_seed(0)
     with contextlib.redirect_stdout(io.StringIO()):  # DistillerModel prints its set-up
@@ -161,13 +129,13 @@ def build_s3prl(teacher_upstream: torch.nn.Module, precision: str = "fp32"):
     if distiller.post_extract_proj is not None:
         distiller.post_extract_proj.load_state_dict(hubert.post_extract_proj.state_dict())
     params = [p for p in distiller.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=LR, betas=BETAS, eps=EPS, weight_decay=0.0)
+    opt = torch.optim.AdamW(params, lr=C.LR, betas=C.BETAS, eps=C.EPS, weight_decay=0.0)
     loss_func = torch.nn.L1Loss(reduction="none")
 
     def step(batch: dict, rec: "Phases | None" = None) -> torch.Tensor:
         wav, lengths = batch["wav"], batch["wav_lengths"]
         pad_mask = (torch.arange(wav.size(1))[None, :] < lengths[:, None]).to(wav.dtype)  # 1 = valid sample
-        with _autocast(precision):  # s3prl's runner: the expert's forward under AMP when fp16 is on
+        with autocast(precision, torch.device("cpu")):  # s3prl's runner: the expert's forward under AMP when fp16 is on
             feat, feat_final, pred, _ = distiller(wav, pad_mask)  # pred: B x N x T x D
             t0 = time.perf_counter()
             with torch.no_grad(), torch.autocast(device_type="cpu", enabled=False):  # the expert's fp32 teacher
@@ -284,10 +252,7 @@ def op_profile(name: str, step, batch: dict) -> None:
 def main() -> None:
     args = C.parse_args(__doc__.splitlines()[0], batch=(8, 3.0), quick_batch=(4, 2.0),
                         iters=20, quick_iters=8, warmup=3, extra=_extra)
-    C.warn_if_busy()
-    wav, lengths = C.synthetic_batch(args.batch_size, args.seconds, args.seed)
-    batch = {"wav": wav, "wav_lengths": lengths, "padded": False}  # as the collate marks equal-length crops
-    audio_sec = float(lengths.sum()) / C.SAMPLE_RATE
+    batch, audio_sec = C.start(args)
 
     with C.tmpdir() as tmp:
         tmp = Path(tmp)

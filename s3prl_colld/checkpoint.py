@@ -13,7 +13,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable
 
 import torch
 
@@ -31,14 +31,14 @@ def current_umask() -> int:
     return mask
 
 
-def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
-    """Write ``state`` to ``path`` via temp file + fsync + rename; returns ``path``."""
+def write_atomic(path: str | Path, write: Callable[[IO[Any]], Any], mode: str = "wb") -> Path:
+    """``write(f)`` into a temp file beside ``path``, fsync, rename it over ``path``; returns ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual permissions
@@ -47,6 +47,11 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
+    """Write ``state`` to ``path`` (``torch.save``) via temp file + fsync + rename; returns ``path``."""
+    return write_atomic(path, lambda f: torch.save(state, f))
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -82,3 +87,28 @@ def latest_checkpoint(folder: str | Path) -> Path | None:
     """The ``states-STEP.ckpt`` with the highest step in ``folder``, if any."""
     found = list_checkpoints(folder)
     return found[-1] if found else None
+
+
+def exported(state: dict[str, Any], name: str, path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``(config, weights)`` of the module that checkpoint ``state`` (read from ``path``) exports as ``name``.
+
+    A pretrain checkpoint's ``export`` section (``PretrainTask.export_section``) lists
+    ``modules: {NAME: {"config", "prefix"}}``; the weights are the ``prefix*`` keys of
+    ``state["model"]``. Checkpoints written before export sections are read as exporting
+    ``config.model`` under the prefix ``NAME.`` when they have such keys.
+
+    Raises:
+        CheckpointError: the checkpoint exports no ``name`` (naming the upstream that loads it, if any).
+    """
+    section = state.get("export")
+    if section is None and any(k.startswith(f"{name}.") for k in state.get("model", {})):
+        section = {"modules": {name: {"config": state["config"]["model"], "prefix": f"{name}."}}}
+    section = section or {}
+    entry = section.get("modules", {}).get(name)
+    if entry is None:
+        upstreams = section.get("upstreams") or []
+        hint = f"; load it with the upstream name {upstreams[0]}" if upstreams else ""
+        raise CheckpointError(f"{path} is a checkpoint of task {state.get('task')!r}, which exports no {name} "
+                              f"(it exports: {', '.join(section.get('modules', {})) or 'nothing'}){hint}")
+    prefix = entry["prefix"]
+    return entry["config"], {k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)}

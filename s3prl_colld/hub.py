@@ -1,18 +1,20 @@
-"""Register our students as s3prl upstream names (``import s3prl_colld.hub``).
+"""Our students as ``s3prl.hub`` names, derived from the registered pretrain tasks.
 
-After the import, ``s3prl.nn.S3PRLUpstream("colld_small", path_or_url=CKPT)``
-and anything else that looks names up in ``s3prl.hub`` find:
+Every pretrain task that exports a ``student`` declares the hub names of its
+checkpoints (``@register(name, upstreams=...)``): today ``colld_local`` /
+``colld_small`` (CoLLD), ``distilhubert_colld_local`` and ``l2l_local``. Each
+entry takes s3prl's hubconf signature ``(ckpt=None, model_config=None,
+refresh=False, **kw)`` and loads ``upstream.expert.UpstreamExpert``.
 
-- ``colld_local`` / ``colld_small``: a CoLLD student checkpoint;
-- ``distilhubert_colld_local``: our DistilHuBERT-baseline student;
-- ``l2l_local``: a layer-to-layer regression student.
-
-Each takes s3prl's hubconf signature ``(ckpt=None, model_config=None, refresh=False, **kw)``.
+``register()`` runs by itself once ``s3prl.hub`` is imported (``s3prl_colld.hook``,
+started by the package's ``.pth`` file or by ``import s3prl_colld``), so s3prl's
+own runner finds the names with no import of ours; ``import s3prl_colld.hub`` does it too.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import Callable
 
 from s3prl_colld.checkpoint import CheckpointError
@@ -34,17 +36,23 @@ def _entry(name: str) -> Callable[..., object]:
     return entry
 
 
-NAMES = ("colld_local", "colld_small", "distilhubert_colld_local", "l2l_local")
+def student_names() -> list[str]:
+    """The hub names of every registered pretrain task that exports a ``student``."""
+    from s3prl_colld.pretrain.task import all_tasks
+
+    return [n for task in all_tasks().values() if "student" in task.exports for n in task.upstreams]
 
 
-def register() -> list[str]:
-    """Add our names to ``s3prl.hub`` (idempotent); returns them."""
-    import s3prl.hub as hub
+def register(hub: ModuleType | None = None) -> list[str]:
+    """Add our names to ``hub`` (default: ``s3prl.hub``) where s3prl lacks them (idempotent); returns them."""
+    if hub is None:
+        import s3prl.hub as hub
 
-    for name in NAMES:
+    names = student_names()
+    for name in names:
         if not hasattr(hub, name):
             setattr(hub, name, _entry(name))
-    return list(NAMES)
+    return names
 
 
 register()

@@ -20,13 +20,14 @@ import torch
 
 from s3prl_colld import checkpoint as ckpt_io
 from s3prl_colld.config import from_dict, load_yaml
-from s3prl_colld.data.bucket import BucketBatchSampler, crop_batch, crop_spans, mix_seed, pad_batch
+from s3prl_colld.data.bucket import BucketBatchSampler, crop_spans, mix_seed, pad_batch
 from s3prl_colld.pretrain.cli import main, resolve_config
 from s3prl_colld.pretrain.task import get_task
-from s3prl_colld.pretrain.trainer import BadLossError, Meter, StepResult, train
+from s3prl_colld.pretrain.trainer import Meter, StepResult, train
 from s3prl_colld.runtime.distributed import DistInfo
 from s3prl_colld.runtime.optim import OptimizerConfig, lr_factor
 from s3prl_colld.runtime.rng import rng_state, set_rng_state
+from s3prl_colld.runtime.step import BadLossError
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -66,6 +67,7 @@ def test_loss_falls_and_checkpoint_is_plain(tmp_path: Path) -> None:
     assert set(state["model"]) == set(get_task(TOY)(from_dict(get_task(TOY).Config, state["config"]), run)
                                       .student.state_dict())  # the student only, not the frozen teacher
     assert state["toy_model_config"]["channels"] == 16  # task.export() at the top level
+    assert state["export"] == {"upstreams": [], "modules": {}}  # the toy task exports no module
     assert state["scaler"] is None and isinstance(state["optimizer"]["state"], dict)
     # the RNG states round-trip
     set_rng_state(state["rng"], torch.device("cpu"))
@@ -276,8 +278,6 @@ def test_crops_are_aligned_and_padding_keeps_lengths() -> None:
             assert s % 320 == 0 and 0 <= s < e <= n
         assert spans[2] == (0, 3_000)  # shorter than the crop: kept whole
     wavs = [torch.randn(n) for n in lengths]
-    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    assert crop_batch(wavs, 16_000, 32_000, 320, g1) == crop_spans(lengths, 16_000, 32_000, 320, g2)
     padded, lens = pad_batch(wavs)
     assert padded.shape == (3, 50_000) and lens.tolist() == lengths
     assert torch.equal(padded[2, :3_000], wavs[2]) and not padded[2, 3_000:].any()
@@ -411,3 +411,17 @@ def test_load_errors_are_clear(tmp_path: Path) -> None:
     torch.save({"x": np.arange(3)}, pickled)  # numpy arrays are refused by weights_only=True
     with pytest.raises(ckpt_io.CheckpointError, match="cannot read"):
         ckpt_io.load(pickled)
+
+
+def test_exported_reads_the_export_section_or_an_old_checkpoint() -> None:
+    w = {"student.a": torch.ones(2), "heads.b": torch.zeros(1)}
+    new = {"task": "x", "config": {"model": {"old": 1}}, "model": w,
+           "export": {"upstreams": ["x_local"], "modules": {"student": {"config": {"dim": 4}, "prefix": "student."}}}}
+    config, weights = ckpt_io.exported(new, "student", "new.ckpt")
+    assert config == {"dim": 4} and list(weights) == ["a"]
+    with pytest.raises(ckpt_io.CheckpointError, match="task 'x', which exports no frontend.*upstream name x_local"):
+        ckpt_io.exported(new, "frontend", "new.ckpt")
+    old = {k: v for k, v in new.items() if k != "export"}  # written before export sections
+    assert ckpt_io.exported(old, "student", "old.ckpt")[0] == {"old": 1}
+    with pytest.raises(ckpt_io.CheckpointError, match="exports no frontend"):
+        ckpt_io.exported(old, "frontend", "old.ckpt")

@@ -194,12 +194,6 @@ def crop_spans(lengths: Sequence[int], min_samples: int, max_samples: int, align
     return out
 
 
-def crop_batch(wavs: Sequence[torch.Tensor], min_samples: int, max_samples: int, align: int,
-               generator: torch.Generator) -> list[tuple[int, int]]:
-    """``crop_spans`` for waveforms ``[N_b]``: the ``(start, end)`` of each crop."""
-    return crop_spans([w.shape[-1] for w in wavs], min_samples, max_samples, align, generator)
-
-
 def pad_batch(wavs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """``B`` waveforms ``[N_b]`` -> ``(padded [B, max N_b], lengths [B] int64)`` (zero padding)."""
     lengths = torch.tensor([w.numel() for w in wavs], dtype=torch.long)

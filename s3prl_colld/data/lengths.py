@@ -50,14 +50,15 @@ def write_length_csv(rows: Iterable[LengthRow], path: str | Path) -> Path:
     return path
 
 
-def read_transcripts(split_dir: Path) -> dict[str, str]:
-    """``uttid -> transcript`` from all ``*.trans.txt`` files under ``split_dir``."""
-    out: dict[str, str] = {}
+def read_transcripts(split_dir: Path) -> dict[str, tuple[Path, str]]:
+    """``uttid -> (audio path, transcript)`` from every ``*.trans.txt`` under ``split_dir`` (LibriSpeech layout:
+    ``SPK/CHAPTER/SPK-CHAPTER.trans.txt`` with ``UTTID TRANSCRIPT`` lines, the audio ``UTTID.flac`` beside it)."""
+    out: dict[str, tuple[Path, str]] = {}
     for trans in sorted(split_dir.rglob("*.trans.txt")):
         for line in trans.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 uttid, _, text = line.strip().partition(" ")
-                out[uttid] = text
+                out[uttid] = (trans.parent / f"{uttid}.flac", text.strip())
     return out
 
 
@@ -78,7 +79,7 @@ def split_rows(root: str | Path, split: str, workers: int = 8) -> list[LengthRow
     with ThreadPoolExecutor(max(1, workers)) as pool:
         lengths = list(pool.map(num_samples, files))
     return [
-        LengthRow(p.relative_to(root).as_posix(), n, labels.get(p.name.split(".")[0], ""))
+        LengthRow(p.relative_to(root).as_posix(), n, labels.get(p.name.split(".")[0], (p, ""))[1])
         for p, n in zip(files, lengths)
     ]
 

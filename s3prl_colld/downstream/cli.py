@@ -26,8 +26,8 @@ from s3prl_colld.config import CONFIG_DIR, deep_merge, from_dict, load_yaml, par
 from s3prl_colld.data.audio import AudioError
 from s3prl_colld.downstream.corpus import DataError
 from s3prl_colld.downstream.schema import DownstreamConfig
-from s3prl_colld.downstream.tasks import TASKS
-from s3prl_colld.downstream.upstream import UpstreamError, layer_of
+from s3prl_colld.downstream.task import TASKS
+from s3prl_colld.downstream.upstream import layer_of
 from s3prl_colld.runtime.cli import (USER_ERRORS, UsageError, refuse_existing_run, run_command, run_folder,
                                      write_yaml_atomic)
 
@@ -40,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--mode", choices=("train", "evaluate"), required=True)
     p.add_argument("-u", "--upstream", help="an s3prl.hub name: fbank, hubert_local, colld_small, ...")
     p.add_argument("-k", "--upstream_ckpt", help="the upstream's checkpoint (for *_local and our students)")
-    p.add_argument("-d", "--downstream", choices=sorted(TASKS), help="the task")
+    p.add_argument("-d", "--downstream", choices=sorted(TASKS.all()), help="the task")
     p.add_argument("-n", "--expname", help="run name; the run folder is result/downstream/NAME")
     p.add_argument("-p", "--expdir", help="run folder (instead of result/downstream/NAME)")
     p.add_argument("-c", "--config", help="config yaml (default: configs/downstream/TASK.yaml)")
@@ -92,8 +92,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if not args.past_exp:
         raise UsageError("-m evaluate needs -e CKPT (e.g. result/downstream/NAME/dev-best.ckpt)")
     summary = evaluate_checkpoint(Path(args.past_exp), args.evaluate_split, parse_overrides(args.override))
-    metric = next(k for k in ("per", "wer", "bleu") if k in summary)
-    print(f"{args.evaluate_split} {metric}: {summary[metric]:.2f}")
+    print(f"{args.evaluate_split} {summary['metric']}: {summary[summary['metric']]:.2f}")
     log.info("results: %s", json.dumps({k: v for k, v in summary.items() if k != "layer_weights"}))
     return summary
 
@@ -102,4 +101,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``run_downstream.py`` / ``colld-downstream``; returns the exit code."""
     args = parser().parse_args(argv)
     return run_command("run_downstream.py", args, train if args.mode == "train" else evaluate,
-                       USER_ERRORS + (DataError, UpstreamError, AudioError))
+                       USER_ERRORS + (DataError, AudioError))

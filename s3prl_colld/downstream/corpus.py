@@ -17,6 +17,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from s3prl_colld.data.lengths import read_transcripts
+
 
 class DataError(FileNotFoundError):
     """A corpus path, split or file that is missing or malformed (the message says which and how to fix it)."""
@@ -41,13 +43,7 @@ def librispeech_transcripts(root: str | Path, split: str) -> list[tuple[str, Pat
     if not folder.is_dir():
         raise DataError(f"split folder {folder} not found: set config.data.root to a LibriSpeech-layout corpus "
                         f"(ROOT/{split}/SPK/CHAPTER/*.flac) and config.data.*_split to its split names")
-    rows = []
-    for trans in sorted(folder.glob("*/*/*.trans.txt")):
-        for line in trans.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            uttid, _, text = line.strip().partition(" ")
-            rows.append((uttid, trans.parent / f"{uttid}.flac", text.strip()))
+    rows = [(uttid, path, text) for uttid, (path, text) in read_transcripts(folder).items()]
     if not rows:
         raise DataError(f"no transcripts (*/*/*.trans.txt) under {folder}: is it a LibriSpeech-layout split?")
     return sorted(rows)

@@ -27,11 +27,13 @@ from s3prl_colld.downstream.corpus import Utterance
 from s3prl_colld.downstream.featurizer import Featurizer, pad_features, plot_layer_weights
 from s3prl_colld.downstream.features import FeatureSource, feature_source
 from s3prl_colld.downstream.schema import DownstreamConfig
-from s3prl_colld.downstream.tasks import DownstreamTask, get_task
+from s3prl_colld.downstream.task import DownstreamTask, get_task
 from s3prl_colld.downstream.upstream import FrozenUpstream
 from s3prl_colld.runtime.distributed import pick_device
-from s3prl_colld.runtime.optim import build_optimizer, load_optimizer_state, lr_factor
+from s3prl_colld.runtime.optim import build_optimizer, load_optimizer_state
+from s3prl_colld.runtime.precision import autocast, effective_precision
 from s3prl_colld.runtime.rng import rng_state, seed_everything, set_rng_state
+from s3prl_colld.runtime.step import StepPolicy
 
 log = logging.getLogger("s3prl_colld.downstream")
 
@@ -67,10 +69,15 @@ class DownstreamRunner:
         self.head = self.task.build_head(self.upstream.dim).to(self.device)
         self.step, self.epoch, self.pos = 0, 0, 0
         self.best: dict[str, Any] = {"metric": self.task.metric, "value": None, "step": None}
-        self.optimizer = None
+        self.optimizer, self.policy = None, None
+        self.precision = effective_precision(cfg.runner.precision, self.device)
         if train:
             params = [p for m in (self.featurizer, self.head) for p in m.parameters() if p.requires_grad]
             self.optimizer = build_optimizer(params, cfg.optimizer, self.device)
+            rc = cfg.runner
+            self.policy = StepPolicy(self.optimizer, cfg.optimizer, rc.total_steps, rc.gradient_clipping,
+                                     rc.max_bad_steps, self.precision, self.device,
+                                     f"the last good checkpoint is in {self.expdir}")
         if state is not None:
             self._restore(state)
         self.sources: dict[str, FeatureSource] = {}
@@ -123,6 +130,7 @@ class DownstreamRunner:
                 "vocab": self.task.vocab_state(), "featurizer": self.featurizer.state_dict(),
                 "head": self.head.state_dict(),
                 "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+                "policy": self.policy.state_dict() if self.policy else None,
                 "step": self.step, "epoch": self.epoch, "pos": self.pos, "best": dict(self.best),
                 "rng": rng_state(self.device)}
 
@@ -131,6 +139,8 @@ class DownstreamRunner:
         self.head.load_state_dict(state["head"])
         if self.optimizer is not None and state.get("optimizer"):
             load_optimizer_state(self.optimizer, state["optimizer"])
+        if self.policy is not None and state.get("policy"):
+            self.policy.load_state_dict(state["policy"])
         self.step, self.epoch, self.pos = state["step"], state["epoch"], state["pos"]
         self.best = dict(state["best"])
         set_rng_state(state["rng"], self.device)
@@ -170,22 +180,15 @@ class DownstreamRunner:
                 "hyps": hyps, "refs": refs}
 
     def train_step(self, indices: list[int]) -> torch.Tensor:
-        """One optimiser step on training utterances ``indices`` (a non-finite loss or gradient skips it)."""
-        rc = self.cfg.runner
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.cfg.optimizer.lr * lr_factor(self.step, rc.total_steps, self.cfg.optimizer)
-        x, lengths, texts = self.batch("train", indices)
-        loss = self.task.loss(self.head, x, lengths, texts)
-        self.optimizer.zero_grad(set_to_none=True)
-        if torch.isfinite(loss):
-            loss.backward()
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            norm = torch.nn.utils.clip_grad_norm_(params, rc.gradient_clipping)
-            if torch.isfinite(norm):
-                self.optimizer.step()
-        else:
-            log.warning("step %d: non-finite loss, skipped", self.step + 1)
+        """One optimiser step on training utterances ``indices`` (``runtime.step.StepPolicy``: schedule, AMP,
+        clipping; a non-finite loss or gradient skips it, too many of them abort)."""
+        with autocast(self.precision, self.device):
+            x, lengths, texts = self.batch("train", indices)
+            loss = self.task.loss(self.head, x, lengths, texts)
+        self.policy.backward(loss)
         self.step += 1
+        if self.policy.step(loss.detach()).bad:
+            self.policy.count_bad(self.step)
         return loss.detach()
 
     def train(self) -> dict[str, Any]:
@@ -236,7 +239,7 @@ def evaluate_checkpoint(path: Path, role: str = "test", overrides: dict[str, Any
     runner.task.write_predictions(out_dir, role, result["ids"], result["hyps"], result["refs"])
     summary = {"task": runner.spec.task, "upstream": runner.spec.upstream, "ckpt": runner.spec.ckpt,
                "checkpoint": str(path), "step": state["step"], "split": runner.task.split_name(role),
-               metric: result[metric], "utterances": len(result["ids"]),
+               "metric": metric, metric: result[metric], "utterances": len(result["ids"]),
                "layer_weights": runner.featurizer.layer_weights()}
     (out_dir / f"{role}-results.json").write_text(json.dumps(summary, indent=1))
     return summary

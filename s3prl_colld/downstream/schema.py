@@ -24,12 +24,15 @@ class DownstreamRunnerConfig:
     batch_size: int = 16
     eval_batch_size: int = 16
     gradient_clipping: float = 1.0
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast of featurizer + head; fp16 scales the loss)
+    max_bad_steps: int = 20  # abort when more steps than this had a NaN/inf loss or gradient
     seed: int = 1337
     device: str = "auto"  # auto | cpu | cuda
     progress_bar: bool = True
 
     def validate(self) -> None:
         choice(self.device, ("auto", "cpu", "cuda"), "config.runner.device")
+        choice(self.precision, ("fp32", "bf16", "fp16"), "config.runner.precision")
         for name in ("total_steps", "log_step", "eval_step", "save_step", "max_keep", "batch_size",
                      "eval_batch_size"):
             if getattr(self, name) < 1:

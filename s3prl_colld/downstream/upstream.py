@@ -1,24 +1,21 @@
-"""A frozen s3prl upstream that turns waveforms into per-utterance hidden states.
+"""The frozen upstream of a downstream run: waveforms -> per-utterance hidden states.
 
 Any name in ``s3prl.hub`` works (``fbank``, ``mfcc``, ``hubert_local`` + a
-path, our students after ``import s3prl_colld.hub``). The upstream is put in
-eval mode with ``requires_grad=False`` and always runs under
-``torch.inference_mode``.
+path, our students). It is the shared ``upstream.frozen.FrozenS3PRLUpstream``
+(eval mode, no gradients), run under ``torch.inference_mode``.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from pathlib import Path
 
 import torch
 
+from s3prl_colld.upstream.frozen import FrozenS3PRLUpstream, UpstreamError
+
+__all__ = ["FrozenUpstream", "UpstreamError", "file_hash", "layer_of"]
 SELECTIONS = ("hidden_states", "last_hidden_state")  # plus "hidden_state_N" (= -l N)
-
-
-class UpstreamError(ValueError):
-    """An upstream name that s3prl does not know, or a missing checkpoint."""
 
 
 def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -28,25 +25,6 @@ def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
-
-
-def available_upstreams() -> list[str]:
-    """Every name ``S3PRLUpstream`` accepts, ours included."""
-    import s3prl_colld.hub  # noqa: F401 - registers our students
-    from s3prl.nn import S3PRLUpstream
-
-    return S3PRLUpstream.available_names()
-
-
-def check_upstream_name(name: str) -> None:
-    """Raise an UpstreamError listing close matches if s3prl does not know ``name``."""
-    names = available_upstreams()
-    if name not in names:
-        close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
-        hint = f" Close matches: {', '.join(close)}." if close else ""
-        raise UpstreamError(f"unknown upstream {name!r}.{hint} All {len(names)} names: "
-                            "python -c 'import s3prl_colld.hub; from s3prl.nn import S3PRLUpstream; "
-                            "print(S3PRLUpstream.available_names())'")
 
 
 def layer_of(selection: str, layer: int | None) -> int | None:
@@ -60,8 +38,8 @@ def layer_of(selection: str, layer: int | None) -> int | None:
     raise UpstreamError(f"-s {selection!r} is not supported: use one of {', '.join(SELECTIONS)} or hidden_state_N")
 
 
-class FrozenUpstream:
-    """``S3PRLUpstream(name, path_or_url=ckpt)`` frozen, with its shape and a content fingerprint.
+class FrozenUpstream(FrozenS3PRLUpstream):
+    """The shared frozen upstream, on ``device``, turning waveforms into per-utterance hidden states.
 
     Args:
         name: an ``s3prl.hub`` name.
@@ -74,25 +52,18 @@ class FrozenUpstream:
 
     def __init__(self, name: str, ckpt: str | Path | None = None, device: str | torch.device = "cpu",
                  batch_size: int = 1) -> None:
-        from s3prl.nn import S3PRLUpstream
-
-        check_upstream_name(name)
-        if ckpt is not None and not Path(ckpt).is_file():
-            raise UpstreamError(f"upstream checkpoint not found: {ckpt} (-k)")
-        self.name, self.ckpt = name, str(ckpt) if ckpt else None
+        super().__init__(name, ckpt)
         self.device, self.batch_size = torch.device(device), max(1, batch_size)
-        self.model = S3PRLUpstream(name, path_or_url=self.ckpt).to(self.device).eval()
-        self.model.requires_grad_(False)
-        sizes = set(self.model.hidden_sizes)
+        self.to(self.device)
+        sizes = set(self.hidden_sizes)
         if len(sizes) != 1:
             raise UpstreamError(f"upstream {name} has hidden states of different sizes {sorted(sizes)}; "
                                 "the weighted sum needs one size")
-        self.n_layers, self.dim = self.model.num_layers, sizes.pop()
-        self.downsample_rate = max(self.model.downsample_rates)
+        self.n_layers, self.dim = self.num_hidden, sizes.pop()
         self.fingerprint = f"{name}-{file_hash(self.ckpt)[:16] if self.ckpt else 'none'}"
 
     @torch.inference_mode()
-    def __call__(self, wavs: list[torch.Tensor]) -> list[torch.Tensor]:
+    def forward(self, wavs: list[torch.Tensor]) -> list[torch.Tensor]:
         """Waveforms ``[N_i]`` (16 kHz) -> hidden states ``[L, T_i, D]`` (float32, CPU) each."""
         out: list[torch.Tensor] = []
         for i in range(0, len(wavs), self.batch_size):
@@ -101,7 +72,7 @@ class FrozenUpstream:
             padded = torch.zeros(len(chunk), int(lengths.max()))
             for j, w in enumerate(chunk):
                 padded[j, : w.numel()] = w
-            hs, hs_len = self.model(padded.to(self.device), lengths.to(self.device))
+            hs, hs_len = self.upstream(padded.to(self.device), lengths.to(self.device))
             stacked = torch.stack(hs, 1).float().cpu()  # [B, L, T, D]
             out += [stacked[j, :, : int(hs_len[0][j])].clone() for j in range(len(chunk))]
         return out

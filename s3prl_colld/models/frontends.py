@@ -203,6 +203,7 @@ class FbankFrontend(nn.Module):
 
     def __init__(self, cfg: FbankConfig) -> None:
         super().__init__()
+        self.cfg = cfg
         self.fbank = torchaudio.transforms.MelSpectrogram(
             sample_rate=SAMPLE_RATE, n_fft=400, win_length=400, hop_length=160, n_mels=cfg.n_mels, center=False
         )

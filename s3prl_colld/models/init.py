@@ -111,20 +111,15 @@ def init_student_from_teacher(student: nn.Module, teacher: Teacher, cfg: Any) ->
 
 
 def load_frontend(student: nn.Module, ckpt: str) -> None:
-    """Copy the Fbank front-end trained by ``-u input_distill`` (stage 1) into ``student`` (stage 2)."""
+    """Copy the front-end that checkpoint ``ckpt`` exports (``-u input_distill``, stage 1) into ``student``."""
     from s3prl_colld import checkpoint as ckpt_io
-    from s3prl_colld.config import ConfigError
+    from s3prl_colld.config import ConfigError, to_dict
 
-    state = ckpt_io.load(ckpt)
-    if state.get("task") != "input_distill":
-        raise ckpt_io.CheckpointError(f"config.init.frontend_ckpt={ckpt} is a {state.get('task')!r} checkpoint; "
-                                      "it must come from run_pretrain.py -u input_distill")
+    config, weights = ckpt_io.exported(ckpt_io.load(ckpt), "frontend", ckpt)
     if student.cfg.frontend != "fbank":
         raise ConfigError("config.init.frontend_ckpt needs config.model.frontend=fbank")
-    weights = {k[len("frontend."):]: v for k, v in state["model"].items() if k.startswith("frontend.")}
-    try:
-        student.frontend.load_state_dict(weights)
-    except RuntimeError as err:
-        raise ConfigError(f"the Fbank front-end in {ckpt} does not match config.model.fbank "
-                          f"(its config: {state['config']['model']}): {err}") from None
+    if config != to_dict(student.cfg.fbank):
+        raise ConfigError(f"the Fbank front-end in {ckpt} ({config}) does not match config.model.fbank "
+                          f"({to_dict(student.cfg.fbank)})")
+    student.frontend.load_state_dict(weights)
     log.info("loaded the Fbank front-end from %s", ckpt)

@@ -1,10 +1,10 @@
 """The frozen teacher: any s3prl upstream, run in eval mode under inference mode.
 
-``Teacher`` wraps ``s3prl.nn.S3PRLUpstream`` (so ``hubert_base``,
-``wavlm_base_plus``, ``hubert_local`` + a path, ... all work), reads its layer
-count and dims, optionally runs it in half precision, and, for HuBERT
-teachers, exposes the unit-prediction head (``final_proj`` and the unit
-embeddings ``label_embs_concat``) for the discriminative loss.
+``Teacher`` is the shared ``FrozenS3PRLUpstream`` (so ``hubert_base``,
+``wavlm_base_plus``, ``hubert_local`` + a path, ... all work), optionally run
+in half precision, and, for HuBERT teachers, exposes the unit-prediction head
+(``final_proj`` and the unit embeddings ``label_embs_concat``) for the
+discriminative loss.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from s3prl_colld.config import ConfigError, choice
+from s3prl_colld.upstream.frozen import FrozenS3PRLUpstream
 
 
 @dataclass
@@ -29,36 +30,16 @@ class TeacherConfig:
             raise ConfigError(f"config.teacher.name={self.name} needs config.teacher.ckpt=PATH")
 
 
-def load_upstream(name: str, ckpt: str | None) -> nn.Module:
-    """``S3PRLUpstream(name, path_or_url=ckpt)`` with a clear error for unknown names."""
-    import difflib
-
-    from s3prl import hub
-    from s3prl.nn import S3PRLUpstream
-
-    import s3prl_colld.hub  # noqa: F401  (registers our students as upstream names)
-
-    if not hasattr(hub, name):
-        close = difflib.get_close_matches(name, hub.options(), n=5)
-        raise ConfigError(f"unknown s3prl upstream {name!r}" + (f"; close matches: {', '.join(close)}" if close else ""))
-    return S3PRLUpstream(name, path_or_url=ckpt)
-
-
-class Teacher(nn.Module):
+class Teacher(FrozenS3PRLUpstream):
     """Frozen upstream -> hidden states ``[B, T, D_T]`` (front-end output + every layer)."""
 
     def __init__(self, cfg: TeacherConfig) -> None:
-        super().__init__()
+        super().__init__(cfg.name, cfg.ckpt)
         self.cfg = cfg
-        self.upstream = load_upstream(cfg.name, cfg.ckpt)
-        self.upstream.requires_grad_(False)
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.precision]
         self.upstream.to(self.dtype)
-        self.num_layers = self.upstream.num_layers - 1  # transformer layers (hidden_states also has h_0)
-        self.hidden_sizes = list(self.upstream.hidden_sizes)
-        self.downsample_rate = int(self.upstream.downsample_rates[0])
+        self.num_layers = self.num_hidden - 1  # transformer layers (hidden_states also has h_0)
         self.direct = True  # unpadded batches skip S3PRLUpstream's list round trip (models/teacher_fast.py)
-        self.eval()
 
     def set_kernels(self, direct: bool = True, sdpa: bool = True, cnn_channels_last: bool = False) -> None:
         """How the teacher runs (not what it computes): the direct call on unpadded batches, SDPA attention,
@@ -69,10 +50,6 @@ class Teacher(nn.Module):
         self.direct = direct
         use_fairseq_sdpa(self.upstream, sdpa)
         use_channels_last_cnn(self.upstream, cnn_channels_last)
-
-    def train(self, mode: bool = True) -> "Teacher":
-        """The teacher stays in eval mode (no dropout, no layerdrop) whatever its parent does."""
-        return super().train(False)
 
     @property
     def fairseq_model(self) -> nn.Module | None:

@@ -5,12 +5,16 @@ frozen one it reads, such as a teacher), builds its training data, and turns
 one batch into a scalar loss. The trainer (``s3prl_colld.pretrain.trainer``)
 does everything else: devices, DDP, AMP, accumulation, clipping, schedule,
 logging and checkpoints. Tasks register themselves by name with ``@register``.
+
+What a checkpoint is for is declared here too: ``exports`` names the task's
+modules that other code loads (their config and weights go into the
+checkpoint's ``export`` section, read by ``checkpoint.exported``), and
+``upstreams`` the ``s3prl.hub`` names that load the checkpoint (``s3prl_colld.hub``
+registers those of tasks that export a ``student``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -18,24 +22,21 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from s3prl_colld.config import CONFIG_DIR, ConfigError
-
-TASKS: dict[str, type["PretrainTask"]] = {}
+from s3prl_colld.config import CONFIG_DIR, ConfigError, to_dict
+from s3prl_colld.registry import Registry
 
 
 class UnknownTaskError(ConfigError):
     """A task name that no module in ``s3prl_colld.pretrain.tasks`` registers."""
 
 
-def register(name: str) -> Callable[[type["PretrainTask"]], type["PretrainTask"]]:
-    """Class decorator: make a task available as ``run_pretrain.py -u NAME``."""
+TASKS: Registry[type["PretrainTask"]] = Registry("pretrain task", "s3prl_colld.pretrain.tasks", UnknownTaskError)
 
-    def wrap(cls: type["PretrainTask"]) -> type["PretrainTask"]:
-        cls.name = name
-        TASKS[name] = cls
-        return cls
 
-    return wrap
+def register(name: str, upstreams: tuple[str, ...] = ()) -> Callable[[type["PretrainTask"]], type["PretrainTask"]]:
+    """Class decorator: make a task available as ``run_pretrain.py -u NAME`` (and its checkpoints as the
+    ``s3prl.hub`` names ``upstreams``)."""
+    return TASKS.register(name, upstreams=tuple(upstreams))
 
 
 class PretrainTask(nn.Module):
@@ -48,6 +49,8 @@ class PretrainTask(nn.Module):
 
     name: ClassVar[str] = ""
     Config: ClassVar[type]
+    exports: ClassVar[tuple[str, ...]] = ()  # modules (with a .cfg) stored as NAME.* in trainable_state_dict()
+    upstreams: ClassVar[tuple[str, ...]] = ()  # s3prl.hub names that load this task's checkpoints
 
     def __init__(self, cfg: Any, expdir: Path) -> None:
         super().__init__()
@@ -107,30 +110,23 @@ class PretrainTask(nn.Module):
         self.load_state_dict(state)
 
     def export(self) -> dict[str, Any]:
-        """Extra top-level checkpoint keys (plain values and tensors), e.g. for upstream loading.
+        """Extra top-level checkpoint keys (plain values and tensors), e.g. for s3prl's own upstream loaders.
 
         They must not reuse the trainer's keys (``task``, ``config``, ``model``, ``optimizer``, ...).
         """
         return {}
 
+    def export_section(self) -> dict[str, Any]:
+        """The checkpoint's ``export`` section: ``{"upstreams": [...], "modules": {NAME: {"config", "prefix"}}}``."""
+        return {"upstreams": list(self.upstreams),
+                "modules": {n: {"config": to_dict(getattr(self, n).cfg), "prefix": f"{n}."} for n in self.exports}}
+
 
 def get_task(name: str) -> type[PretrainTask]:
-    """The task class registered as ``name`` (imports every module of ``s3prl_colld.pretrain.tasks`` first).
-
-    Raises:
-        UnknownTaskError: naming the available tasks and the closest matches.
-    """
-    import s3prl_colld.pretrain.tasks  # noqa: F401  (registers the tasks)
-
-    if name not in TASKS:
-        close = difflib.get_close_matches(name, list(TASKS), n=3)
-        hint = f" Did you mean {' or '.join(close)}?" if close else ""
-        raise UnknownTaskError(f"unknown pretrain task {name!r}.{hint} Available tasks: {', '.join(sorted(TASKS))}")
-    return TASKS[name]
+    """The task class registered as ``name``; ``UnknownTaskError`` names the close matches and every task."""
+    return TASKS.get(name)
 
 
-def task_config_dict(cfg: Any) -> dict[str, Any]:
-    """A task config as plain dicts, for the checkpoint and ``config.yaml``."""
-    from s3prl_colld.config import to_dict
-
-    return to_dict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
+def all_tasks() -> dict[str, type[PretrainTask]]:
+    """Every registered task by name."""
+    return TASKS.all()

@@ -25,7 +25,6 @@ import logging
 import signal
 import threading
 import time
-import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,24 +42,18 @@ from s3prl_colld.data.bucket import BucketBatchSampler, mix_seed, seeded_loader
 from s3prl_colld.pretrain.task import PretrainTask, get_task
 from s3prl_colld.runtime.precision import autocast, configure_backends, effective_precision
 from s3prl_colld.runtime.distributed import DistInfo, all_gather_objects, all_reduce_, setup_distributed, to_device
-from s3prl_colld.runtime.optim import build_optimizer, load_optimizer_state, lr_factor
+from s3prl_colld.runtime.optim import build_optimizer, load_optimizer_state
 from s3prl_colld.runtime.rng import rng_state, seed_everything, set_rng_state
+from s3prl_colld.runtime.step import StepPolicy
 
 log = logging.getLogger(__name__)
 
 # top-level checkpoint keys written by the trainer (a task's export() must not reuse them)
-TRAINER_KEYS = frozenset({"task", "config", "model", "optimizer", "scheduler", "scaler", "step", "epoch",
+TRAINER_KEYS = frozenset({"task", "config", "export", "model", "optimizer", "scheduler", "scaler", "step", "epoch",
                           "batch_in_epoch", "bad_steps", "world_size", "rng", "rng_per_rank"})
 # log.jsonl keys written by the trainer (a task's stats must not reuse them)
 LOG_KEYS = frozenset({"step", "epoch", "loss", "grad_norm", "lr", "steps_per_sec", "audio_sec_per_sec",
                       "loss_scale", "bad_steps"})
-_SCHEDULER_WARNING = r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`"
-
-
-class BadLossError(RuntimeError):
-    """Too many steps had a non-finite loss or gradient."""
-
-
 # ------------------------------------------------------------------ small helpers
 def truncate_log(path: Path, step: int) -> None:
     """Drop ``log.jsonl`` rows past ``step`` (written after the checkpoint a run resumes from)."""
@@ -176,9 +169,9 @@ class Trainer:
                 self.task, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=self.rc.find_unused_parameters)
         self.optimizer = build_optimizer(self.params, cfg.optimizer, self.device)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, self.rc.total_steps, self.cfg.optimizer))
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.policy = StepPolicy(self.optimizer, cfg.optimizer, self.rc.total_steps, self.rc.gradient_clipping,
+                                 self.rc.max_bad_steps, self.precision, self.device,
+                                 f"the last good checkpoint is in {self.expdir}")
 
         self.dataset = self.task.train_dataset()
         if not hasattr(self.dataset, "lengths"):
@@ -187,7 +180,7 @@ class Trainer:
         self.sampler = BucketBatchSampler(self.dataset.lengths, d.batch_size, d.bucket_size, self.rc.seed,
                                           self.dist.rank, self.dist.world_size)
 
-        self.step = self.epoch = self.batch_in_epoch = self.bad_steps = 0
+        self.step = self.epoch = self.batch_in_epoch = 0
         self.stop_signal: str | None = None
         self.last_saved_step: int | None = None
         if state is None:
@@ -217,11 +210,8 @@ class Trainer:
     def _restore(self, state: dict[str, Any], path: Path | None) -> None:
         """Optimizer, scheduler, scaler, counters, data position and RNG states from a checkpoint."""
         load_optimizer_state(self.optimizer, state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.scaler.is_enabled() and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.step, self.epoch = int(state["step"]), int(state["epoch"])
-        self.batch_in_epoch, self.bad_steps = int(state["batch_in_epoch"]), int(state["bad_steps"])
+        self.policy.load_state_dict(state)
+        self.step, self.epoch, self.batch_in_epoch = int(state["step"]), int(state["epoch"]), int(state["batch_in_epoch"])
         saved_world = int(state.get("world_size", 1))
         if saved_world == self.dist.world_size:
             rngs = state.get("rng_per_rank") or [state["rng"]]
@@ -250,14 +240,13 @@ class Trainer:
         state = {
             "task": self.task_cls.name,
             "config": to_dict(self.cfg),
+            "export": self.task.export_section(),
             "model": self.task.trainable_state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            **self.policy.state_dict(),  # scheduler, scaler, bad_steps
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
-            "bad_steps": self.bad_steps,
             "world_size": self.dist.world_size,
             "rng": rngs[0],
         }
@@ -316,32 +305,16 @@ class Trainer:
                     loss, step_stats = self.model(batch)
                 if loss.dim() != 0:
                     raise ValueError(f"{self.task_cls.__name__}.forward must return a scalar loss, got {tuple(loss.shape)}")
-                self.scaler.scale(loss.float() / n).backward()
+                self.policy.backward(loss.float() / n)
             loss_sum += loss.detach().float()
             for key, value in step_stats.items():
                 self._add_stat(stats, key, value)
             if "wav_lengths" in batch:
                 audio += batch["wav_lengths"].sum() / SAMPLE_RATE
 
-        self.scaler.unscale_(self.optimizer)  # no-op without fp16
-        max_norm = self.rc.gradient_clipping if self.rc.gradient_clipping > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
-        flags = torch.stack([~torch.isfinite(loss_sum), ~torch.isfinite(grad_norm),
-                             torch.tensor(self.stop_signal is not None, device=dev)]).float()
-        loss_bad, grad_bad, stop = (all_reduce_(flags, self.dist, dist.ReduceOp.MAX) > 0).tolist()
-        # fp16: an overflow while the loss scale is > 1 is the scaler's business (it lowers the scale)
-        overflow = self.scaler.is_enabled() and grad_bad and not loss_bad and self.scaler.get_scale() > 1.0
-        updated = not (loss_bad or grad_bad)
-        lr = self.optimizer.param_groups[0]["lr"]
-        if updated:
-            self.scaler.step(self.optimizer)  # optimizer.step() without fp16
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        with warnings.catch_warnings():  # a skipped first step is expected, not a misuse
-            warnings.filterwarnings("ignore", message=_SCHEDULER_WARNING)
-            self.scheduler.step()
-        return StepResult(loss_sum / n, stats, grad_norm.detach(), audio, lr, updated,
-                          bad=(loss_bad or grad_bad) and not overflow, stop=stop)
+        out = self.policy.step(loss_sum, self.stop_signal is not None,
+                               lambda flags: all_reduce_(flags, self.dist, dist.ReduceOp.MAX))
+        return StepResult(loss_sum / n, stats, out.grad_norm, audio, out.lr, out.updated, out.bad, out.stop)
 
     def _add_stat(self, stats: dict[str, tuple[torch.Tensor, int]], key: str, value: Any) -> None:
         """Accumulate one micro-batch's stat ``key`` (a scalar tensor or number)."""
@@ -380,7 +353,7 @@ class Trainer:
                     bar.update(1)
                     meter.record(result)
                     if result.bad:
-                        self._count_bad_step()
+                        self.policy.count_bad(self.step)
                     elif result.updated:
                         last_loss = result.loss
                     if self.step % rc.log_step == 0:
@@ -410,20 +383,9 @@ class Trainer:
             "loss": float(last_loss) if last_loss is not None else None,
             "steps_per_sec": (self.step - first_step) / seconds if seconds > 0 else None,
             "checkpoint": str(self.expdir / f"states-{self.last_saved_step}.ckpt"),
-            "bad_steps": self.bad_steps,
+            "bad_steps": self.policy.bad_steps,
             "stopped_by": stopped,
         }
-
-    def _count_bad_step(self) -> None:
-        """Count a skipped non-finite step; abort past ``runner.max_bad_steps``."""
-        self.bad_steps += 1
-        log.warning("step %d: non-finite loss or gradient, update skipped (%d such steps so far)",
-                    self.step, self.bad_steps)
-        if self.bad_steps > self.rc.max_bad_steps:
-            raise BadLossError(
-                f"{self.bad_steps} steps had a non-finite loss or gradient (more than config.runner.max_bad_steps="
-                f"{self.rc.max_bad_steps}): lower config.optimizer.lr, use config.runner.precision=bf16 instead of "
-                f"fp16, or check the data; the last good checkpoint is in {self.expdir}")
 
     def _log(self, meter: Meter, writer: Any, bar: tqdm) -> None:
         """One ``log.jsonl`` row + TensorBoard scalars (rank 0), over the window's updated steps and all ranks."""
@@ -436,11 +398,11 @@ class Trainer:
         row: dict[str, Any] = {"step": self.step, "epoch": self.epoch, "loss": means.pop("loss"),
                                "grad_norm": means.pop("grad_norm"), **means,
                                "lr": meter.lr, "steps_per_sec": meter.steps / seconds,
-                               "bad_steps": self.bad_steps}
+                               "bad_steps": self.policy.bad_steps}
         if audio > 0:
             row["audio_sec_per_sec"] = audio / seconds
-        if self.scaler.is_enabled():
-            row["loss_scale"] = self.scaler.get_scale()
+        if self.policy.scaler.is_enabled():
+            row["loss_scale"] = self.policy.scaler.get_scale()
         with open(self.expdir / "log.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
         if writer is not None:

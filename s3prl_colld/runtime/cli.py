@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,12 +43,7 @@ def refuse_existing_run(expdir: Path) -> None:
 
 def write_yaml_atomic(data: dict[str, Any], path: Path) -> None:
     """``path`` <- YAML of ``data`` (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        yaml.safe_dump(data, f, sort_keys=False)
-    os.chmod(tmp, 0o666 & ~ckpt_io.current_umask())  # mkstemp makes 0600; give the usual permissions
-    os.replace(tmp, path)
+    ckpt_io.write_atomic(path, lambda f: yaml.safe_dump(data, f, sort_keys=False), "w")
 
 
 def setup_logging(verbose: bool) -> None:

@@ -1,8 +1,7 @@
 """A distilled student as an s3prl upstream: ``forward(wavs) -> {"hidden_states": [...], ...}``.
 
-Loads a ``states-STEP.ckpt`` of a distillation task directly (``weights_only``):
-the student config is ``ckpt["config"]["model"]`` and its weights are the
-``student.*`` entries of ``ckpt["model"]``. Hidden states are the projected
+Loads the ``student`` that a pretrain checkpoint exports (its ``export`` section,
+``checkpoint.exported``), with ``weights_only``. Hidden states are the projected
 front-end output and every layer, ``[B, T, D]``; the downsample rate is the
 front-end's (320 for the CNN and for the Fbank front-end).
 """
@@ -18,23 +17,14 @@ from s3prl_colld import checkpoint as ckpt_io
 from s3prl_colld.config import from_dict
 from s3prl_colld.models.student import StudentConfig, StudentEncoder
 
-STUDENT_TASKS = ("distilhubert", "l2l_distiller", "colld_distiller")
-
 
 def load_student(ckpt: str | Path) -> tuple[StudentEncoder, str]:
-    """``(student, task name)`` from a distillation checkpoint; clear errors for other files."""
+    """``(student, task name)`` from a checkpoint that exports a student; clear errors for other files."""
     state = ckpt_io.load(ckpt)
-    task = state.get("task")
-    if task not in STUDENT_TASKS:
-        raise ckpt_io.CheckpointError(
-            f"{ckpt} is a checkpoint of task {task!r}; a student upstream needs one of {', '.join(STUDENT_TASKS)} "
-            "(for a hubert_tiny teacher use the upstream name hubert_local)"
-        )
-    cfg = from_dict(StudentConfig, state["config"]["model"], "config.model")
-    student = StudentEncoder(cfg)
-    weights = {k[len("student."):]: v for k, v in state["model"].items() if k.startswith("student.")}
+    config, weights = ckpt_io.exported(state, "student", ckpt)
+    student = StudentEncoder(from_dict(StudentConfig, config, "config.model"))
     student.load_state_dict(weights)
-    return student.eval(), task
+    return student.eval(), str(state.get("task"))
 
 
 class UpstreamExpert(nn.Module):

@@ -1,14 +1,3 @@
-"""Pretrain tasks, one module each; importing this package registers them all.
-
-Every public module here is imported (found with ``pkgutil``), so a new task
-file registers itself with ``@register("name")`` without editing this file.
+"""Pretrain tasks, one module each: every public module here registers its task with ``@register("name")``
+(``s3prl_colld.registry`` imports them on the first lookup), so a new task needs no edit of this file.
 """
-
-from __future__ import annotations
-
-import importlib
-import pkgutil
-
-for _module in pkgutil.iter_modules(__path__):
-    if not _module.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_module.name}")

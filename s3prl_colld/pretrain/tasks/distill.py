@@ -84,6 +84,7 @@ class DistillTask(AudioTask):
     """Frozen teacher -> targets; student (+ heads) -> predictions; objective over valid frames."""
 
     Config = DistillConfig
+    exports = ("student",)
 
     def __init__(self, cfg: DistillConfig, expdir: Path) -> None:
         super().__init__(cfg, expdir)
@@ -204,5 +205,8 @@ class DistillTask(AudioTask):
             raise RuntimeError(f"checkpoint does not match the task: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 
-for _name in ("distilhubert", "l2l_distiller", "colld_distiller"):
-    register(_name)(type(f"{_name.title().replace('_', '')}Task", (DistillTask,), {"__doc__": DistillTask.__doc__}))
+# task name -> the s3prl.hub names of its students
+for _name, _upstreams in (("distilhubert", ("distilhubert_colld_local",)), ("l2l_distiller", ("l2l_local",)),
+                          ("colld_distiller", ("colld_local", "colld_small"))):
+    register(_name, _upstreams)(type(f"{_name.title().replace('_', '')}Task", (DistillTask,),
+                                     {"__doc__": DistillTask.__doc__}))

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from s3prl_colld.checkpoint import CheckpointError, save_atomic
+from s3prl_colld.checkpoint import save_atomic
 from s3prl_colld.config import ConfigError, to_dict
 from s3prl_colld.constants import FRAME_STRIDE, SAMPLE_RATE
 from s3prl_colld.data.audio import load_audio
@@ -86,7 +86,7 @@ class UnitDataset(AudioDataset):
         return item
 
 
-@register("hubert_tiny")
+@register("hubert_tiny", upstreams=("hubert_local",))
 class HubertTinyTask(PretrainTask):
     """Masked prediction of MFCC k-means units with s3prl's ``HubertModel``."""
 
@@ -182,11 +182,3 @@ def write_random_init_checkpoint(cfg: HubertTinyConfig, n_units: int, path: Path
     torch.manual_seed(seed)
     model = build_hubert(cfg.model, n_units)
     return save_atomic(hubert_local_keys(model, cfg.model, n_units), path)
-
-
-def units_of(expdir: Path) -> dict[str, Any]:
-    """The cached unit file of a ``hubert_tiny`` run folder."""
-    path = Path(expdir) / UNITS_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{path} not found: run `run_pretrain.py -u hubert_tiny` first")
-    return torch.load(path, weights_only=True)

@@ -37,6 +37,7 @@ class InputDistillTask(AudioTask):
     """Fbank front-end -> teacher CNN output ``[B, T, C]``."""
 
     Config = InputDistillConfig
+    exports = ("frontend",)
 
     def __init__(self, cfg: InputDistillConfig, expdir: Path) -> None:
         super().__init__(cfg, expdir)

@@ -1,9 +1,4 @@
-"""The SUPERB tasks: what each reads, how its head is built, trained, decoded and scored.
-
-A task turns a split into :class:`Utterance` s (audio + target text), fits its
-vocabulary on the training targets, builds a head over featurized hidden
-states ``[B, T, D]``, and maps the head's output back to text. Its metric
-compares hypothesis and reference texts.
+"""The SUPERB tasks (``downstream.task.DownstreamTask``): what each reads, its head, decoding and metric.
 
 - ``pr``: phones from a lexicon, Linear-Linear CTC head, PER (lower is better);
 - ``asr``: characters (``|`` between words), BiLSTM CTC head, WER (lower is better);
@@ -13,7 +8,7 @@ compares hypothesis and reference texts.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -23,75 +18,7 @@ from s3prl_colld.config import from_dict
 from s3prl_colld.downstream import corpus, metrics
 from s3prl_colld.downstream.ctc_heads import ASRHeadConfig, BiLSTMCTCHead, LinearCTCHead, PRHeadConfig
 from s3prl_colld.downstream.schema import DownstreamConfig
-
-ROLES = ("train", "dev", "test")
-
-
-class DownstreamTask:
-    """Base class; subclasses set the class attributes and implement the hooks."""
-
-    name: ClassVar[str]
-    metric: ClassVar[str]
-    higher_better: ClassVar[bool]
-
-    def __init__(self, cfg: DownstreamConfig) -> None:
-        self.cfg = cfg
-
-    # -- data
-    def split_name(self, role: str) -> str:
-        """The corpus split of ``role`` (train / dev / test)."""
-        return {"train": self.cfg.data.train_split, "dev": self.cfg.data.dev_split,
-                "test": self.cfg.data.test_split}[role]
-
-    def utterances(self, role: str) -> list[corpus.Utterance]:
-        raise NotImplementedError
-
-    def root(self) -> Path:
-        """``config.data.root``, checked to exist."""
-        root = Path(self.cfg.data.root)
-        if not root.is_dir():
-            raise corpus.DataError(f"corpus folder {root} not found: set config.data.root (-o config.data.root=DIR) "
-                                   "to a LibriSpeech-layout corpus or one made by python -m s3prl_colld.data.synth")
-        return root
-
-    # -- vocabulary (saved in checkpoints)
-    def fit_vocab(self, train: Sequence[corpus.Utterance]) -> None:
-        raise NotImplementedError
-
-    def vocab_state(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def load_vocab_state(self, state: dict[str, Any]) -> None:
-        raise NotImplementedError
-
-    # -- model
-    def build_head(self, dim: int) -> nn.Module:
-        raise NotImplementedError
-
-    def loss(self, head: nn.Module, x: torch.Tensor, lengths: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
-        raise NotImplementedError
-
-    def decode(self, head: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> list[str]:
-        raise NotImplementedError
-
-    def score(self, hyps: Sequence[str], refs: Sequence[str]) -> float:
-        raise NotImplementedError
-
-    def better(self, a: float, b: float) -> bool:
-        """Is metric value ``a`` better than ``b``?"""
-        return a > b if self.higher_better else a < b
-
-    # -- outputs
-    def write_predictions(self, expdir: Path, role: str, ids: Sequence[str], hyps: Sequence[str],
-                          refs: Sequence[str]) -> list[Path]:
-        """s3prl's file names: ``{role}-hyp.ark`` / ``{role}-ref.ark`` (``UTTID TEXT`` lines)."""
-        paths = []
-        for kind, texts in (("hyp", hyps), ("ref", refs)):
-            path = expdir / f"{role}-{kind}.ark"
-            path.write_text("".join(f"{u} {t}\n" for u, t in sorted(zip(ids, texts))), encoding="utf-8")
-            paths.append(path)
-        return paths
-
+from s3prl_colld.downstream.task import DownstreamTask, register
 
 class CTCTask(DownstreamTask):
     """Shared CTC side of PR and ASR: label 0 is the blank, labels 1.. the sorted training tokens."""
@@ -137,10 +64,11 @@ class CTCTask(DownstreamTask):
                 for ids in metrics.ctc_greedy(head(x, lengths), lengths)]
 
 
+@register("pr")
 class PRTask(CTCTask):
     """Phoneme recognition: lexicon phones of the transcript; PER%."""
 
-    name, metric, higher_better = "pr", "per", False
+    metric, higher_better = "per", False
 
     def __init__(self, cfg: DownstreamConfig) -> None:
         super().__init__(cfg)
@@ -165,10 +93,11 @@ class PRTask(CTCTask):
         return metrics.per(hyps, refs)
 
 
+@register("asr")
 class ASRTask(CTCTask):
     """Speech recognition: characters of the transcript (``|`` = word boundary); WER% without an LM."""
 
-    name, metric, higher_better = "asr", "wer", False
+    metric, higher_better = "wer", False
 
     def __init__(self, cfg: DownstreamConfig) -> None:
         super().__init__(cfg)
@@ -190,10 +119,11 @@ class ASRTask(CTCTask):
         return metrics.wer(hyps, refs)
 
 
+@register("st")
 class STTask(DownstreamTask):
     """Speech translation: CoVoST 2 tsv, sentencepiece targets, encoder-decoder head; sacreBLEU."""
 
-    name, metric, higher_better = "st", "bleu", True
+    metric, higher_better = "bleu", True
 
     def __init__(self, cfg: DownstreamConfig) -> None:
         from s3prl_colld.downstream.st_model import STHeadConfig
@@ -243,13 +173,3 @@ class STTask(DownstreamTask):
         rows = "".join(f"{u}\t{h}\t{r}\n" for u, h, r in sorted(zip(ids, hyps, refs)))
         path.write_text("utt_id\thyp\tref\n" + rows, encoding="utf-8")
         return [path]
-
-
-TASKS: dict[str, type[DownstreamTask]] = {"pr": PRTask, "asr": ASRTask, "st": STTask}
-
-
-def get_task(name: str) -> type[DownstreamTask]:
-    """The task class of ``-d NAME``."""
-    if name not in TASKS:
-        raise ValueError(f"unknown downstream task {name!r}: choose one of {', '.join(TASKS)}")
-    return TASKS[name]

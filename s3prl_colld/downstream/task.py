@@ -1,0 +1,100 @@
+"""The contract between the downstream runner and a task, and the task registry (``run_downstream.py -d NAME``).
+
+A task turns a split into :class:`~s3prl_colld.downstream.corpus.Utterance` s
+(audio + target text), fits its vocabulary on the training targets, builds a
+head over featurized hidden states ``[B, T, D]``, and maps the head's output
+back to text; it declares its metric (``metric``, ``higher_better``). Tasks
+register with ``@register("name")`` in a module of ``downstream/tasks/`` and
+read ``configs/downstream/NAME.yaml``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Sequence
+
+import torch
+from torch import nn
+
+from s3prl_colld.config import ConfigError
+from s3prl_colld.downstream import corpus
+from s3prl_colld.downstream.schema import DownstreamConfig
+from s3prl_colld.registry import Registry
+
+TASKS: Registry[type["DownstreamTask"]] = Registry("downstream task", "s3prl_colld.downstream.tasks", ConfigError)
+
+
+def register(name: str) -> Callable[[type["DownstreamTask"]], type["DownstreamTask"]]:
+    """Class decorator: make a task available as ``run_downstream.py -d NAME``."""
+    return TASKS.register(name)
+
+
+def get_task(name: str) -> type["DownstreamTask"]:
+    """The task class of ``-d NAME`` (a ``ConfigError`` with close matches for an unknown name)."""
+    return TASKS.get(name)
+
+
+class DownstreamTask:
+    """Base class; subclasses set the class attributes and implement the hooks."""
+
+    name: ClassVar[str]
+    metric: ClassVar[str]
+    higher_better: ClassVar[bool]
+
+    def __init__(self, cfg: DownstreamConfig) -> None:
+        self.cfg = cfg
+
+    # -- data
+    def split_name(self, role: str) -> str:
+        """The corpus split of ``role`` (train / dev / test)."""
+        return {"train": self.cfg.data.train_split, "dev": self.cfg.data.dev_split,
+                "test": self.cfg.data.test_split}[role]
+
+    def utterances(self, role: str) -> list[corpus.Utterance]:
+        raise NotImplementedError
+
+    def root(self) -> Path:
+        """``config.data.root``, checked to exist."""
+        root = Path(self.cfg.data.root)
+        if not root.is_dir():
+            raise corpus.DataError(f"corpus folder {root} not found: set config.data.root (-o config.data.root=DIR) "
+                                   "to a LibriSpeech-layout corpus or one made by python -m s3prl_colld.data.synth")
+        return root
+
+    # -- vocabulary (saved in checkpoints)
+    def fit_vocab(self, train: Sequence[corpus.Utterance]) -> None:
+        raise NotImplementedError
+
+    def vocab_state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_vocab_state(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    # -- model
+    def build_head(self, dim: int) -> nn.Module:
+        raise NotImplementedError
+
+    def loss(self, head: nn.Module, x: torch.Tensor, lengths: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode(self, head: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        raise NotImplementedError
+
+    def score(self, hyps: Sequence[str], refs: Sequence[str]) -> float:
+        raise NotImplementedError
+
+    def better(self, a: float, b: float) -> bool:
+        """Is metric value ``a`` better than ``b``?"""
+        return a > b if self.higher_better else a < b
+
+    # -- outputs
+    def write_predictions(self, expdir: Path, role: str, ids: Sequence[str], hyps: Sequence[str],
+                          refs: Sequence[str]) -> list[Path]:
+        """s3prl's file names: ``{role}-hyp.ark`` / ``{role}-ref.ark`` (``UTTID TEXT`` lines)."""
+        paths = []
+        for kind, texts in (("hyp", hyps), ("ref", refs)):
+            path = expdir / f"{role}-{kind}.ark"
+            path.write_text("".join(f"{u} {t}\n" for u, t in sorted(zip(ids, texts))), encoding="utf-8")
+            paths.append(path)
+        return paths
