@@ -127,8 +127,12 @@ class DistillTask(AudioTask):
         self.teacher.set_kernels(direct=fast, sdpa=fast, cnn_channels_last=cnn_channels_last)
 
     def compile_modules(self) -> None:
-        """``runner.compile``: ``torch.compile`` the student in place (the teacher runs under inference mode)."""
+        """``runner.compile``: ``torch.compile`` in place the student and the teacher's CNN (its largest part;
+        the teacher's transformer is left alone: s3prl collects its hidden states with hooks)."""
         self.student.compile()
+        cnn = self.teacher.frontend_module
+        if cnn is not None:
+            cnn.compile()
 
     def _check_shared_frontend(self) -> None:
         """``init.share_teacher_frontend`` needs the student's CNN to be an exact copy of the teacher's."""
