@@ -309,3 +309,37 @@ def test_sampler_batches_unchanged_by_the_faster_sort() -> None:
         sampler = BucketBatchSampler(lengths, 24, 64, seed=11, rank=1, world_size=3)
         sampler.set_epoch(epoch)
         assert sampler.epoch_batches() == _epoch_batches_ref(sampler)
+
+
+def test_crop_reader_gives_the_same_batches(tmp_path: Path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    from s3prl_colld.data.audio_dataset import AudioDataset
+    from s3prl_colld.data.bucket import crop_and_pad
+    from s3prl_colld.data.crop_reader import CropReader, load_audio_span
+    from s3prl_colld.data.lengths import LengthRow, write_length_csv
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, n in enumerate([40_000, 23_456, 70_001, 9_000, 52_000, 31_337]):
+        rel = f"train/{i}.{'flac' if i % 2 else 'wav'}"
+        (tmp_path / "train").mkdir(exist_ok=True)
+        sf.write(tmp_path / rel, (rng.standard_normal(n) * 0.1).clip(-1, 1), 16_000, subtype="PCM_16")
+        rows.append(LengthRow(rel, n))
+    write_length_csv(rows, tmp_path / "len_for_bucket" / "train.csv")
+    eager = AudioDataset(tmp_path, ["train"])
+    lazy = CropReader(eager)
+    assert lazy.lengths == eager.lengths
+    for seed in range(4):
+        for batch in ([0, 1, 2], [3, 4, 5], [0, 2, 4, 5]):
+            a = crop_and_pad([eager[i] for i in batch], 0.5, 2.5, 320, torch.Generator().manual_seed(seed))
+            b = crop_and_pad([lazy[i] for i in batch], 0.5, 2.5, 320, torch.Generator().manual_seed(seed))
+            assert torch.equal(a["wav"], b["wav"]) and torch.equal(a["wav_lengths"], b["wav_lengths"])
+            assert a["padded"] == b["padded"]
+    k = eager.lengths.index(70_001)
+    whole = eager[k]["wav"]
+    assert torch.equal(load_audio_span(eager.rows[k].path, 69_000, 80_000), whole[69_000:])  # past the end
+    assert load_audio_span(eager.rows[k].path, 90_000, 91_000).numel() == 0
+    with pytest.raises(TypeError):
+        lazy[0]["wav"][::2]
