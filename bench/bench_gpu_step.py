@@ -406,6 +406,10 @@ def build_ours(c: Contender, ckpt: Path, shapes: Shapes, device: torch.device, b
     n = shapes.batch
 
     class BenchTask(base):  # type: ignore[misc, valid-type]
+        @classmethod
+        def prepare(cls, cfg: Any, expdir: Path) -> None:  # no corpus to check or prepare
+            return None
+
         def train_dataset(self) -> _Lengths:
             return _Lengths(n, batch["wav"].size(1))
 

@@ -59,3 +59,13 @@ def test_a_failing_contender_keeps_the_others(tmp_path: Path, monkeypatch: pytes
 def test_unknown_contender_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench.main(["--device", "cpu", "--quick", "--only", "ours_fast"]) == 2
     assert "unknown contender" in capsys.readouterr().err
+
+
+def test_deadline_stops_a_contender_and_budget_skips_the_rest(tmp_path: Path) -> None:
+    out = tmp_path / "gpu_bench.json"
+    rc = bench.main(QUICK + ["--only", "ours_fp32_ref,ours_bf16_compile", "--deadline-s", "0.5", "--budget-s", "0.6",
+                             "--json", str(out)])
+    results = json.loads(out.read_text())["results"]
+    assert rc == 1 and results["ours_fp32_ref"]["status"] == "error"
+    assert "DeadlineExceeded" in results["ours_fp32_ref"]["error"]
+    assert results["ours_bf16_compile"]["status"] == "skipped"
