@@ -625,6 +625,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global T0
+    T0 = time.perf_counter()
     args = parse_args(argv)
     if args.list:
         for c in CONTENDERS:
