@@ -82,6 +82,7 @@ setup(
             "colld-synth=s3prl_colld.data.synth:main",
             "colld-downstream=s3prl_colld.downstream.cli:main",
             "colld-submit=s3prl_colld.downstream.submit:main",
+            "colld-torchrun=s3prl_colld.launch:main",
         ]
     },
 )

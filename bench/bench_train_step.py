@@ -23,7 +23,7 @@ torch.profiler op table of one step of each and a per-phase breakdown
 (teacher, student CNN, student encoder, heads, loss, backward, optimizer;
 timed with forward hooks registered by this script). ``--precision bf16``
 runs both student forwards under CPU bf16 autocast (s3prl's expert keeps its
-teacher in fp32, ours runs its teacher under the trainer's autocast too);
+teacher in fp32; ours keeps its teacher out of autocast too, at its precision);
 ``--teacher-precision bf16`` sets our ``config.teacher.precision``.
 
     python bench/bench_train_step.py [--quick] [--heads mlp|linear] [--profile]

@@ -9,7 +9,11 @@ a few seconds on 2 cores.
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,11 @@ if str(REPO_ROOT) not in sys.path:  # importable however pytest was started
     sys.path.insert(0, str(REPO_ROOT))
 
 from s3prl_colld.data.synth import main as synth_main  # noqa: E402
+
+# the per-user cache (audio checks) goes to a throwaway folder, for this process and the subprocesses of tests
+_CACHE = tempfile.mkdtemp(prefix="s3prl_colld_test_cache_")
+os.environ["S3PRL_COLLD_CACHE"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, True)
 
 
 def make_corpus(out: Path, lang: str, utterances: int, seed: int = 0, workers: int = 2) -> Path:

@@ -126,13 +126,14 @@ def test_student_presets(preset: str, params_m: float) -> None:
     assert abs(n - params_m) < 0.01, n
 
 
-@pytest.mark.parametrize("name", ["colld_hubert_base", "distilhubert_hubert_base", "wang_disc_hubert_base"])
-def test_librispeech_configs_validate(name: str) -> None:
+@pytest.mark.parametrize("name, precision", [("colld_hubert_base", "bf16"), ("wang_disc_hubert_base", "bf16"),
+                                             ("distilhubert_hubert_base", "fp16")])  # s3prl's runner.fp16
+def test_librispeech_configs_validate(name: str, precision: str) -> None:
     from s3prl_colld.config import CONFIG_DIR, from_dict, load_yaml
     from s3prl_colld.pretrain.tasks.distill import DistillConfig
 
     cfg = from_dict(DistillConfig, load_yaml(CONFIG_DIR / "pretrain" / "librispeech" / f"{name}.yaml"))
-    assert cfg.teacher.name == "hubert_base" and cfg.runner.precision == "bf16"
+    assert cfg.teacher.name == "hubert_base" and cfg.runner.precision == precision
 
 
 def test_colld_resume_equality(synth_corpus_en: Path, teacher_run: Path, tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ or with several channels is an error that says what to do, unless
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 from math import gcd
 from pathlib import Path
 
@@ -50,6 +52,40 @@ def num_samples(path: str | Path) -> int:
         return sf.info(str(path)).frames
     except (RuntimeError, OSError, TypeError) as e:  # soundfile.LibsndfileError is a RuntimeError
         raise AudioError(f"cannot read audio file {path}: {e}") from None
+
+
+def num_samples_16k(path: str | Path, sample_rate: int = SAMPLE_RATE) -> int:
+    """Samples per channel once resampled to ``sample_rate`` (from the header; equals ``num_samples`` at 16 kHz).
+
+    Raises:
+        AudioError: naming ``path``, when it is missing or not readable audio.
+    """
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, OSError, TypeError) as e:
+        raise AudioError(f"cannot read audio file {path}: {e}") from None
+    return info.frames if info.samplerate == sample_rate else round(info.frames * sample_rate / info.samplerate)
+
+
+def file_identity(path: str | Path, block: int = 4096) -> str:
+    """A cheap content identity: ``"SIZE-MTIME_NS-DIGEST"``, DIGEST a blake2b of the first and last ``block`` bytes.
+
+    Size and ``mtime_ns`` catch any ordinary rewrite; the digest also catches a
+    file replaced with its old size and time restored (``cp -p``, ``rsync -t``):
+    a FLAC header holds the MD5 of the decoded audio, so for FLAC the first
+    block alone identifies the content. Costs one ``stat`` and two small reads.
+
+    Raises:
+        OSError: the file is missing or unreadable.
+    """
+    st = os.stat(path)
+    digest = hashlib.blake2b(digest_size=8)
+    with open(path, "rb") as f:
+        digest.update(f.read(block))
+        if st.st_size > block:
+            f.seek(max(block, st.st_size - block))
+            digest.update(f.read(block))
+    return f"{st.st_size}-{st.st_mtime_ns}-{digest.hexdigest()}"
 
 
 def load_audio(path: str | Path, resample: bool = False, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:

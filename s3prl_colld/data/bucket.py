@@ -150,6 +150,22 @@ class SeededCollate:
         return self.collate([item for item, _ in pairs], generator)
 
 
+class DataLoadError(RuntimeError):
+    """Loading a batch failed (in a data-loader worker or in this process); the message is one line."""
+
+
+def one_line(err: BaseException) -> str:
+    """``"ErrorType: message"`` of ``err`` on one line; for an error re-raised from a data-loader worker,
+    the original error's last line rather than torch's wrapper text and traceback."""
+    text = str(err).strip()
+    last = text.splitlines()[-1].strip() if text else ""
+    if "Original Traceback" in text:  # torch.utils.data's ExceptionWrapper: the last line is "module.Type: message"
+        head, sep, msg = last.partition(": ")
+        if sep and head.replace(".", "").replace("_", "").isalnum():
+            return f"{head.rsplit('.', 1)[-1]}: {msg}"
+    return f"{type(err).__name__}: {last}" if last else type(err).__name__
+
+
 def seeded_loader(dataset: Dataset, sampler: BucketBatchSampler,
                   collate: Callable[[list[Any], torch.Generator], Any], num_workers: int = 0,
                   pin_memory: bool = False) -> DataLoader:
@@ -167,22 +183,31 @@ def seeded_loader(dataset: Dataset, sampler: BucketBatchSampler,
 
 
 def crop_spans(lengths: Sequence[int], min_samples: int, max_samples: int, align: int,
-               generator: torch.Generator) -> list[tuple[int, int]]:
-    """One crop length per batch, random aligned starts.
+               generator: torch.Generator, mode: str = "random") -> list[tuple[int, int]]:
+    """Crop spans for one batch, random aligned starts.
 
-    Draws ``L`` uniformly in ``[min_samples, max_samples]``, rounded down to a
-    multiple of ``align`` (at least ``align``). An utterance longer than ``L``
-    gets a random start that is a multiple of ``align`` (320 samples = one
-    50 Hz frame, so frame-level labels stay aligned); shorter ones are kept
-    whole.
+    ``mode="random"``: draws one ``L`` uniformly in ``[min_samples, max_samples]``,
+    rounded down to a multiple of ``align`` (at least ``align``).
+    ``mode="max_length"``: ``L = max_samples`` exactly (s3prl's ``sequence_length``).
+    ``mode="none"``: every utterance whole (no random draw).
+    An utterance longer than ``L`` gets a random start that is a multiple of
+    ``align`` (320 samples = one 50 Hz frame, so frame-level labels stay
+    aligned); shorter ones are kept whole.
 
     Returns:
         ``(start, end)`` sample indices per utterance.
     """
+    if mode == "none":
+        return [(0, int(n)) for n in lengths]
+    if mode not in ("random", "max_length"):
+        raise ValueError(f"crop_spans: unknown mode {mode!r} (random | max_length | none)")
     if min_samples > max_samples:
         raise ValueError(f"crop_spans: min_samples={min_samples} > max_samples={max_samples}")
-    span = int(torch.randint(min_samples, max_samples + 1, (1,), generator=generator))
-    span = max(align, span // align * align)
+    if mode == "max_length":
+        span = max_samples
+    else:
+        span = int(torch.randint(min_samples, max_samples + 1, (1,), generator=generator))
+        span = max(align, span // align * align)
     out = []
     for n in lengths:
         if n <= span:
@@ -201,8 +226,9 @@ def pad_batch(wavs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def crop_and_pad(items: Sequence[dict[str, Any]], crop_min_sec: float, crop_max_sec: float, align: int,
-                 generator: torch.Generator, sample_rate: int = SAMPLE_RATE) -> dict[str, torch.Tensor]:
-    """Audio-only collate: random crops (``crop_spans``), then padding.
+                 generator: torch.Generator, sample_rate: int = SAMPLE_RATE, mode: str = "random"
+                 ) -> dict[str, torch.Tensor]:
+    """Audio-only collate: crops (``crop_spans`` with ``mode``), then padding.
 
     Args:
         items: dicts with ``"wav"`` ``[N_b]``.
@@ -212,6 +238,6 @@ def crop_and_pad(items: Sequence[dict[str, Any]], crop_min_sec: float, crop_max_
         samples long (the usual case; models may then skip their padding masks without asking the GPU).
     """
     spans = crop_spans([len(it["wav"]) for it in items], int(crop_min_sec * sample_rate),
-                       int(crop_max_sec * sample_rate), align, generator)
+                       int(crop_max_sec * sample_rate), align, generator, mode)
     wav, lengths = pad_batch([it["wav"][s:e] for it, (s, e) in zip(items, spans)])
     return {"wav": wav, "wav_lengths": lengths, "padded": bool((lengths < wav.size(1)).any())}

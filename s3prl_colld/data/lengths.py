@@ -6,6 +6,12 @@ a row index, the audio path relative to the corpus root
 the transcript (s3prl leaves it empty; we fill it from ``*.trans.txt`` when
 there is one). Rows are sorted by length, longest first (ties by path).
 
+Every file is decoded once (``s3prl_colld.data.audio_check``, cached, so
+training does not decode it again to check it): unusable files (missing,
+corrupt, empty, too short, not 16 kHz mono without ``--resample``) are all
+listed and no table is written (exit 2), or with ``--on_bad_audio skip`` left
+out of the table.
+
 Usage for a real LibriSpeech::
 
     python -m s3prl_colld.data.lengths --root /data/LibriSpeech --split train-clean-100 --split dev-clean
@@ -15,15 +21,16 @@ from __future__ import annotations
 
 import argparse
 import csv
+import logging
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from s3prl_colld.data.audio import AudioError, num_samples
+from s3prl_colld.data.audio import AudioError
+from s3prl_colld.data.audio_check import BadAudioError, bad_audio_message, find_problems
 
-
+log = logging.getLogger(__name__)
 HEADER = ["", "file_path", "length", "label"]
 AUDIO_EXTENSIONS = (".flac", ".wav")
 
@@ -62,11 +69,20 @@ def read_transcripts(split_dir: Path) -> dict[str, tuple[Path, str]]:
     return out
 
 
-def split_rows(root: str | Path, split: str, workers: int = 8) -> list[LengthRow]:
-    """Length rows of every audio file under ``root/split`` (lengths read from the file headers).
+def split_rows(root: str | Path, split: str, workers: int = 8, resample: bool = False,
+               on_bad_audio: str = "error", progress: bool = True) -> list[LengthRow]:
+    """Length rows of every audio file under ``root/split`` (each file decoded once: see ``audio_check``).
+
+    Lengths are samples at the file's own rate (as s3prl's tool writes them).
+
+    Args:
+        resample: files that are not 16 kHz or not mono are fine (training converts them on the fly).
+        on_bad_audio: ``error``: any unusable file raises ``BadAudioError`` listing all of them;
+            ``skip``: they are left out of the table (each logged).
 
     Raises:
         FileNotFoundError: when ``root/split`` is not a folder or holds no audio.
+        BadAudioError: unusable files, with ``on_bad_audio="error"``.
     """
     root = Path(root)
     split_dir = root / split
@@ -76,31 +92,49 @@ def split_rows(root: str | Path, split: str, workers: int = 8) -> list[LengthRow
     if not files:
         raise FileNotFoundError(f"no {'/'.join(AUDIO_EXTENSIONS)} files under {split_dir}")
     labels = read_transcripts(split_dir)
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        lengths = list(pool.map(num_samples, files))
+    facts, problems = find_problems(files, resample, cache_name=str(root.resolve()), workers=workers,
+                                    progress=progress)
+    if problems and on_bad_audio == "error":
+        raise BadAudioError(bad_audio_message(
+            problems, len(files), str(split_dir),
+            "Fix or remove them, or pass --on_bad_audio skip to leave them out of the table",
+            "files that are only not 16 kHz or not mono are accepted with --resample "
+            "(then train with config.data.resample=true)"))
+    bad = {p for p, _ in problems}
+    for path, reason in problems:
+        log.warning("left out of the table: %s: %s", path, reason)
     return [
-        LengthRow(p.relative_to(root).as_posix(), n, labels.get(p.name.split(".")[0], (p, ""))[1])
-        for p, n in zip(files, lengths)
+        LengthRow(p.relative_to(root).as_posix(), f.frames, labels.get(p.name.split(".")[0], (p, ""))[1])
+        for p, f in zip(files, facts) if p not in bad
     ]
 
 
-def write_split_lengths(root: str | Path, split: str, out_dir: str | Path | None = None, workers: int = 8) -> Path:
+def write_split_lengths(root: str | Path, split: str, out_dir: str | Path | None = None, workers: int = 8,
+                        resample: bool = False, on_bad_audio: str = "error") -> Path:
     """Write ``<out_dir or root/len_for_bucket>/<split>.csv`` for ``root/split``; returns its path."""
     out_dir = Path(out_dir) if out_dir is not None else Path(root) / "len_for_bucket"
-    return write_length_csv(split_rows(root, split, workers), out_dir / f"{split}.csv")
+    rows = split_rows(root, split, workers, resample, on_bad_audio)
+    return write_length_csv(rows, out_dir / f"{split}.csv")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: one length table per ``--split``."""
+    """CLI: one length table per ``--split``; unusable audio files are listed (exit 2) or left out."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", required=True, help="corpus root in LibriSpeech layout")
     parser.add_argument("--split", action="append", required=True, help="split folder name (repeatable)")
     parser.add_argument("--out", default=None, help="output folder (default ROOT/len_for_bucket)")
-    parser.add_argument("--workers", type=int, default=8, help="threads reading audio headers")
+    parser.add_argument("--workers", type=int, default=8, help="threads decoding audio")
+    parser.add_argument("--resample", action="store_true",
+                        help="accept audio that is not 16 kHz mono (train with config.data.resample=true)")
+    parser.add_argument("--on_bad_audio", choices=("error", "skip"), default="error",
+                        help="unusable files (missing, corrupt, empty, too short, not 16 kHz mono): "
+                             "error = list them all and write no table; skip = leave them out")
     args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
         for split in args.split:
-            path = write_split_lengths(args.root, split, args.out, args.workers)
+            path = write_split_lengths(args.root, split, args.out, args.workers, args.resample, args.on_bad_audio)
             print(f"wrote {path}")
     except (OSError, AudioError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -7,11 +7,18 @@ else ``result/downstream/NAME``. ``-e CKPT`` with ``-m train`` continues that
 run exactly (its own spec and config; ``-o`` may change e.g. total_steps).
 
 Evaluate: ``-m evaluate -e result/downstream/NAME/dev-best.ckpt -t test``
-decodes the split, writes the predictions and ``test-results.json`` beside
-the checkpoint and prints the metric.
+decodes the split (``dev``, ``test`` or any split name of the corpus), writes
+the predictions and ``SPLIT-results.json`` beside the checkpoint, named after
+the corpus split so that no split's results overwrite another's, and prints
+the metric.
 
-Mistakes (a wrong data path, an unknown upstream or config key, bad audio)
-print one line on stderr and exit with code 2 (``-v`` shows the traceback).
+An upstream checkpoint (``-k``) must load with ``torch.load(weights_only=True)``
+before it reaches s3prl's loader, unless ``--trust-checkpoint`` is given.
+
+Mistakes (a wrong data path, an unknown upstream or config key, bad audio,
+an untrusted or wrong kind of checkpoint, a run folder that cannot be
+written) print one line on stderr and exit with code 2 (``-v`` shows the
+traceback).
 """
 
 from __future__ import annotations
@@ -22,14 +29,15 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
+from s3prl_colld import checkpoint as ckpt_io
 from s3prl_colld.config import CONFIG_DIR, deep_merge, from_dict, load_yaml, parse_overrides, to_dict
 from s3prl_colld.data.audio import AudioError
 from s3prl_colld.downstream.corpus import DataError
 from s3prl_colld.downstream.schema import DownstreamConfig
 from s3prl_colld.downstream.task import TASKS
 from s3prl_colld.downstream.upstream import layer_of
-from s3prl_colld.runtime.cli import (USER_ERRORS, UsageError, refuse_existing_run, run_command, run_folder,
-                                     write_yaml_atomic)
+from s3prl_colld.runtime.cli import (USER_ERRORS, UsageError, add_trust_flag, ensure_writable, refuse_existing_run,
+                                     run_command, run_folder, write_yaml_atomic)
 
 log = logging.getLogger("s3prl_colld.downstream")
 
@@ -49,8 +57,11 @@ def parser() -> argparse.ArgumentParser:
                    help="hidden_states (weighted sum of all, default), last_hidden_state or hidden_state_N")
     p.add_argument("-l", "--upstream_layer_selection", type=int, help="read only this hidden state")
     p.add_argument("-e", "--past_exp", help="train: resume from this checkpoint; evaluate: the checkpoint to test")
-    p.add_argument("-t", "--evaluate_split", default="test", choices=("dev", "test"), help="evaluate: the split")
+    p.add_argument("-t", "--evaluate_split", default="test",
+                   help="evaluate: dev or test (the config's data.dev_split / data.test_split), or the name of any "
+                        "other split of the corpus (e.g. test_noisy); result files are named after the split")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging; tracebacks for errors")
+    add_trust_flag(p)
     return p
 
 
@@ -65,6 +76,7 @@ def resolve_config(task: str, config_yaml: str | None, overrides: str | None,
 def train(args: argparse.Namespace) -> dict[str, Any]:
     from s3prl_colld.downstream.runner import DownstreamRunner, RunSpec, load_downstream_checkpoint
 
+    ckpt_io.trust_checkpoints(args.trust_checkpoint)
     expdir = run_folder(args, "downstream")
     if args.past_exp:
         state = load_downstream_checkpoint(args.past_exp)
@@ -79,6 +91,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         spec = RunSpec(args.downstream, args.upstream, ckpt,
                        layer_of(args.upstream_feature_selection, args.upstream_layer_selection))
         cfg = resolve_config(spec.task, args.config, args.override)
+    ensure_writable(expdir)
     write_yaml_atomic({"spec": vars(spec), "config": to_dict(cfg)}, expdir / "config.yaml")
     runner = DownstreamRunner(spec, cfg, expdir, state)
     best = runner.train()
@@ -89,10 +102,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from s3prl_colld.downstream.runner import evaluate_checkpoint
 
+    ckpt_io.trust_checkpoints(args.trust_checkpoint)
     if not args.past_exp:
         raise UsageError("-m evaluate needs -e CKPT (e.g. result/downstream/NAME/dev-best.ckpt)")
+    ensure_writable(Path(args.past_exp).parent)
     summary = evaluate_checkpoint(Path(args.past_exp), args.evaluate_split, parse_overrides(args.override))
-    print(f"{args.evaluate_split} {summary['metric']}: {summary[summary['metric']]:.2f}")
+    print(f"{summary['split']} {summary['metric']}: {summary[summary['metric']]:.2f}")
     log.info("results: %s", json.dumps({k: v for k, v in summary.items() if k != "layer_weights"}))
     return summary
 
@@ -101,4 +116,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``run_downstream.py`` / ``colld-downstream``; returns the exit code."""
     args = parser().parse_args(argv)
     return run_command("run_downstream.py", args, train if args.mode == "train" else evaluate,
-                       USER_ERRORS + (DataError, AudioError))
+                       USER_ERRORS + (DataError, AudioError, OSError))  # OSError: e.g. a full disk

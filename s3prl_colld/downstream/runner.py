@@ -10,7 +10,6 @@ spec, config, vocabulary and every RNG state, so ``-e`` continues exactly.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -25,7 +24,7 @@ from s3prl_colld import checkpoint as ckpt_io
 from s3prl_colld.config import from_dict, to_dict
 from s3prl_colld.downstream.corpus import Utterance
 from s3prl_colld.downstream.featurizer import Featurizer, pad_features, plot_layer_weights
-from s3prl_colld.downstream.features import FeatureSource, feature_source
+from s3prl_colld.downstream.features import FeatureSource, check_audio, feature_source
 from s3prl_colld.downstream.schema import DownstreamConfig
 from s3prl_colld.downstream.task import DownstreamTask, get_task
 from s3prl_colld.downstream.upstream import FrozenUpstream
@@ -37,7 +36,7 @@ from s3prl_colld.runtime.step import StepPolicy
 
 log = logging.getLogger("s3prl_colld.downstream")
 
-KIND = "s3prl_colld_downstream"
+KIND = ckpt_io.DOWNSTREAM_KIND
 
 
 @dataclass
@@ -100,11 +99,12 @@ class DownstreamRunner:
         """Features of ``role``'s split (cached on first use when caching is on and it fits)."""
         if role not in self.sources:
             utts = self._utterances(role)
+            check_audio(utts, self.cfg.data.resample, self.task.split_name(role),
+                        str(Path(self.cfg.data.root).resolve()))
             # the same audio files share a cache across tasks (PR and ASR read the same LibriSpeech split)
-            listing = "\n".join(str(Path(u.path).resolve()) for u in utts)
-            key = f"{self.task.split_name(role)}-{hashlib.sha1(listing.encode()).hexdigest()[:12]}"
-            self.sources[role] = feature_source(self.upstream, utts, key, self.cache_dir(), self.cfg.cache.max_gb,
-                                                self.cfg.data.resample, self.cfg.runner.progress_bar)
+            self.sources[role] = feature_source(self.upstream, utts, self.task.split_name(role), self.cache_dir(),
+                                                self.cfg.cache.max_gb, self.cfg.data.resample,
+                                                self.cfg.runner.progress_bar)
         return self.sources[role]
 
     def batch(self, role: str, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -195,6 +195,8 @@ class DownstreamRunner:
         """Train to ``runner.total_steps``; returns the best dev metric and its step."""
         rc = self.cfg.runner
         self.expdir.mkdir(parents=True, exist_ok=True)
+        for tmp in ckpt_io.remove_stale_temp_files(self.expdir):
+            log.warning("removed %s, left by a save that was interrupted", tmp)
         for role in ("train", "dev"):
             self.source(role)
         writer = SummaryWriter(str(self.expdir / "tb"), purge_step=self.step or None)
@@ -216,7 +218,8 @@ class DownstreamRunner:
                 if self.best["value"] is None or self.task.better(value, self.best["value"]):
                     self.best = {"metric": metric, "value": value, "step": self.step}
                     self.save("dev-best.ckpt")
-                    self.task.write_predictions(self.expdir, "dev", result["ids"], result["hyps"], result["refs"])
+                    self.task.write_predictions(self.expdir, self.task.split_name("dev"), result["ids"], result["hyps"],
+                                                result["refs"])
                 self.save_layer_weights()
             if self.step % rc.save_step == 0 or self.step == rc.total_steps:
                 self.save()
@@ -225,23 +228,48 @@ class DownstreamRunner:
         return dict(self.best)
 
 
-def evaluate_checkpoint(path: Path, role: str = "test", overrides: dict[str, Any] | None = None,
+def evaluate_checkpoint(path: Path, split: str = "test", overrides: dict[str, Any] | None = None,
                         out_dir: Path | None = None) -> dict[str, Any]:
-    """``-m evaluate``: decode ``role`` with a checkpoint; writes predictions and ``{role}-results.json``."""
+    """``-m evaluate``: decode a split with a checkpoint; writes its predictions and ``{SPLIT}-results.json``.
+
+    Args:
+        split: ``dev`` / ``test`` (the config's ``data.dev_split`` / ``data.test_split``)
+            or the name of any other split of the corpus (``test_noisy``).
+
+    Every file is named after the corpus split (``test-clean-results.json``,
+    ``test-clean-hyp.ark``), so evaluating another split never overwrites a
+    split's results; results of a split of the same name from another corpus
+    root are not overwritten either (an error says so).
+    """
     from s3prl_colld.config import deep_merge
 
     state = load_downstream_checkpoint(path)
-    cfg = from_dict(DownstreamConfig, deep_merge(state["config"], overrides or {}))
+    overrides = dict(overrides or {})
+    role = split if split in ("dev", "test") else "test"
+    if role != split:
+        overrides = deep_merge(overrides, {"data": {"test_split": split}})
+    cfg = from_dict(DownstreamConfig, deep_merge(state["config"], overrides))
     out_dir = Path(out_dir or Path(path).parent)
+    name = f"{cfg.data.test_split if role == 'test' else cfg.data.dev_split}"
+    results = out_dir / f"{name}-results.json"
+    root = str(Path(cfg.data.root).resolve())
+    if results.is_file():
+        try:
+            earlier = json.loads(results.read_text()).get("root")
+        except ValueError:
+            earlier = None
+        if earlier is not None and earlier != root:
+            raise ckpt_io.CheckpointError(f"{results} holds the results of split {name} of {earlier}, not of {root}: "
+                                          "move it away first (it is not overwritten)")
     runner = DownstreamRunner(RunSpec(**state["spec"]), cfg, out_dir, state, train=False)
     result = runner.evaluate(role)
     metric = runner.task.metric
-    runner.task.write_predictions(out_dir, role, result["ids"], result["hyps"], result["refs"])
+    runner.task.write_predictions(out_dir, name, result["ids"], result["hyps"], result["refs"])
     summary = {"task": runner.spec.task, "upstream": runner.spec.upstream, "ckpt": runner.spec.ckpt,
-               "checkpoint": str(path), "step": state["step"], "split": runner.task.split_name(role),
+               "checkpoint": str(path), "step": state["step"], "split": name, "root": root,
                "metric": metric, metric: result[metric], "utterances": len(result["ids"]),
                "layer_weights": runner.featurizer.layer_weights()}
-    (out_dir / f"{role}-results.json").write_text(json.dumps(summary, indent=1))
+    results.write_text(json.dumps(summary, indent=1))
     return summary
 
 

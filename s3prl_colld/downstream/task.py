@@ -89,12 +89,12 @@ class DownstreamTask:
         return a > b if self.higher_better else a < b
 
     # -- outputs
-    def write_predictions(self, expdir: Path, role: str, ids: Sequence[str], hyps: Sequence[str],
+    def write_predictions(self, expdir: Path, split: str, ids: Sequence[str], hyps: Sequence[str],
                           refs: Sequence[str]) -> list[Path]:
-        """s3prl's file names: ``{role}-hyp.ark`` / ``{role}-ref.ark`` (``UTTID TEXT`` lines)."""
+        """s3prl's file names: ``{split}-hyp.ark`` / ``{split}-ref.ark`` (``UTTID TEXT`` lines; split: the corpus's)."""
         paths = []
         for kind, texts in (("hyp", hyps), ("ref", refs)):
-            path = expdir / f"{role}-{kind}.ark"
+            path = expdir / f"{split}-{kind}.ark"
             path.write_text("".join(f"{u} {t}\n" for u, t in sorted(zip(ids, texts))), encoding="utf-8")
             paths.append(path)
         return paths

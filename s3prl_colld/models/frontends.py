@@ -3,12 +3,17 @@
 Both map a padded batch of waveforms ``[B, N]`` (16 kHz) to frames
 ``[B, T, C]`` at 50 Hz plus a validity mask ``[B, T]``, and report their
 ``downsample_rate`` (samples per frame).
+
+Also here: ``normalize_waveform`` (the per-utterance waveform layer norm that
+s3prl's HuBERT / wav2vec 2.0 / WavLM experts apply when the checkpoint's
+``task_cfg.normalize`` is true) and ``GradMultiply`` (fairseq's gradient
+scaling of the CNN output, ``feature_grad_mult``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +21,35 @@ import torchaudio
 from torch import nn
 
 from s3prl_colld.constants import FRAME_STRIDE, SAMPLE_RATE
+
+
+def normalize_waveform(wav: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Per-utterance ``F.layer_norm`` over the valid samples, as s3prl's experts do; padding stays 0.
+
+    ``wav [B, N]`` (zero-padded), ``lengths [B]`` -> float32 ``[B, N]``. Each
+    utterance is normalised exactly as ``F.layer_norm(wav_b[:n_b], (n_b,))``
+    (zero mean, unit variance, eps 1e-5), in float32 and outside autocast, so
+    a student's CNN sees bit for bit what the teacher's CNN sees.
+    """
+    out = torch.zeros_like(wav, dtype=torch.float32)
+    with torch.autocast(device_type=wav.device.type, enabled=False):
+        for b, n in enumerate(lengths.tolist()):
+            if n > 0:
+                out[b, :n] = F.layer_norm(wav[b, :n].float(), (n,))
+    return out
+
+
+class GradMultiply(torch.autograd.Function):
+    """Identity forward; the backward multiplies the gradient by ``scale`` (fairseq's ``feature_grad_mult``)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, scale: float) -> torch.Tensor:  # noqa: D102
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: D102
+        return grad * ctx.scale, None
 
 
 def _hubert_cnn() -> list[list[int]]:

@@ -10,9 +10,17 @@ from torch import nn
 from s3prl_colld.config import ConfigError, choice
 
 
+def uniform_layer(i: int, student_layers: int, teacher_layers: int) -> int:
+    """``floor(i * L_T / L_S + 1/2)`` in integers: round half up (Python's ``round`` rounds half to even,
+    which maps an 8-layer student onto 12 teacher layers as 2, 3, 4, 6, 8, 9, 10, 12 instead of
+    2, 3, 5, 6, 8, 9, 11, 12)."""
+    return (2 * i * teacher_layers + student_layers) // (2 * student_layers)
+
+
 @dataclass
 class HeadConfig:
-    map: str = "uniform"  # uniform: (i, round(i * L_T / L_S)) for i = 1..L_S | last: last layer -> targets | pairs
+    # uniform: (i, round_half_up(i * L_T / L_S)) for i = 1..L_S | last: last layer -> targets | pairs
+    map: str = "uniform"
     targets: list[int] = field(default_factory=lambda: [4, 8, 12])  # teacher layers, for map=last
     pairs: list[list[int]] = field(default_factory=list)  # [[student_layer, teacher_layer], ...], for map=pairs
     kind: str = "linear"  # linear | mlp (Linear -> GELU -> Linear)
@@ -25,7 +33,7 @@ class HeadConfig:
     def resolve(self, student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
         """The (student layer, teacher layer) pairs, checked against both depths (layer 0 = front-end output)."""
         if self.map == "uniform":
-            pairs = [(i, round(i * teacher_layers / student_layers)) for i in range(1, student_layers + 1)]
+            pairs = [(i, uniform_layer(i, student_layers, teacher_layers)) for i in range(1, student_layers + 1)]
         elif self.map == "last":
             pairs = [(student_layers, j) for j in self.targets]
         else:

@@ -85,7 +85,7 @@ def init_student_from_teacher(student: nn.Module, teacher: Teacher, cfg: Any) ->
         return copied
     if cfg.frontend_from_teacher and student.cfg.frontend == "cnn":
         copied["frontend"] += _copy_cnn(student.frontend, model.feature_extractor, skipped)
-        if getattr(model, "layer_norm", None) is not None:
+        if getattr(model, "layer_norm", None) is not None and isinstance(student.frontend_norm, nn.LayerNorm):
             copied["frontend"] += _copy(student.frontend_norm.weight, model.layer_norm.weight, "frontend_norm.weight", skipped)
             copied["frontend"] += _copy(student.frontend_norm.bias, model.layer_norm.bias, "frontend_norm.bias", skipped)
         if getattr(model, "post_extract_proj", None) is not None:
@@ -115,11 +115,17 @@ def load_frontend(student: nn.Module, ckpt: str) -> None:
     from s3prl_colld import checkpoint as ckpt_io
     from s3prl_colld.config import ConfigError, to_dict
 
-    config, weights = ckpt_io.exported(ckpt_io.load(ckpt), "frontend", ckpt)
+    state = ckpt_io.load(ckpt)
+    config, weights = ckpt_io.exported(state, "frontend", ckpt)
     if student.cfg.frontend != "fbank":
         raise ConfigError("config.init.frontend_ckpt needs config.model.frontend=fbank")
     if config != to_dict(student.cfg.fbank):
         raise ConfigError(f"the Fbank front-end in {ckpt} ({config}) does not match config.model.fbank "
                           f"({to_dict(student.cfg.fbank)})")
+    trained_on_normalized = bool(state.get("export", {}).get("modules", {}).get("frontend", {}).get("normalize_waveform"))
+    if trained_on_normalized != bool(student.cfg.normalize_waveform):
+        raise ConfigError(f"the Fbank front-end in {ckpt} was trained on {'' if trained_on_normalized else 'un'}normalised "
+                          f"waveforms, but this student's teacher {'does' if student.cfg.normalize_waveform else 'does not'} "
+                          "layer-normalise the waveform: train stage 1 with the same teacher")
     student.frontend.load_state_dict(weights)
     log.info("loaded the Fbank front-end from %s", ckpt)

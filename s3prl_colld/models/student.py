@@ -9,14 +9,15 @@ Any depth and width is set from config; presets live in ``configs/students``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import nn
 
 from s3prl_colld.config import ConfigError, choice
 from s3prl_colld.models.attention import EncoderLayer
-from s3prl_colld.models.frontends import CNNConfig, FbankConfig, FbankFrontend, WavCNN
+from s3prl_colld.models.frontends import (CNNConfig, FbankConfig, FbankFrontend, GradMultiply, WavCNN,
+                                          normalize_waveform)
 
 
 @dataclass
@@ -25,6 +26,12 @@ class StudentConfig:
     cnn: CNNConfig = field(default_factory=CNNConfig)
     fbank: FbankConfig = field(default_factory=FbankConfig)
     freeze_frontend: bool = False
+    # the CNN's gradient is multiplied by this (fairseq / s3prl distiller ``feature_grad_mult``; 0 = no gradient)
+    feature_grad_mult: float = 1.0
+    frontend_norm: bool = True  # LayerNorm on the front-end output before the projection (s3prl's distiller: none)
+    # per-utterance layer norm of the waveform (s3prl experts with task_cfg.normalize); null = follow the
+    # teacher (resolved when a distillation task is built, and stored resolved in the checkpoint's config)
+    normalize_waveform: Optional[bool] = None
     layers: int = 2
     dim: int = 768
     ffn_dim: int = 3072
@@ -42,6 +49,8 @@ class StudentConfig:
             raise ConfigError(f"config.model.dim={self.dim} is not divisible by config.model.heads={self.heads}")
         if self.layers < 1:
             raise ConfigError("config.model.layers must be >= 1")
+        if self.feature_grad_mult < 0:
+            raise ConfigError(f"config.model.feature_grad_mult must be >= 0, got {self.feature_grad_mult}")
 
 
 class ConvPositionEmbedding(nn.Module):
@@ -70,9 +79,9 @@ class StudentEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.frontend: WavCNN | FbankFrontend = WavCNN(cfg.cnn) if cfg.frontend == "cnn" else FbankFrontend(cfg.fbank)
-        if cfg.freeze_frontend:
+        if cfg.freeze_frontend or cfg.feature_grad_mult == 0:
             self.frontend.requires_grad_(False)
-        self.frontend_norm = nn.LayerNorm(self.frontend.out_dim)
+        self.frontend_norm = nn.LayerNorm(self.frontend.out_dim) if cfg.frontend_norm else nn.Identity()
         self.proj = nn.Linear(self.frontend.out_dim, cfg.dim)
         self.mask_emb = nn.Parameter(torch.empty(cfg.dim).uniform_())
         self.pos_conv = ConvPositionEmbedding(cfg.dim, cfg.conv_pos, cfg.conv_pos_groups)
@@ -93,11 +102,21 @@ class StudentEncoder(nn.Module):
         return self.frontend.downsample_rate
 
     def frontend_features(self, wav: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``wav [B, N]`` -> ``(front-end output [B, T, C], valid [B, T])`` (what input distillation regresses)."""
-        if self.cfg.freeze_frontend:
+        """``wav [B, N]`` -> ``(front-end output [B, T, C], valid [B, T])`` (what input distillation regresses).
+
+        The waveform is layer-normalised per utterance first when ``normalize_waveform`` is set, and the
+        front-end's gradient is scaled by ``feature_grad_mult`` (none with 0 or ``freeze_frontend``).
+        """
+        if self.cfg.normalize_waveform:
+            wav = normalize_waveform(wav, lengths)
+        mult = 0.0 if self.cfg.freeze_frontend else self.cfg.feature_grad_mult
+        if mult == 0:
             with torch.no_grad():
                 return self.frontend(wav, lengths)
-        return self.frontend(wav, lengths)
+        feats, valid = self.frontend(wav, lengths)
+        if mult != 1.0 and torch.is_grad_enabled():
+            feats = GradMultiply.apply(feats, mult)
+        return feats, valid
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor,
                 mask_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,

@@ -10,9 +10,16 @@ The run folder is ``-p``, else ``result/pretrain/NAME`` (relative to the
 current directory, like s3prl), else the folder of ``-e``. A folder that
 already holds checkpoints is only continued with ``-e``.
 
-Mistakes (unknown task or key, a bad value, a missing file) print one line
-on stderr and exit with code 2 (``-v`` shows the traceback instead).
-Under ``torchrun`` every process runs this; rank 0 writes the files.
+``config.teacher.ckpt`` must load with ``torch.load(weights_only=True)``
+before it reaches s3prl's loader, unless ``--trust-checkpoint`` is given.
+
+Mistakes (unknown task or key, a bad value, a missing file, bad audio, a
+wrong or untrusted checkpoint, a run folder that cannot be written) print one
+line on stderr (bad audio: one line per bad file) and exit with code 2 (``-v``
+shows the traceback instead). So does a batch that fails to load during
+training, after the last completed step is saved.
+Under ``torchrun`` every process runs this; rank 0 writes the files (see
+``s3prl_colld.launch`` for a launcher whose SIGTERM ends without a traceback).
 """
 
 from __future__ import annotations
@@ -26,7 +33,10 @@ from typing import Any, Sequence
 from s3prl_colld import checkpoint as ckpt_io
 from s3prl_colld.config import deep_merge, from_dict, load_yaml, parse_overrides, to_dict
 from s3prl_colld.pretrain.task import PretrainTask, get_task
-from s3prl_colld.runtime.cli import UsageError, refuse_existing_run, run_command, run_folder, write_yaml_atomic
+from s3prl_colld.data.audio import AudioError
+from s3prl_colld.data.bucket import DataLoadError
+from s3prl_colld.runtime.cli import (USER_ERRORS, UsageError, add_trust_flag, ensure_writable, refuse_existing_run,
+                                     run_command, run_folder, write_yaml_atomic)
 
 log = logging.getLogger("s3prl_colld.pretrain")
 
@@ -65,6 +75,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-e", "--past_exp", help="checkpoint to resume from exactly (EXPDIR/states-STEP.ckpt)")
     p.add_argument("-o", "--override", help='e.g. "config.runner.total_steps=2000,,config.data.root=/data/LibriSpeech"')
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging; tracebacks for config errors")
+    add_trust_flag(p)
     return p
 
 
@@ -72,12 +83,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Resolve the task, folder and config, write ``config.yaml``, train; returns the trainer's summary."""
     from s3prl_colld.pretrain.trainer import train  # imports the training stack only when needed
 
+    ckpt_io.trust_checkpoints(args.trust_checkpoint)
     task_cls = get_task(args.upstream)
     expdir = run_folder(args, "pretrain")
     resume = Path(args.past_exp) if args.past_exp else None
     base = None
     if resume is not None:
         state = ckpt_io.load(resume)
+        if state.get("kind") == ckpt_io.DOWNSTREAM_KIND:
+            raise UsageError(f"{resume} is a downstream checkpoint (run_downstream.py: a {state.get('spec', {}).get('task')}"
+                             f" probe), not a run_pretrain.py one: -e takes result/pretrain/NAME/states-STEP.ckpt "
+                             f"(continue that probe with run_downstream.py -m train -e {resume})")
+        if "task" not in state or "step" not in state:
+            raise UsageError(f"{resume} is not a run_pretrain.py checkpoint (it has no task and step): -e takes "
+                             "result/pretrain/NAME/states-STEP.ckpt")
         if state.get("task") != task_cls.name:
             raise UsageError(f"{resume} is a checkpoint of task {state.get('task')!r}, not {task_cls.name!r}")
         if args.upstream_config or args.config:
@@ -86,6 +105,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         del state
     else:
         refuse_existing_run(expdir)
+    ensure_writable(expdir)
     cfg = resolve_config(task_cls, args.upstream_config, args.config, args.override, base)
     if int(os.environ.get("RANK", "0")) == 0:
         write_yaml_atomic(to_dict(cfg), expdir / "config.yaml")
@@ -94,4 +114,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``run_pretrain.py`` / ``colld-pretrain``; returns the exit code (0 also after SIGTERM)."""
-    return run_command("run_pretrain.py", parser().parse_args(argv), lambda args: log.info("finished: %s", run(args)))
+    return run_command("run_pretrain.py", parser().parse_args(argv), lambda args: log.info("finished: %s", run(args)),
+                       USER_ERRORS + (AudioError, DataLoadError, OSError))  # OSError: e.g. a full disk

@@ -47,18 +47,29 @@ class RunnerConfig:
                 raise ConfigError(f"config.runner.{name} must be >= 0, got {getattr(self, name)}")
 
 
+CROP_MODES = ("random", "max_length", "none")
+
+
 @dataclass
 class DataConfig:
     root: str = "data/synth_en"  # LibriSpeech-layout corpus (from s3prl_colld.data.synth or real)
     splits: list[str] = field(default_factory=lambda: ["train"])  # names of len_for_bucket/<split>.csv
     batch_size: int = 8  # utterances per batch per process
-    crop_min_sec: float = 2.0  # each batch draws one crop length in [min, max] seconds
+    # random: each batch draws one crop length in [crop_min_sec, crop_max_sec]; max_length: utterances longer
+    # than crop_max_sec get one random crop of that length, the others stay whole (s3prl's sequence_length);
+    # none: whole utterances
+    crop: str = "random"
+    crop_min_sec: float = 2.0
     crop_max_sec: float = 4.0
     min_sec: float = 0.5  # utterances shorter than this are dropped
     max_sec: Optional[float] = None  # utterances longer than this are dropped
     bucket_size: int = 64  # batches are drawn from windows of this many length-sorted utterances
+    resample: bool = False  # audio not 16 kHz mono: false = a bad file, true = downmix and resample on the fly
+    on_bad_audio: str = "error"  # error: list every bad file and stop | skip: leave them out (each logged)
 
     def validate(self) -> None:
+        choice(self.on_bad_audio, ("error", "skip"), "config.data.on_bad_audio")
+        choice(self.crop, CROP_MODES, "config.data.crop")
         if self.crop_min_sec > self.crop_max_sec:
             raise ConfigError("config.data.crop_min_sec must not exceed config.data.crop_max_sec")
         if self.batch_size < 1:

@@ -15,7 +15,14 @@ number of processes).
 Launch: ``python run_pretrain.py ...`` (one process) or
 ``torchrun --nproc_per_node G run_pretrain.py ...`` (DDP: NCCL on GPUs,
 gloo on CPU). SIGTERM or Ctrl-C saves a checkpoint after the current step
-and returns normally; a second Ctrl-C aborts at once.
+and returns normally; a second Ctrl-C aborts at once (``python -m
+s3prl_colld.launch`` instead of ``torchrun`` makes the launcher end quietly too).
+
+Failures keep what was done: a batch that cannot be loaded (on any rank; the
+next step's batches are loaded during the current step and the failure is
+all-reduced with the step's other flags) stops every rank after the last
+completed step, which is saved; a checkpoint that cannot be written (a full
+disk) stops every rank with the earlier checkpoints intact.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from tqdm.auto import tqdm
 from s3prl_colld import checkpoint as ckpt_io
 from s3prl_colld.config import to_dict
 from s3prl_colld.constants import SAMPLE_RATE
-from s3prl_colld.data.bucket import BucketBatchSampler, mix_seed, seeded_loader
+from s3prl_colld.data.bucket import BucketBatchSampler, DataLoadError, mix_seed, one_line, seeded_loader
 from s3prl_colld.pretrain.task import PretrainTask, get_task
 from s3prl_colld.runtime.precision import autocast, configure_backends, effective_precision
 from s3prl_colld.runtime.distributed import DistInfo, all_gather_objects, all_reduce_, setup_distributed, to_device
@@ -81,6 +88,7 @@ class StepResult:
     updated: bool  # the optimizer stepped
     bad: bool  # a non-finite loss or gradient (not an fp16 overflow the scaler handles)
     stop: bool  # some rank received SIGTERM / SIGINT
+    data_error: bool = False  # some rank failed to load the next step's batches
 
 
 class Meter:
@@ -162,13 +170,14 @@ class Trainer:
         configure_backends(self.rc, self.device)
         if self.rc.compile:
             self.task.compile_modules()
-        self.params = [p for p in self.task.parameters() if p.requires_grad]
+        named = [(n, p) for n, p in self.task.named_parameters() if p.requires_grad]
+        self.params = [p for _, p in named]
         self.model: torch.nn.Module = self.task
         if self.dist.ddp:
             self.model = DistributedDataParallel(
                 self.task, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=self.rc.find_unused_parameters)
-        self.optimizer = build_optimizer(self.params, cfg.optimizer, self.device)
+        self.optimizer = build_optimizer(named, cfg.optimizer, self.device)
         self.policy = StepPolicy(self.optimizer, cfg.optimizer, self.rc.total_steps, self.rc.gradient_clipping,
                                  self.rc.max_bad_steps, self.precision, self.device,
                                  f"the last good checkpoint is in {self.expdir}")
@@ -183,6 +192,9 @@ class Trainer:
         self.step = self.epoch = self.batch_in_epoch = 0
         self.stop_signal: str | None = None
         self.last_saved_step: int | None = None
+        self._pending: list[tuple[dict[str, Any], int, int]] = []  # the next step's micro-batches
+        self._data_error: str | None = None
+        self._data_exception: BaseException | None = None
         if state is None:
             seed_everything(self.rc.seed + self.dist.rank)  # per-rank randomness (masks, noise) from here on
             if self.dist.main:
@@ -196,6 +208,8 @@ class Trainer:
         error: BaseException | None = None
         if self.dist.main:
             self.expdir.mkdir(parents=True, exist_ok=True)
+            for tmp in ckpt_io.remove_stale_temp_files(self.expdir):
+                log.warning("removed %s, left by a save that was interrupted", tmp)
             try:
                 self.task_cls.prepare(self.cfg, self.expdir)
             except BaseException as err:  # noqa: BLE001 - re-raised below, after telling the other ranks
@@ -212,6 +226,7 @@ class Trainer:
         load_optimizer_state(self.optimizer, state["optimizer"])
         self.policy.load_state_dict(state)
         self.step, self.epoch, self.batch_in_epoch = int(state["step"]), int(state["epoch"]), int(state["batch_in_epoch"])
+        self.last_saved_step = self.step  # that checkpoint exists
         saved_world = int(state.get("world_size", 1))
         if saved_world == self.dist.world_size:
             rngs = state.get("rng_per_rank") or [state["rng"]]
@@ -258,27 +273,55 @@ class Trainer:
         """Write ``states-STEP.ckpt`` (rank 0; every rank must call it: the RNG states are gathered)."""
         rngs = all_gather_objects(rng_state(self.device), self.dist)
         path = self.expdir / f"states-{self.step}.ckpt"
+        error: ckpt_io.CheckpointError | None = None
         if self.dist.main:
-            ckpt_io.save_atomic(self.state_dict(rngs), path)
-            older = [p for p in ckpt_io.list_checkpoints(self.expdir) if (ckpt_io.step_of(p) or 0) <= self.step]
-            for old in older[: -self.rc.max_keep]:
-                old.unlink(missing_ok=True)
-            log.info("saved %s", path)
+            try:
+                ckpt_io.save_atomic(self.state_dict(rngs), path)
+            except ckpt_io.CheckpointError as err:  # e.g. a full disk: the earlier checkpoints are kept
+                error = err
+            else:
+                older = [p for p in ckpt_io.list_checkpoints(self.expdir) if (ckpt_io.step_of(p) or 0) <= self.step]
+                for old in older[: -self.rc.max_keep]:
+                    old.unlink(missing_ok=True)
+                log.info("saved %s", path)
+        if self.dist.ddp:  # every rank stops if rank 0 could not save
+            failed = all_reduce_(torch.tensor([error is not None], dtype=torch.float32, device=self.device),
+                                 self.dist, dist.ReduceOp.MAX)
+            if error is None and float(failed) > 0:
+                error = ckpt_io.CheckpointError(f"rank 0 could not write {path}; see its error")
+        if error is not None:
+            raise error
         self.last_saved_step = self.step
         return path
 
     # ---------------------------------------------------------------- data
-    def batches(self) -> Iterator[dict[str, Any]]:
-        """Endless batches, epoch after epoch, from the current data position."""
+    def batches(self) -> Iterator[tuple[dict[str, Any], int, int]]:
+        """Endless ``(batch, epoch, batches of the epoch used once it is used)``, from the current data position.
+
+        The trainer's data position (``epoch``, ``batch_in_epoch``, saved in
+        checkpoints) moves when a batch is used, not when it is loaded, so
+        loading ahead never skips data on resume.
+        """
+        epoch, k = self.epoch, self.batch_in_epoch
         while True:
-            self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
+            self.sampler.set_epoch(epoch, k)
             if len(self.sampler) > 0:
                 loader = seeded_loader(self.dataset, self.sampler, self.task.collate, self.rc.num_workers,
                                        pin_memory=self.device.type == "cuda")
                 for batch in loader:
-                    self.batch_in_epoch += 1
-                    yield batch
-            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                    k += 1
+                    yield batch, epoch, k
+            epoch, k = epoch + 1, 0
+
+    def _fetch(self, batches: Iterator[tuple[dict[str, Any], int, int]]) -> bool:
+        """Load the next step's micro-batches into ``_pending``; False (and ``_data_error`` set) if loading failed."""
+        try:
+            self._pending = [next(batches) for _ in range(self.rc.gradient_accumulate_steps)]
+        except Exception as err:  # noqa: BLE001 - any data error: reported as one line, after a checkpoint
+            self._pending, self._data_error = [], one_line(err)
+            self._data_exception = err
+            return False
+        return True
 
     # ---------------------------------------------------------------- one step
     def _no_sync(self, last: bool) -> ContextManager[Any]:
@@ -287,19 +330,24 @@ class Trainer:
             return nullcontext()
         return self.model.no_sync()
 
-    def train_step(self, batches: Iterator[dict[str, Any]]) -> StepResult:
+    def train_step(self, batches: Iterator[tuple[dict[str, Any], int, int]], fetch_next: bool = True) -> StepResult:
         """Accumulate ``gradient_accumulate_steps`` micro-batches, then step (or skip, on non-finite values).
 
-        One host sync per step: the all-reduced flags (non-finite loss,
-        non-finite gradient, stop signal) that every rank acts on alike.
+        The step uses the micro-batches loaded by the previous one (``_pending``;
+        the first are loaded by ``fit``) and, with ``fetch_next``, loads the
+        next step's before the flags are reduced. One host sync per step: the
+        all-reduced flags (non-finite loss, non-finite gradient, stop signal,
+        data error) that every rank acts on alike.
         """
         n = self.rc.gradient_accumulate_steps
         dev = self.device
         loss_sum = torch.zeros((), device=dev)
         audio = torch.zeros((), dtype=torch.float64, device=dev)
         stats: dict[str, tuple[torch.Tensor, int]] = {}
-        for k in range(n):
-            batch = to_device(next(batches), dev)
+        micro, self._pending = self._pending, []
+        for k, (batch, epoch, position) in enumerate(micro):
+            self.epoch, self.batch_in_epoch = epoch, position  # the data position moves as batches are used
+            batch = to_device(batch, dev)
             with self._no_sync(last=k == n - 1):
                 with autocast(self.precision, dev):
                     loss, step_stats = self.model(batch)
@@ -312,9 +360,18 @@ class Trainer:
             if "wav_lengths" in batch:
                 audio += batch["wav_lengths"].sum() / SAMPLE_RATE
 
-        out = self.policy.step(loss_sum, self.stop_signal is not None,
-                               lambda flags: all_reduce_(flags, self.dist, dist.ReduceOp.MAX))
-        return StepResult(loss_sum / n, stats, out.grad_norm, audio, out.lr, out.updated, out.bad, out.stop)
+        data_ok = self._fetch(batches) if fetch_next else True
+        data_bad = torch.zeros((), device=dev)
+
+        def reduce(flags: torch.Tensor) -> torch.Tensor:  # the data flag travels with the step's flags: one reduce
+            both = all_reduce_(torch.cat([flags, torch.tensor([float(not data_ok)], device=dev)]), self.dist,
+                               dist.ReduceOp.MAX)
+            data_bad.copy_(both[-1])
+            return both[:-1]
+
+        out = self.policy.step(loss_sum, self.stop_signal is not None, reduce)
+        return StepResult(loss_sum / n, stats, out.grad_norm, audio, out.lr, out.updated, out.bad, out.stop,
+                          data_error=bool(data_bad > 0))
 
     def _add_stat(self, stats: dict[str, tuple[torch.Tensor, int]], key: str, value: Any) -> None:
         """Accumulate one micro-batch's stat ``key`` (a scalar tensor or number)."""
@@ -332,45 +389,57 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train to ``runner.total_steps`` (or a stop signal); returns a summary.
 
+        A data error (a batch that cannot be loaded, on any rank) stops every
+        rank after the last completed step, saves it, and raises
+        ``DataLoadError`` with a one-line message.
+
         Returns:
-            ``{"step", "epoch", "loss" (last updated step's), "steps_per_sec"
-            (mean over this call), "checkpoint" (path of the last save),
-            "bad_steps", "stopped_by" (signal name or None)}``.
+            ``{"step", "epoch", "loss" (mean over all ranks of the steps since
+            the previous log row, or of that row: what ``log.jsonl`` shows),
+            "steps_per_sec" (mean over this call), "checkpoint" (path of the
+            last save), "bad_steps", "stopped_by" (signal name or None)}``.
         """
         rc = self.rc
         writer = self._tensorboard()
         bar = tqdm(total=rc.total_steps, initial=self.step, desc=self.task_cls.name, unit="step",
                    disable=not (self.dist.main and rc.progress_bar), dynamic_ncols=True)
         batches = self.batches()
-        meter, last_loss, stopped = Meter(self.device), None, None
+        meter, stopped = Meter(self.device), None
+        self.last_means: dict[str, float] = {}
         first_step, t_start = self.step, time.perf_counter()
         self.task.train()
         try:
             with self._signal_handlers():
-                while self.step < rc.total_steps:
-                    result = self.train_step(batches)
+                data_bad = self.step < rc.total_steps and not self._fetch(batches)
+                data_bad = bool(float(all_reduce_(torch.tensor([float(data_bad)], device=self.device), self.dist,
+                                                  dist.ReduceOp.MAX)) > 0)
+                while self.step < rc.total_steps and not data_bad:
+                    result = self.train_step(batches, fetch_next=self.step + 1 < rc.total_steps)
                     self.step += 1
                     bar.update(1)
                     meter.record(result)
                     if result.bad:
                         self.policy.count_bad(self.step)
-                    elif result.updated:
-                        last_loss = result.loss
                     if self.step % rc.log_step == 0:
                         self._log(meter, writer, bar)
                         meter = Meter(self.device)
                     if result.stop:
                         stopped = self.stop_signal or "a signal to another rank"
                         break
-                    if self.step % rc.save_step == 0:
+                    data_bad = result.data_error
+                    if self.step % rc.save_step == 0 or (data_bad and self.step > 0):
                         self.save()
-                if self.last_saved_step != self.step:
+                if self.last_saved_step != self.step and self.step > 0:
                     self.save()
+                if meter.updates > 0:  # the steps since the last log row (the same count on every rank)
+                    self.last_means = meter.reduce(self.dist)[0]
         finally:
             batches.close()  # shuts the data-loader workers down
             bar.close()
             if writer is not None:
                 writer.close()
+        if data_bad:
+            self._raise_data_error()
         if stopped and self.dist.main:
             log.warning("saved states-%d.ckpt after %s; resume with -e %s", self.step, stopped,
                         self.expdir / f"states-{self.step}.ckpt")
@@ -380,18 +449,33 @@ class Trainer:
         return {
             "step": self.step,
             "epoch": self.epoch,
-            "loss": float(last_loss) if last_loss is not None else None,
+            "loss": self.last_means.get("loss"),
             "steps_per_sec": (self.step - first_step) / seconds if seconds > 0 else None,
             "checkpoint": str(self.expdir / f"states-{self.last_saved_step}.ckpt"),
             "bad_steps": self.policy.bad_steps,
             "stopped_by": stopped,
         }
 
+    def _raise_data_error(self) -> None:
+        """Every rank: raise one ``DataLoadError`` naming the first failing rank's error and the checkpoint kept."""
+        errors = all_gather_objects(self._data_error, self.dist)
+        rank, message = next((r, e) for r, e in enumerate(errors) if e is not None)
+        where = f" on rank {rank}" if self.dist.ddp else ""
+        if self.last_saved_step:
+            saved = self.expdir / f"states-{self.last_saved_step}.ckpt"
+            kept = f"states-{self.last_saved_step}.ckpt (step {self.last_saved_step}) is saved; resume with -e {saved}"
+        else:
+            kept = "no step was completed, nothing to save"
+        err = DataLoadError(f"loading the batches of step {self.step + 1} failed{where}: {message}. "
+                            f"{kept} once the data is fixed (config.data.on_bad_audio=skip leaves bad files out)")
+        raise err from self._data_exception
+
     def _log(self, meter: Meter, writer: Any, bar: tqdm) -> None:
         """One ``log.jsonl`` row + TensorBoard scalars (rank 0), over the window's updated steps and all ranks."""
         if meter.updates == 0:  # every step of the window was skipped (the same on every rank)
             return
         means, audio = meter.reduce(self.dist)
+        self.last_means = dict(means)
         if not self.dist.main:
             return
         seconds = max(time.perf_counter() - meter.t0, 1e-9)

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,6 +40,26 @@ def refuse_existing_run(expdir: Path) -> None:
     last = ckpt_io.latest_checkpoint(expdir)
     if last is not None:
         raise UsageError(f"{expdir} already has checkpoints: pass -e {last} to resume, or choose a new -n NAME")
+
+
+def ensure_writable(expdir: Path) -> None:
+    """Create the run folder and make sure files can be written in it (a one-line error before any work)."""
+    try:
+        expdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=expdir):
+            pass
+    except OSError as err:
+        raise UsageError(f"cannot write in the run folder {expdir}: {err.strerror or err}: fix its permissions or "
+                         "free space, or choose another folder (-p DIR or -n NAME)") from None
+
+
+def add_trust_flag(parser: argparse.ArgumentParser) -> None:
+    """``--trust-checkpoint`` (see ``checkpoint.check_trusted``)."""
+    parser.add_argument(
+        ckpt_io.TRUST_FLAG, dest="trust_checkpoint", action="store_true",
+        help="let s3prl's loaders unpickle upstream / teacher checkpoints (-k, config.teacher.ckpt) that do not load "
+             "with torch.load(weights_only=True), such as fairseq's. Unpickling runs any code the file holds: use it "
+             "only for files from a source you trust")
 
 
 def write_yaml_atomic(data: dict[str, Any], path: Path) -> None:

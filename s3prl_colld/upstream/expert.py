@@ -3,7 +3,10 @@
 Loads the ``student`` that a pretrain checkpoint exports (its ``export`` section,
 ``checkpoint.exported``), with ``weights_only``. Hidden states are the projected
 front-end output and every layer, ``[B, T, D]``; the downsample rate is the
-front-end's (320 for the CNN and for the Fbank front-end).
+front-end's (320 for the CNN and for the Fbank front-end). A student of a
+teacher that layer-normalises the waveform has ``normalize_waveform: true``
+in its config and normalises each utterance the same way here (checkpoints
+without the key do not normalise).
 """
 
 from __future__ import annotations

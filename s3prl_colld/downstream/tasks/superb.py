@@ -166,10 +166,10 @@ class STTask(DownstreamTask):
     def score(self, hyps: Sequence[str], refs: Sequence[str]) -> float:
         return metrics.bleu(hyps, refs)
 
-    def write_predictions(self, expdir: Path, role: str, ids: Sequence[str], hyps: Sequence[str],
+    def write_predictions(self, expdir: Path, split: str, ids: Sequence[str], hyps: Sequence[str],
                           refs: Sequence[str]) -> list[Path]:
-        """s3prl's ``output-st-{role}.tsv`` (``utt_id, hyp, ref``), which SUPERB's submission reads."""
-        path = expdir / f"output-st-{role}.tsv"
+        """s3prl's ``output-st-{split}.tsv`` (``utt_id, hyp, ref``), which SUPERB's submission reads."""
+        path = expdir / f"output-st-{split}.tsv"
         rows = "".join(f"{u}\t{h}\t{r}\n" for u, h, r in sorted(zip(ids, hyps, refs)))
         path.write_text("utt_id\thyp\tref\n" + rows, encoding="utf-8")
         return [path]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,14 +15,26 @@ from s3prl_colld.pretrain.task import PretrainTask
 
 
 class AudioTask(PretrainTask):
-    """A task whose items are utterances of ``config.data`` and whose batches are random crops (``wav``, ``wav_lengths``)."""
+    """A task whose items are utterances of ``config.data`` and whose batches are crops (``data.crop``) of them
+    (``wav``, ``wav_lengths``)."""
+
+    @classmethod
+    def prepare(cls, cfg: Any, expdir: Path) -> None:
+        """Check the corpus's audio on rank 0 (cached), so that every rank's ``train_dataset`` reads the result."""
+        cls.dataset_of(cfg)
+
+    @staticmethod
+    def dataset_of(cfg: Any) -> AudioDataset:
+        """The checked training set of ``cfg.data`` (bad files: an error or skipped, per ``data.on_bad_audio``)."""
+        d = cfg.data
+        return AudioDataset(d.root, d.splits, d.min_sec, d.max_sec, d.resample, d.on_bad_audio)
 
     def train_dataset(self) -> AudioDataset | CropReader:
-        """The utterances of ``config.data``; items decode only their crop (``CropReader``) unless resampled."""
-        d = self.cfg.data
-        dataset = AudioDataset(d.root, d.splits, d.min_sec, d.max_sec)
+        """The checked utterances of ``config.data``; items decode only their crop (``CropReader``) unless
+        resampled (then whole files, converted)."""
+        dataset = self.dataset_of(self.cfg)
         return dataset if getattr(dataset, "resample", False) else CropReader(dataset)
 
     def collate(self, items: list[dict[str, Any]], generator: torch.Generator) -> dict[str, Any]:
         d = self.cfg.data
-        return crop_and_pad(items, d.crop_min_sec, d.crop_max_sec, FRAME_STRIDE, generator)
+        return crop_and_pad(items, d.crop_min_sec, d.crop_max_sec, FRAME_STRIDE, generator, mode=d.crop)

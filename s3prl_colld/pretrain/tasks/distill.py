@@ -11,7 +11,14 @@ configs (``configs/pretrain/<name>/``):
 
 Any of them can add Wang et al.'s discriminative loss (``loss.disc_weight``;
 4) on a HuBERT teacher, and use the Fbank front-end of input distillation (5)
-through ``model.frontend=fbank`` + ``init.frontend_ckpt``.
+through ``model.frontend=fbank`` + ``init.frontend_ckpt``. With
+``teacher.target=ffn`` the targets are the teacher layers' FFN outputs
+(data2vec-style) instead of the layer outputs.
+
+The student follows the teacher's input normalisation: when the teacher's
+s3prl expert layer-normalises the waveform (``task_cfg.normalize``), so does
+the student (``model.normalize_waveform``, resolved here and stored with the
+student's config in the checkpoint, so the student upstream applies it too).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from s3prl_colld.config import ConfigError, choice
 from s3prl_colld.models.heads import HeadConfig, PredictionHeads
 from s3prl_colld.models.init import init_student_from_teacher, load_frontend
 from s3prl_colld.models.student import StudentConfig, StudentEncoder
-from s3prl_colld.models.teacher import Teacher, TeacherConfig
+from s3prl_colld.models.teacher import Teacher, TeacherConfig, resolve_normalization
 from s3prl_colld.objectives.losses import discriminative_kl, info_nce, l1_cosine, unit_log_probs
 from s3prl_colld.objectives.masking import span_mask
 from s3prl_colld.pretrain.schema import TaskConfig
@@ -89,8 +96,13 @@ class DistillTask(AudioTask):
     def __init__(self, cfg: DistillConfig, expdir: Path) -> None:
         super().__init__(cfg, expdir)
         self.teacher = Teacher(cfg.teacher)
+        cfg.model.normalize_waveform = resolve_normalization(cfg.model.normalize_waveform, self.teacher,
+                                                             "config.model.normalize_waveform")
         self.student = StudentEncoder(cfg.model)
         self.pairs = cfg.heads.resolve(cfg.model.layers, self.teacher.num_layers)
+        if cfg.teacher.target == "ffn" and any(j == 0 for _, j in self.pairs):
+            raise ConfigError("config.teacher.target=ffn: teacher layer 0 (the front-end output) has no FFN; "
+                              "map student layers to teacher layers 1..L_T (config.heads)")
         self.heads = PredictionHeads(self.pairs, cfg.model.dim, self.teacher.hidden_sizes, cfg.heads)
         self.unit_proj: nn.Linear | None = None
         if cfg.loss.disc_weight > 0:
@@ -147,6 +159,8 @@ class DistillTask(AudioTask):
             why = f"the teacher {cfg.teacher.name} has no fairseq-style feature_extractor to share"
         elif self.teacher.dtype != torch.float32:
             why = "the teacher runs in reduced precision (teacher.precision must be fp32)"
+        elif bool(cfg.model.normalize_waveform) != self.teacher.normalizes_waveform:
+            why = "the student does not normalise the waveform as the teacher does (model.normalize_waveform)"
         else:
             mine = list(self.student.frontend.state_dict().values())
             theirs = list(teacher_cnn.state_dict().values())
@@ -164,13 +178,12 @@ class DistillTask(AudioTask):
         # False only when the collate says every crop fills the batch (then no padding masks are needed)
         padded = bool(batch.get("padded", True)) or not self.fast
         mask_fn = (lambda v: span_mask(v, cfg.mask.prob, cfg.mask.length)) if cfg.mask.prob > 0 else None
-        if cfg.init.share_teacher_frontend:
-            targets, cnn_out = self.teacher.forward_with_frontend(wav, lengths, padded)  # + CNN output [B, T, C]
-            hidden, valid, mask = self.student(wav, lengths, mask_fn=mask_fn, frontend_out=cnn_out, padded=padded)
-        else:
-            targets = self.teacher(wav, lengths, padded)  # L_T + 1 x [B, T_T, D_T]
-            hidden, valid, mask = self.student(wav, lengths, mask_fn=mask_fn, padded=padded)
-        T = min(hidden[0].size(1), targets[0].size(1))
+        share = cfg.init.share_teacher_frontend
+        teacher = self.teacher.run(wav, lengths, ffn=cfg.teacher.target == "ffn", frontend=share, padded=padded)
+        targets = teacher.ffn if teacher.ffn is not None else teacher.hidden  # L_T + 1 x [B, T_T, D_T]
+        hidden, valid, mask = self.student(wav, lengths, mask_fn=mask_fn,
+                                           frontend_out=teacher.frontend if share else None, padded=padded)
+        T = min([hidden[0].size(1)] + [targets[j].size(1) for _, j in self.pairs])
         valid = valid[:, :T]
         select = valid & mask[:, :T] if (mask is not None and cfg.loss.masked_only) else valid
         preds = self.heads([h[:, :T] for h in hidden])
@@ -189,7 +202,7 @@ class DistillTask(AudioTask):
             stats[f"loss_{i}_{j}"] = loss.detach()
             stats.update({f"{k}_{i}_{j}": v for k, v in s.items()})
         if self.unit_proj is not None:
-            t_logp = self.teacher.unit_log_probs(targets[-1][:, :T])
+            t_logp = self.teacher.unit_log_probs(teacher.hidden[-1][:, :T])
             s_logp = unit_log_probs(self.unit_proj(hidden[-1][:, :T]), self.codebook, cfg.loss.disc_temperature)
             kl, s = discriminative_kl(s_logp, t_logp, valid)
             total = total + cfg.loss.disc_weight * kl

@@ -13,6 +13,7 @@ loads the teacher, ``final_proj`` and unit embeddings included.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -25,11 +26,10 @@ from tqdm.auto import tqdm
 
 from s3prl_colld.checkpoint import save_atomic
 from s3prl_colld.config import ConfigError, to_dict
-from s3prl_colld.constants import FRAME_STRIDE, SAMPLE_RATE
+from s3prl_colld.constants import FRAME_STRIDE, FRAME_WINDOW, SAMPLE_RATE
 from s3prl_colld.data.audio import load_audio
 from s3prl_colld.data.audio_dataset import AudioDataset
 from s3prl_colld.data.bucket import crop_spans, pad_batch
-from s3prl_colld.data.lengths import read_length_table
 from s3prl_colld.data.units import UnitQuantizer, mfcc_50hz, num_frames
 from s3prl_colld.models.tiny_hubert import TinyHubertConfig, build_hubert, hubert_local_keys
 from s3prl_colld.pretrain.schema import TaskConfig
@@ -38,6 +38,7 @@ from s3prl_colld.pretrain.task import PretrainTask, register
 log = logging.getLogger(__name__)
 
 UNITS_FILE = "units/units.pt"
+MIN_UNIT_SEC = FRAME_WINDOW / SAMPLE_RATE  # shorter utterances give no MFCC frame
 
 
 @dataclass
@@ -72,8 +73,8 @@ class UnitDataset(AudioDataset):
     """``AudioDataset`` items with their unit sequences: ``{"id", "wav": [N], "units": [num_frames(N)] int64}``."""
 
     def __init__(self, root: str | Path, splits: list[str], units: dict[str, torch.Tensor], min_sec: float,
-                 max_sec: float | None) -> None:
-        super().__init__(root, splits, min_sec, max_sec)
+                 max_sec: float | None, resample: bool = False, on_bad_audio: str = "error") -> None:
+        super().__init__(root, splits, min_sec, max_sec, resample, on_bad_audio)
         missing = [r.uttid for r in self.rows if r.uttid not in units]
         if missing:
             raise ConfigError(f"{len(missing)} utterances have no units (first: {missing[0]}); "
@@ -106,14 +107,19 @@ class HubertTinyTask(PretrainTask):
     def prepare(cls, cfg: HubertTinyConfig, expdir: Path) -> None:
         """Fit k-means on the training MFCCs and label every training utterance (cached)."""
         out = Path(expdir) / UNITS_FILE
-        key = {"root": str(Path(cfg.data.root).resolve()), "splits": list(cfg.data.splits), **to_dict(cfg.units)}
+        d = cfg.data
+        # every usable utterance of the tables (checked once; bad files per data.on_bad_audio) gets units
+        rows = AudioDataset(d.root, d.splits, MIN_UNIT_SEC, None, d.resample, d.on_bad_audio).rows
+        listing = hashlib.sha1("\n".join(f"{r.path}:{r.num_samples}" for r in rows).encode()).hexdigest()
+        key = {"root": str(Path(d.root).resolve()), "splits": list(d.splits), "resample": d.resample,
+               "utterances": listing, **to_dict(cfg.units)}
         if out.is_file():
             cached = torch.load(out, weights_only=True)
             if cached.get("key") == json.dumps(key, sort_keys=True):
                 log.info("reusing k-means units in %s", out)
                 return
-        rows = [r for split in cfg.data.splits for r in read_length_table(cfg.data.root, split)]
-        feats = {r.uttid: mfcc_50hz(load_audio(r.path)) for r in tqdm(rows, desc="MFCC", unit="utt") if r.num_samples >= 400}
+        feats = {r.uttid: mfcc_50hz(load_audio(r.path, resample=d.resample))
+                 for r in tqdm(rows, desc="MFCC", unit="utt")}
         frames = torch.cat(list(feats.values()))
         gen = torch.Generator().manual_seed(cfg.units.seed)
         if len(frames) > cfg.units.max_fit_frames:
@@ -128,7 +134,7 @@ class HubertTinyTask(PretrainTask):
 
     def train_dataset(self) -> UnitDataset:
         d = self.cfg.data
-        return UnitDataset(d.root, d.splits, self.units, max(d.min_sec, 0.03), d.max_sec)
+        return UnitDataset(d.root, d.splits, self.units, max(d.min_sec, 0.03), d.max_sec, d.resample, d.on_bad_audio)
 
     def collate(self, items: list[dict[str, Any]], generator: torch.Generator) -> dict[str, Any]:
         """Crop audio and units together (crop starts are multiples of 320 samples) and pad.
@@ -138,7 +144,7 @@ class HubertTinyTask(PretrainTask):
         """
         d = self.cfg.data
         spans = crop_spans([len(it["wav"]) for it in items], int(d.crop_min_sec * SAMPLE_RATE),
-                           int(d.crop_max_sec * SAMPLE_RATE), FRAME_STRIDE, generator)
+                           int(d.crop_max_sec * SAMPLE_RATE), FRAME_STRIDE, generator, d.crop)
         wavs, units = [], []
         for it, (start, end) in zip(items, spans):
             wavs.append(it["wav"][start:end])

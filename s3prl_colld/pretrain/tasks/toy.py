@@ -123,7 +123,7 @@ class ToyTask(PretrainTask):
     def collate(self, items: list[dict[str, Any]], generator: torch.Generator) -> dict[str, Any]:
         """Returns ``wav [B, N]``, ``wav_lengths [B]`` (crops start at multiples of 320 samples)."""
         d = self.cfg.data
-        return crop_and_pad(items, d.crop_min_sec, d.crop_max_sec, FRAME_STRIDE, generator)
+        return crop_and_pad(items, d.crop_min_sec, d.crop_max_sec, FRAME_STRIDE, generator, mode=d.crop)
 
     def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Loss: mean over valid frames and dims of ``(student(masked noisy wav) - tanh(teacher(wav)))^2``."""
