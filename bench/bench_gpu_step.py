@@ -416,7 +416,11 @@ def build_ours(c: Contender, ckpt: Path, shapes: Shapes, device: torch.device, b
     BenchTask.name = base.name
     cfg = from_dict(base.Config, ours_config(c, ckpt, shapes, device))
     trainer = Trainer(BenchTask, cfg, expdir)
-    batches = itertools.repeat(batch)
+    if hasattr(trainer, "_fetch"):  # train_step uses the micro-batches fetched during the previous step
+        batches: Any = itertools.repeat((batch, 0, 0))  # (batch, epoch, position in the epoch), as Trainer.batches
+        trainer._fetch(batches)
+    else:
+        batches = itertools.repeat(batch)
     task = trainer.task
 
     def step() -> float:
@@ -424,7 +428,7 @@ def build_ours(c: Contender, ckpt: Path, shapes: Shapes, device: torch.device, b
 
     def hooks(rec: Recorder) -> None:
         rec.hook_module(task, "forward")
-        rec.wrap_method(task.teacher, "forward", "teacher")
+        rec.wrap_method(task.teacher, "run" if hasattr(task.teacher, "run") else "forward", "teacher")
         rec.hook_module(task.student, "student")
         rec.hook_module(task.student.frontend, "cnn")
         rec.hook_module(task.heads, "heads")

@@ -180,6 +180,19 @@ class Phases:
         self.acc[name] = self.acc.get(name, 0.0) + seconds
 
     def hook(self, module: torch.nn.Module, name: str) -> None:
+        if not isinstance(module, torch.nn.Module):  # (object, method name): time calls of that method
+            obj, method = module
+            orig = getattr(obj, method)
+
+            def timed(*args, **kwargs):
+                t = time.perf_counter()
+                out = orig(*args, **kwargs)
+                self.acc[name] = self.acc.get(name, 0.0) + time.perf_counter() - t
+                return out
+
+            setattr(obj, method, timed)
+            return
+
         def pre(*_):
             self._open[name] = time.perf_counter()
 
@@ -276,7 +289,7 @@ def main() -> None:
             phase_breakdown({
                 "s3prl": (s3prl_step, {"cnn": distiller.feature_extractor, "student_incl_heads": distiller,
                                        "heads": distiller.output_layer}),
-                "ours": (ours_step, {"teacher": task.teacher, "cnn": task.student.frontend,
+                "ours": (ours_step, {"teacher": (task.teacher, "run"), "cnn": task.student.frontend,
                                      "student": task.student, "heads": task.heads}),
             }, batch, steps=max(3, args.iters // 4))
 
