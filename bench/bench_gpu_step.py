@@ -595,7 +595,8 @@ def device_name(device: torch.device) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
+    p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"),
+                   help="auto (default): cuda if available, else cpu at the tiny --quick shapes (make bench)")
     p.add_argument("--quick", action="store_true", help="tiny shapes (CNN 32 ch, 3 x 64 teacher, 2 x 1 s), 2 steps")
     p.add_argument("--iters", type=int, default=None, help="timed steps per contender (default 12; quick 2)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 3; quick 1)")
@@ -617,6 +618,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU runs)")
     p.add_argument("--list", action="store_true", help="list the contenders and exit")
     args = p.parse_args(argv)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if args.device == "cpu" and not args.quick:
+            print("note: no CUDA device: running on CPU at the tiny --quick shapes (a check that the benchmark "
+                  "works, not the issue's measurement)", file=sys.stderr)
+            args.quick = True
     args.iters = args.iters or (2 if args.quick else 12)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
     args.phase_steps = args.phase_steps if args.phase_steps is not None else (1 if args.quick else 3)
