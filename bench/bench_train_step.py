@@ -302,8 +302,9 @@ def main() -> None:
     rows, tput = [], {}
     contenders = [("s3prl", s3prl_label, s3prl_params), ("ours", ours_label, ours_params)]
     if args.with_reference:
-        contenders.append(("ours_ref", f"ours DistillTask distilhubert (heads={args.heads}, reference kernels{amp})",
-                           ours_params))
+        teacher = "" if args.teacher_precision == "fp32" else f", teacher {args.teacher_precision}"
+        contenders.append(("ours_ref", f"ours DistillTask distilhubert (heads={args.heads}, reference kernels{amp}"
+                                       f"{teacher})", ours_params))
     for name, label, params in contenders:
         m = C.med(times[name])
         tput[name] = audio_sec / m
