@@ -10,14 +10,14 @@ STAMP  := $(VENV)/.installed
 DEMO_OUT ?= result/demo
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages demo test bench clean-demo
+.PHONY: setup system-packages demo test bench mutation clean-demo
 
 setup: system-packages $(STAMP)
 
 system-packages:
-	@if ! command -v espeak-ng >/dev/null 2>&1 || [ ! -f /usr/share/trans/de-en ]; then \
-	  echo ">> installing Debian packages espeak-ng and trans-de-en"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq espeak-ng trans-de-en; \
+	@if ! command -v espeak-ng >/dev/null 2>&1 || ! command -v flite >/dev/null 2>&1 || [ ! -f /usr/share/trans/de-en ]; then \
+	  echo ">> installing Debian packages espeak-ng, flite and trans-de-en"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq espeak-ng flite trans-de-en; \
 	fi
 
 $(STAMP): setup.py constraints.txt
@@ -32,6 +32,14 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q tests
+
+# Mutation testing of the objectives, the featurizer and the CTC heads against their unit tests (not part of
+# `make test`: about 15 CPU minutes; configuration in setup.cfg [mutmut], results in docs/quality/mutation.md).
+mutation: setup
+	@$(PY) -c "import mutmut" 2>/dev/null || $(PY) -m pip install -q -e '.[test,mutation]'
+	rm -rf mutants
+	OMP_NUM_THREADS=1 nice -n 10 $(VENV)/bin/mutmut run --max-children 2
+	$(VENV)/bin/mutmut results
 
 bench: setup
 	@for b in bench/*.py; do echo ">> $$b"; $(PY) $$b || exit 1; done

@@ -74,8 +74,9 @@ setup(
         "sentencepiece",
         "sacrebleu>=2",
         "matplotlib",
+        "pyroomacoustics>=0.7",  # room impulse responses of the synthetic corpus
     ],
-    extras_require={"test": ["pytest>=7", "pytest-timeout"]},
+    extras_require={"test": ["pytest>=7", "pytest-timeout"], "mutation": ["mutmut>=3.8,<4"]},
     entry_points={
         "console_scripts": [
             "colld-pretrain=s3prl_colld.pretrain.cli:main",

@@ -6,6 +6,10 @@ checkpoints (``@register(name, upstreams=...)``): today ``colld_local`` /
 entry takes s3prl's hubconf signature ``(ckpt=None, model_config=None,
 refresh=False, **kw)`` and loads ``upstream.expert.UpstreamExpert``.
 
+Tasks whose checkpoints are s3prl HuBERT checkpoints (``hubert_checkpoint = True``: the keys
+s3prl's ``hubert_local`` reads) get entries that load s3prl's own HuBERT expert: ``dicehubert_local``
+(``-u dicehubert``); ``hubert_local`` itself is s3prl's.
+
 ``register()`` runs by itself once ``s3prl.hub`` is imported (``s3prl_colld.hook``,
 started by the package's ``.pth`` file or by ``import s3prl_colld``), so s3prl's
 own runner finds the names with no import of ours; ``import s3prl_colld.hub`` does it too.
@@ -36,11 +40,36 @@ def _entry(name: str) -> Callable[..., object]:
     return entry
 
 
+def _hubert_entry(name: str) -> Callable[..., object]:
+    """An upstream entry for our ``HubertModel`` checkpoints (they carry the keys s3prl's ``hubert_local`` reads)."""
+
+    def entry(ckpt: str | None = None, model_config: str | None = None, refresh: bool = False, **kwargs: object) -> object:
+        from s3prl.upstream.hubert.expert import UpstreamExpert as HubertExpert
+
+        if ckpt is None:
+            raise CheckpointError(f"upstream {name} needs a checkpoint: S3PRLUpstream({name!r}, path_or_url=PATH) "
+                                  "or -k PATH (a states-STEP.ckpt of run_pretrain.py -u dicehubert)")
+        if not Path(ckpt).is_file():
+            raise CheckpointError(f"upstream {name}: checkpoint not found: {ckpt}")
+        return HubertExpert(str(ckpt), **kwargs)
+
+    entry.__name__ = name
+    entry.__doc__ = f"s3prl-colld HuBERT-objective student upstream {name!r} (ckpt: a states-STEP.ckpt)."
+    return entry
+
+
 def student_names() -> list[str]:
     """The hub names of every registered pretrain task that exports a ``student``."""
     from s3prl_colld.pretrain.task import all_tasks
 
     return [n for task in all_tasks().values() if "student" in task.exports for n in task.upstreams]
+
+
+def hubert_names() -> list[str]:
+    """The hub names of every registered pretrain task whose checkpoints are s3prl HuBERT checkpoints."""
+    from s3prl_colld.pretrain.task import all_tasks
+
+    return [n for task in all_tasks().values() if getattr(task, "hubert_checkpoint", False) for n in task.upstreams]
 
 
 def register(hub: ModuleType | None = None) -> list[str]:
@@ -52,6 +81,11 @@ def register(hub: ModuleType | None = None) -> list[str]:
     for name in names:
         if not hasattr(hub, name):
             setattr(hub, name, _entry(name))
+    for name in hubert_names():
+        if not hasattr(hub, name):
+            setattr(hub, name, _hubert_entry(name))
+        if getattr(getattr(hub, name), "__module__", None) == __name__:  # ours (hubert_local is s3prl's own)
+            names.append(name)
     return names
 
 

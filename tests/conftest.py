@@ -1,10 +1,12 @@
 """Shared fixtures: tiny synthetic corpora, generated once per test session.
 
-``synth_corpus_en``: 120 English utterances (96/12/12, German targets);
-``synth_corpus_de``: 60 German utterances (48/6/6, English targets). Both are
-the full layout of :mod:`s3prl_colld.data.synth` (LibriSpeech folders,
-lexicon, phone transcripts, CoVoST tsv, len_for_bucket), seed 0; each takes
-a few seconds on 2 cores.
+``synth_corpus_en``: 120 English utterances (train/dev/test 96/12/12, half of
+train noisy, test_unseen 6, dev_noisy and test_noisy 12 each; espeak-ng and
+flite voices, German targets); ``synth_corpus_de``: 60 German utterances
+(48/6/6, test_unseen 3; espeak-ng, English targets). Both are the full layout
+of :mod:`s3prl_colld.data.synth` (LibriSpeech folders, clean copies of noisy
+audio, lexicon, phone transcripts, CoVoST tsv, len_for_bucket, manifest),
+seed 0; each takes 10-20 s on 2 cores.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 
@@ -30,10 +33,11 @@ os.environ["S3PRL_COLLD_CACHE"] = _CACHE
 atexit.register(shutil.rmtree, _CACHE, True)
 
 
-def make_corpus(out: Path, lang: str, utterances: int, seed: int = 0, workers: int = 2) -> Path:
-    """Generate a corpus into ``out`` (in this process) and return ``out``."""
+def make_corpus(out: Path, lang: str, utterances: int, seed: int = 0, workers: int = 2,
+                extra: Sequence[str] = ()) -> Path:
+    """Generate a corpus into ``out`` (in this process, with more CLI arguments ``extra``) and return ``out``."""
     argv = ["--lang", lang, "--out", str(out), "--utterances", str(utterances), "--seed", str(seed),
-            "--workers", str(workers)]
+            "--workers", str(workers), *extra]
     assert synth_main(argv) == 0, f"corpus generation failed: {argv}"
     return out
 
@@ -64,3 +68,12 @@ def teacher_run(synth_corpus_en: Path, tmp_path_factory: pytest.TempPathFactory)
     ])
     assert rc == 0
     return expdir
+
+
+@pytest.fixture(scope="session")
+def noisy_corpus_en(synth_corpus_en: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``synth_corpus_en`` with half of its training utterances noisy and their clean copies kept, following
+    corpus v2's contract (``tests/noisy_fixture.py``); read-only."""
+    from noisy_fixture import make_noisy_corpus
+
+    return make_noisy_corpus(synth_corpus_en, tmp_path_factory.mktemp("noisy_en") / "corpus", noisy_fraction=0.5)

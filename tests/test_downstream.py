@@ -78,8 +78,9 @@ def test_featurizer_weighted_sum_and_layer_choice() -> None:
         feat.weights.copy_(torch.tensor([0.0, math.log(3.0), 0.0]))  # softmax = 1/5, 3/5, 1/5
     torch.testing.assert_close(feat(hs), 0.2 * hs[:, 0] + 0.6 * hs[:, 1] + 0.2 * hs[:, 2])
     assert Featurizer(3, layer=-1, normalize=False)(hs).equal(hs[:, 2])
-    normed = Featurizer(3, layer=0)(hs)
+    normed = Featurizer(3, normalize=True)(hs * 7.0 + 3.0)  # the option: layer norm inside the weighted sum
     torch.testing.assert_close(normed.mean(-1), torch.zeros(2, 5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(normed, Featurizer(3, normalize=True)(hs), atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="0..2"):
         Featurizer(3, layer=3)
 
@@ -174,7 +175,7 @@ def test_asr_trains_and_evaluates(synth_corpus_en: Path, tmp_path: Path) -> None
                  ",,config.head.project_dim=32,,config.head.hidden_dim=32,,config.optimizer.lr=1.0e-3")
     result = _evaluate(run)
     assert result["utterances"] == 12 and result["wer"] >= 0.0
-    assert (run / "test-hyp.ark").is_file() and (run / "dev-hyp.ark").is_file()
+    assert (run / "test-noLM-hyp.ark").is_file() and (run / "dev-noLM-hyp.ark").is_file()  # s3prl's names
 
 
 @pytest.mark.parametrize("lang", ["en", "de"])
@@ -195,11 +196,11 @@ def test_superb_zip(pr_run: Path, tmp_path: Path) -> None:
     _evaluate(pr_run)
     asr = tmp_path / "asr"
     asr.mkdir()
-    (asr / "test-hyp.ark").write_text("u1 HELLO\n")
-    assert submit_main(["--pr", str(pr_run), "--asr", str(asr), "--output_dir", str(tmp_path / "sub")]) == 0
+    (asr / "test-clean-noLM-hyp.ark").write_text("u1 HELLO\n")
+    assert submit_main(["--pr", str(pr_run), "--asr_no_lm", str(asr), "--output_dir", str(tmp_path / "sub")]) == 0
     with zipfile.ZipFile(tmp_path / "sub" / "predict.zip") as zf:
-        files = sorted(n for n in zf.namelist() if not n.endswith("/"))  # like `zip -r`, folders are entries too
-        assert files == ["predict/asr_public/predict.ark", "predict/pr_public/predict.ark"]
+        assert zf.namelist() == ["predict/", "predict/asr_public/", "predict/asr_public/predict.ark",
+                                 "predict/pr_public/", "predict/pr_public/predict.ark"]  # like `zip -r`
         assert zf.read("predict/pr_public/predict.ark") == (pr_run / "test-hyp.ark").read_bytes()
     assert submit_main(["--st", str(asr), "--output_dir", str(tmp_path / "sub2")]) == 2  # no ST predictions
 

@@ -483,8 +483,7 @@ def test_torchrun_data_error_saves_on_every_rank_and_exits_2(corpus_copy: Path, 
 # ------------------------------------------------------------------ results of one split never overwrite another's
 def test_results_are_named_after_the_split(synth_corpus_en: Path, tmp_path: Path,
                                            capsys: pytest.CaptureFixture) -> None:
-    root = Path(shutil.copytree(synth_corpus_en, tmp_path / "corpus"))
-    shutil.copytree(root / "test", root / "test_noisy")
+    root = Path(shutil.copytree(synth_corpus_en, tmp_path / "corpus"))  # it has a test_noisy split
     run = tmp_path / "probe"
     assert downstream_main(["-m", "train", "-u", "fbank", "-d", "pr", "-p", str(run), "-o",
                             f"config.data.root={root},,config.runner.total_steps=2,,config.runner.eval_step=2,,"

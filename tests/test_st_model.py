@@ -78,6 +78,7 @@ def test_encoder_output_does_not_depend_on_padding() -> None:
 
 
 def test_label_smoothed_loss_by_hand() -> None:
+    """fairseq's label_smoothed_nll_loss, summed over tokens and divided by the sentences (s3prl's ST expert)."""
     torch.manual_seed(0)
     head = STHead(8, 10, tiny_cfg(), pad_id=0, bos_id=2, eos_id=3).eval()
     x, lengths = torch.randn(2, 12, 8), torch.tensor([12, 9])
@@ -88,16 +89,17 @@ def test_label_smoothed_loss_by_hand() -> None:
     logp = logits.log_softmax(-1)
     valid = gold != 0
     nll = -logp.gather(-1, gold[..., None])[..., 0][valid]
-    smooth = -logp.mean(-1)[valid]
-    expected = (0.9 * nll + 0.1 * smooth).mean()
+    smooth = -logp.sum(-1)[valid]
+    eps_i = 0.1 / 9  # eps / (V - 1)
+    expected = ((1 - 0.1 - eps_i) * nll + eps_i * smooth).sum() / 2  # 2 sentences
     torch.testing.assert_close(head.loss(x, lengths, targets), expected)
-    torch.testing.assert_close(expected, F.cross_entropy(logits[valid], gold[valid], label_smoothing=0.1))
-    # pads (in the features and in the targets) are ignored: the batch loss is the token-weighted mean
+    # the same as torch's label smoothing spread over the other V - 1 classes, per sentence
+    assert not torch.allclose(expected, F.cross_entropy(logits[valid], gold[valid], label_smoothing=0.1))
+    # pads (in the features and in the targets) are ignored: the batch loss is the mean of the sentences' sums
     alone = [head.loss(x[i: i + 1, : int(lengths[i])], lengths[i: i + 1], [t]) for i, t in enumerate(targets)]
-    torch.testing.assert_close(head.loss(x, lengths, targets), (4 * alone[0] + 2 * alone[1]) / 6)
+    torch.testing.assert_close(head.loss(x, lengths, targets), (alone[0] + alone[1]) / 2)
 
 
-@torch.no_grad()
 def _score(head: STHead, x: torch.Tensor, lengths: torch.Tensor, hyp: list[int]) -> float:
     """Length-normalised log-probability of ``hyp`` + eos."""
     prev, gold = head.teacher_forcing_batch([hyp], x.device)

@@ -92,14 +92,26 @@ def test_layout(lang: str, request: pytest.FixtureRequest) -> None:
 def test_speakers_disjoint_and_in_manifest(synth_corpus_en: Path) -> None:
     manifest = json.loads((synth_corpus_en / "manifest.json").read_text(encoding="utf-8"))
     dirs = {split: {p.name for p in (synth_corpus_en / split).iterdir() if p.is_dir()} for split in SPLITS}
-    assert not (dirs["train"] & dirs["dev"]) and not (dirs["train"] & dirs["test"]) and not (dirs["dev"] & dirs["test"])
+    base = ("train", "dev", "test", "test_unseen")
+    for i, a in enumerate(base):
+        for b in base[i + 1 :]:
+            assert not dirs[a] & dirs[b], (a, b)
+    assert dirs["dev_noisy"] == dirs["dev"] and dirs["test_noisy"] == dirs["test"]
+    keys = {"espeak": {"speaker_id", "engine", "family", "voice", "variant", "speed", "pitch"},
+            "flite": {"speaker_id", "engine", "family", "voice", "stretch", "f0", "warp"}}
     for split in SPLITS:
         listed = manifest["speakers"][split]
         assert {str(s["speaker_id"]) for s in listed} == dirs[split]
-        assert all(set(s) == {"speaker_id", "voice", "variant", "speed", "pitch"} for s in listed)
-    assert len(dirs["train"]) == 18 and len(dirs["dev"]) == len(dirs["test"]) == 3
-    voices = [(s["voice"], s["variant"]) for v in manifest["speakers"].values() for s in v]
-    assert len(set(voices)) == len(voices)
+        assert all(set(s) == keys[s["engine"]] for s in listed)
+    # default --speakers 96: 72/12/12, engines taking turns; 6 utterances of the unseen family (5 % of 120)
+    assert (len(dirs["train"]), len(dirs["dev"]), len(dirs["test"]), len(dirs["test_unseen"])) == (72, 12, 12, 6)
+    for split in ("train", "dev", "test"):
+        engines = [s["engine"] for s in manifest["speakers"][split]]
+        assert engines.count("espeak") == engines.count("flite") == len(engines) // 2
+    espeak = [(s["voice"], s["variant"]) for split in base for s in manifest["speakers"][split] if s["engine"] == "espeak"]
+    assert len(set(espeak)) == len(espeak)
+    held_variants = {s["variant"] for split in ("dev", "test") for s in manifest["speakers"][split] if s["engine"] == "espeak"}
+    assert not held_variants & {s["variant"] for s in manifest["speakers"]["train"] if s["engine"] == "espeak"}
 
 
 @pytest.mark.parametrize("lang", ["en", "de"])
@@ -167,22 +179,28 @@ def test_audio_is_16k_mono_pcm16_speech(synth_corpus_en: Path) -> None:
         assert 0.5 < wav.numel() / 16000 < 15
 
 
+FAST_ROOMS = ["--rt60", "0.2,0.4"]  # short impulse responses: quick to compute
+
+
 def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
-    a = tree_hashes(make_corpus(tmp_path / "a", "en", 12, seed=3))
-    b = tree_hashes(make_corpus(tmp_path / "b", "en", 12, seed=3))
-    c = tree_hashes(make_corpus(tmp_path / "c", "en", 12, seed=4, workers=1))
-    assert a == b and sum(k.endswith(".flac") for k in a) == 12
-    flacs_a = {h for k, h in a.items() if k.endswith(".flac")}
-    flacs_c = {h for k, h in c.items() if k.endswith(".flac")}
-    assert len(flacs_c) == 12 and not flacs_a & flacs_c
+    a = tree_hashes(make_corpus(tmp_path / "a", "en", 12, seed=3, extra=FAST_ROOMS))
+    b = tree_hashes(make_corpus(tmp_path / "b", "en", 12, seed=3, extra=FAST_ROOMS))
+    c = tree_hashes(make_corpus(tmp_path / "c", "en", 12, seed=4, workers=1, extra=FAST_ROOMS))
     ma, mb = (json.loads((tmp_path / d / "manifest.json").read_text(encoding="utf-8")) for d in "ab")
+    # 12 utterances: train 10 (5 noisy, their clean copies in clean/), dev 1, test 1, test_unseen 1, dev_noisy 1
+    # and test_noisy 1 (each with a clean copy)
+    assert a == b and sum(k.endswith(".flac") for k in a) == 10 + 3 + 2 + 5 + 2
+    assert {u["condition"] for u in ma["utterances"]} - {"clean"}, "no noisy utterance: augmentation untested"
+    flacs_a = {h for k, h in a.items() if k.endswith(".flac") and not k.startswith("clean/")}
+    flacs_c = {h for k, h in c.items() if k.endswith(".flac") and not k.startswith("clean/")}
+    assert len(flacs_c) == 15 and not flacs_a & flacs_c
     assert ma.pop("command") != mb.pop("command") and ma == mb
 
 
 def test_workers_do_not_change_the_output(tmp_path: Path) -> None:
-    one = tree_hashes(make_corpus(tmp_path / "one", "de", 20, seed=5, workers=1))
-    two = tree_hashes(make_corpus(tmp_path / "two", "de", 20, seed=5, workers=2))
-    assert one == two
+    one = tree_hashes(make_corpus(tmp_path / "one", "de", 20, seed=5, workers=1, extra=FAST_ROOMS))
+    two = tree_hashes(make_corpus(tmp_path / "two", "de", 20, seed=5, workers=2, extra=FAST_ROOMS))
+    assert one == two and any(k.startswith("clean/train/") for k in one)
 
 
 # ---------------------------------------------------------------- errors

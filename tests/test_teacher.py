@@ -31,9 +31,18 @@ def test_unit_quantizer_recovers_clusters() -> None:
     q = UnitQuantizer(4, seed=0)
     q.fit(frames)
     pred = UnitQuantizer.from_state_dict(q.state_dict()).labels(frames)
-    # same partition up to a permutation of ids
-    pairs = set(zip(labels.tolist(), pred.tolist()))
-    assert len(pairs) == 4
+    # the same partition up to a permutation of ids: 4 distinct predictions, each true cluster mapped to
+    # exactly one of them, and the mapping one-to-one (a constant or merging quantizer fails here)
+    assert sorted(set(pred.tolist())) == [0, 1, 2, 3]
+    mapping = {}
+    for true, got in zip(labels.tolist(), pred.tolist()):
+        assert mapping.setdefault(true, got) == got, f"true cluster {true} split over units {mapping[true]}, {got}"
+    assert sorted(mapping.values()) == [0, 1, 2, 3]
+    perm = torch.tensor([mapping[k] for k in range(4)])
+    assert torch.equal(pred, perm[labels])
+    # unseen frames of the same clusters get the same units
+    fresh = torch.randint(4, (200,), generator=gen)
+    assert torch.equal(q.labels(centres[fresh] + 0.1 * torch.randn(200, 39, generator=gen)), perm[fresh])
 
 
 def test_teacher_trains_and_loss_falls(teacher_run: Path) -> None:

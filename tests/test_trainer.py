@@ -7,7 +7,6 @@ import math
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from process_group import popen_group, run_group
 from s3prl_colld import checkpoint as ckpt_io
 from s3prl_colld.config import from_dict, load_yaml
 from s3prl_colld.data.bucket import BucketBatchSampler, crop_spans, mix_seed, pad_batch
@@ -289,12 +289,6 @@ def test_mix_seed_separates_tuples() -> None:
 
 
 # ---------------------------------------------------------------- processes: DDP, SIGTERM, kill
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 DDP_SCRIPT = textwrap.dedent("""
     import sys
     from pathlib import Path
@@ -322,9 +316,10 @@ def test_two_process_gloo_ddp(tmp_path: Path) -> None:
     """torchrun, 2 CPU processes: ranks stay identical, and a DDP resume reproduces the losses exactly."""
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), str(script), str(tmp_path)]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    # --standalone: torchrun binds a free port itself (no race between probing a port and binding it)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+           str(tmp_path)]
+    proc = run_group(cmd, timeout=300, cwd=tmp_path, env=ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     state = torch.load(tmp_path / "full" / "states-6.ckpt", weights_only=True)
     assert state["world_size"] == 2 and state["step"] == 6 and len(state["rng_per_rank"]) == 2
@@ -352,27 +347,40 @@ SIGTERM_SCRIPT = textwrap.dedent("""
 
 
 def test_sigterm_saves_and_resumes(tmp_path: Path) -> None:
+    """SIGTERM mid-run saves a checkpoint; resuming from it gives the losses of an uninterrupted run, bit for bit.
+
+    Every run is a subprocess with the same environment (one thread), and the lr is constant after warm-up so
+    that it does not depend on total_steps.
+    """
     script = tmp_path / "slow.py"
     script.write_text(SIGTERM_SCRIPT)
-    run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, str(script), "-u", TOY, "-p", str(run), "-o",
-                             "config.runner.total_steps=100000,,config.runner.save_step=100000"],
-                            cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (run / "log.jsonl").is_file():
-        time.sleep(0.1)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    run, ref = tmp_path / "run", tmp_path / "ref"
+    const = "config.optimizer.decay=constant,,config.runner.save_step=100000"
+    with popen_group([sys.executable, str(script), "-u", TOY, "-p", str(run), "-o",
+                      f"config.runner.total_steps=100000,,{const}"],
+                     cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (run / "log.jsonl").is_file():
+            time.sleep(0.1)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-2000:]
     saved = ckpt_io.latest_checkpoint(run)
     assert saved is not None
     step = ckpt_io.step_of(saved)
     assert 0 < step < 100000 and f"saved states-{step}.ckpt after SIGTERM" in err
     assert _losses(run)[-1][0] == step
-    assert _run(run, "-e", str(saved), override=f"config.runner.total_steps={step + 3}") == 0
+    for folder, extra in ((run, ["-e", str(saved)]), (ref, [])):
+        done = run_group([sys.executable, str(REPO / "run_pretrain.py"), "-u", TOY, "-p", str(folder), *extra,
+                          "-o", f"config.runner.total_steps={step + 3},,{const}"], timeout=300, cwd=tmp_path, env=ENV)
+        assert done.returncode == 0, done.stderr[-2000:]
     assert ckpt_io.step_of(ckpt_io.latest_checkpoint(run)) == step + 3
     assert [s for s, _ in _losses(run)] == list(range(1, step + 4))
+    assert _losses(run) == _losses(ref)  # exact float equality, before and after the signal
+    a = torch.load(run / f"states-{step + 3}.ckpt", weights_only=True)["model"]
+    b = torch.load(ref / f"states-{step + 3}.ckpt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 KILL_SCRIPT = textwrap.dedent("""

@@ -1,4 +1,4 @@
-"""HuBERT's first-iteration targets: k-means units on MFCC features at 50 Hz.
+"""HuBERT's targets: k-means units of frame features at 50 Hz (MFCCs for iteration 1).
 
 MFCCs are computed as in HuBERT's ``dump_mfcc_feature.py`` (Kaldi-style
 13 coefficients, no energy, plus deltas and delta-deltas: 39 dims) at 100 Hz
@@ -6,6 +6,10 @@ and every second frame is kept. Frame ``k`` then starts at sample ``320 k``
 with a 400-sample window, which is exactly the receptive field of frame ``k``
 of a HuBERT CNN (total stride 320, receptive field 400), so unit ``k`` labels
 CNN frame ``k`` and the two sequences have the same length.
+
+``UnitQuantizer`` clusters any ``[T, D]`` frame features (39-dim MFCCs, or a
+teacher layer's hidden states for HuBERT's second iteration and DiceHuBERT);
+``UnitLabeler`` applies a fitted quantizer to batches on any device.
 """
 
 from __future__ import annotations
@@ -46,17 +50,20 @@ def mfcc_50hz(wav: torch.Tensor) -> torch.Tensor:
 
 
 class UnitQuantizer:
-    """Standardised-MFCC k-means: ``fit`` on sampled frames, ``labels`` per utterance."""
+    """k-means of standardised frame features: ``fit`` on sampled frames, ``labels`` per utterance."""
 
     def __init__(self, n_clusters: int, seed: int = 0) -> None:
         self.n_clusters = n_clusters
         self.seed = seed
-        self.mean: torch.Tensor | None = None  # [39]
-        self.std: torch.Tensor | None = None  # [39]
-        self.centroids: torch.Tensor | None = None  # [K, 39]
+        self.mean: torch.Tensor | None = None  # [D]
+        self.std: torch.Tensor | None = None  # [D]
+        self.centroids: torch.Tensor | None = None  # [K, D] (in standardised units)
 
     def fit(self, frames: torch.Tensor, batch_size: int = 10_000, max_iter: int = 100) -> float:
-        """Fit on ``frames`` ``[M, 39]``; returns the mean squared distance to the nearest centroid."""
+        """Fit on ``frames`` ``[M, D]``; returns the mean squared distance to the nearest centroid."""
+        if len(frames) < self.n_clusters:
+            raise ValueError(f"k-means with {self.n_clusters} clusters needs at least as many frames, got {len(frames)}")
+        frames = frames.float()
         self.mean = frames.mean(0)
         self.std = frames.std(0).clamp_min(1e-5)
         x = ((frames - self.mean) / self.std).numpy().astype(np.float32)
@@ -73,10 +80,10 @@ class UnitQuantizer:
         return float(km.inertia_ / len(x))
 
     def labels(self, feats: torch.Tensor) -> torch.Tensor:
-        """``[T, 39]`` MFCC -> ``[T]`` int64 unit ids."""
+        """``[T, D]`` features -> ``[T]`` int64 unit ids (nearest centroid)."""
         if self.centroids is None or self.mean is None or self.std is None:
             raise RuntimeError("UnitQuantizer.labels called before fit/load")
-        x = (feats - self.mean) / self.std
+        x = (feats.float() - self.mean) / self.std
         return torch.cdist(x, self.centroids).argmin(dim=1)
 
     def state_dict(self) -> dict[str, torch.Tensor | int]:
@@ -88,3 +95,24 @@ class UnitQuantizer:
         q = cls(int(state["n_clusters"]))
         q.mean, q.std, q.centroids = state["mean"], state["std"], state["centroids"]
         return q
+
+
+class UnitLabeler(torch.nn.Module):
+    """A fitted ``UnitQuantizer`` as a module (buffers follow ``.to(device)``): ``[B, T, D] -> [B, T]`` unit ids.
+
+    The buffers are not persistent: the quantizer lives in its own cache file, not in a model's state dict.
+    """
+
+    def __init__(self, quantizer: UnitQuantizer) -> None:
+        super().__init__()
+        if quantizer.centroids is None or quantizer.mean is None or quantizer.std is None:
+            raise RuntimeError("UnitLabeler needs a fitted UnitQuantizer")
+        self.register_buffer("mean", quantizer.mean.float().clone(), persistent=False)
+        self.register_buffer("std", quantizer.std.float().clone(), persistent=False)
+        self.register_buffer("centroids", quantizer.centroids.float().clone(), persistent=False)
+
+    @torch.no_grad()
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """``feats [B, T, D]`` (any float dtype) -> ``[B, T]`` int64, computed in float32."""
+        x = (feats.float() - self.mean) / self.std
+        return torch.cdist(x, self.centroids[None].expand(x.size(0), -1, -1)).argmin(dim=-1)

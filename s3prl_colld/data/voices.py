@@ -15,6 +15,10 @@ several utterances of one speaker are synthesised in one call, separated by
 exactly one piece per utterance (never seen so far), that batch is
 synthesised again one utterance per call, so the result is always right and
 still depends only on the batch, never on timing or on the worker.
+
+Voice families (what ``test_unseen`` holds out): ``espeak:klatt`` for the
+Klatt-synthesiser variants (``klatt`` ... ``klatt6``), else
+``espeak:<base voice>`` (an accent, e.g. ``espeak:en-gb-scotland``).
 """
 
 from __future__ import annotations
@@ -52,6 +56,9 @@ VARIANTS = (
 )
 SPEED_RANGE = (140, 200)  # words per minute
 PITCH_RANGE = (30, 70)  # espeak-ng pitch, 0-99
+# seconds per word x words per minute, for planning a corpus of a given length (measured on 10 h of
+# English and 3.6 h of German: espeak-ng's words are longer than its -s speed says)
+SECONDS_PER_WORD_AT_1_WPM = {"en": 44.0, "de": 51.3}
 RATE_JITTER = (94, 106)  # per utterance, % of the speaker's speed
 PITCH_JITTER = (92, 108)  # per utterance, % of the speaker's pitch
 
@@ -62,13 +69,21 @@ KEEP_SILENCE = int(0.1 * SAMPLE_RATE)  # silence kept at each end after trimming
 PEAK = 0.9
 
 
+KLATT_FAMILY = "espeak:klatt"
+
+
 class SynthesisError(RuntimeError):
-    """espeak-ng failed or produced no speech."""
+    """A TTS engine failed or produced no speech."""
+
+
+def espeak_family(voice: str, variant: str) -> str:
+    """The voice family of an espeak-ng speaker (see the module docstring)."""
+    return KLATT_FAMILY if variant.startswith("klatt") else f"espeak:{voice}"
 
 
 @dataclass(frozen=True)
 class Speaker:
-    """One synthetic speaker; ``speaker_id`` is its LibriSpeech-style integer id."""
+    """One synthetic espeak-ng speaker; ``speaker_id`` is its LibriSpeech-style integer id."""
 
     speaker_id: int
     voice: str
@@ -76,14 +91,31 @@ class Speaker:
     speed: int
     pitch: int
 
+    engine = "espeak"  # class attribute, not a field
+
     @property
     def espeak_voice(self) -> str:
         """The ``-v`` argument of espeak-ng, e.g. ``en-gb+m3``."""
         return f"{self.voice}+{self.variant}"
 
+    @property
+    def voice_name(self) -> str:
+        """The voice as the manifest names it (``en-gb+m3``)."""
+        return self.espeak_voice
+
+    @property
+    def family(self) -> str:
+        """``espeak:klatt`` or ``espeak:<base voice>``."""
+        return espeak_family(self.voice, self.variant)
+
+    def seconds_per_word(self) -> float:
+        """Planning estimate of this speaker's speaking time per word."""
+        return SECONDS_PER_WORD_AT_1_WPM[self.voice.split("-")[0]] / self.speed
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for the manifest)."""
-        return asdict(self)
+        return {"speaker_id": self.speaker_id, "engine": self.engine, "family": self.family, **{
+            k: v for k, v in asdict(self).items() if k != "speaker_id"}}
 
 
 @dataclass(frozen=True)
@@ -102,25 +134,47 @@ def installed_variants(executable: str) -> list[str]:
     return [v for v in VARIANTS if v in found]
 
 
-def make_speakers(lang: str, count: int, rng: random.Random, variants: Sequence[str],
-                  first_id: int = 100) -> list[Speaker]:
-    """``count`` speakers with distinct variants, base voices taken in turn, random speed and pitch."""
-    if count > len(variants):
-        raise ValueError(f"at most {len(variants)} speakers are available (one per voice variant), asked for {count}")
-    voices = list(BASE_VOICES[lang])
-    chosen = list(variants)
+def espeak_families(lang: str, variants: Sequence[str]) -> list[str]:
+    """Every voice family that ``lang``'s espeak-ng speakers can belong to."""
+    out = [f"espeak:{v}" for v in BASE_VOICES[lang]]
+    return out + [KLATT_FAMILY] if any(v.startswith("klatt") for v in variants) else out
+
+
+def make_speakers(lang: str, counts: Sequence[int], rng: random.Random, variants: Sequence[str],
+                  family: str | None = None, exclude: str | None = None) -> list[list[Speaker]]:
+    """espeak-ng speakers for several groups (e.g. dev, test, then train); ids are 0 (set them later).
+
+    Every speaker of the first ``len(counts) - 1`` groups gets a variant of its
+    own (held-out speakers never share a timbre with anyone); the last group
+    takes the remaining variants, in turn if it needs more than are left (the
+    speakers still differ by base voice, speed and pitch). Base voices are taken
+    in turn. ``family`` keeps only speakers of that family, ``exclude`` drops
+    those of that family.
+
+    Raises:
+        ValueError: too few variants for the held-out groups, or none left for the last group.
+    """
+    voices = [v for v in BASE_VOICES[lang]
+              if not (family and family != KLATT_FAMILY and f"espeak:{v}" != family)
+              and not (exclude and exclude != KLATT_FAMILY and f"espeak:{v}" == exclude)]
+    chosen = [v for v in variants if not (family == KLATT_FAMILY and not v.startswith("klatt"))
+              and not (exclude == KLATT_FAMILY and v.startswith("klatt"))]
+    if not voices or not chosen:
+        raise ValueError(f"no espeak-ng voice of family {family!r} (without {exclude!r}) for {lang!r}")
     rng.shuffle(voices)
     rng.shuffle(chosen)
-    return [
-        Speaker(
-            speaker_id=first_id + i,
-            voice=voices[i % len(voices)],
-            variant=chosen[i],
-            speed=rng.randint(*SPEED_RANGE),
-            pitch=rng.randint(*PITCH_RANGE),
-        )
-        for i in range(count)
-    ]
+    held = sum(counts[:-1])
+    if held > len(chosen) or (counts[-1] and held == len(chosen)):
+        raise ValueError(f"{len(chosen)} espeak-ng voice variants cannot give {held} held-out speakers a variant "
+                         f"each and leave some for the other {counts[-1]}: use fewer --speakers")
+    groups: list[list[Speaker]] = []
+    start = 0
+    for g, count in enumerate(counts):
+        pool = chosen[start : start + count] if g < len(counts) - 1 else chosen[held:]
+        groups.append([Speaker(0, voices[(start + i) % len(voices)], pool[i % len(pool)],
+                               rng.randint(*SPEED_RANGE), rng.randint(*PITCH_RANGE)) for i in range(count)])
+        start += count
+    return groups
 
 
 def jitter(rng: random.Random) -> tuple[int, int]:
@@ -167,10 +221,14 @@ def split_at_pauses(samples: np.ndarray, count: int) -> list[np.ndarray] | None:
 
 def finish(samples: np.ndarray) -> np.ndarray:
     """22.05 kHz int16 -> 16 kHz float32: light silence trim (0.1 s kept), peak scaled to 0.9."""
-    wav = resample_poly(samples.astype(np.float32) / 32768.0, 320, 441).astype(np.float32)
+    return trim_and_scale(resample_poly(samples.astype(np.float32) / 32768.0, 320, 441).astype(np.float32))
+
+
+def trim_and_scale(wav: np.ndarray) -> np.ndarray:
+    """16 kHz float32 ``[T]`` -> ``[T']``: silence trimmed to 0.1 s at each end, peak scaled to 0.9."""
     peak = float(np.abs(wav).max()) if wav.size else 0.0
     if peak < 1e-3:
-        raise SynthesisError("espeak-ng produced silence")
+        raise SynthesisError("the TTS engine produced silence")
     loud = np.flatnonzero(np.abs(wav) > 0.01 * peak)
     wav = wav[max(0, loud[0] - KEEP_SILENCE) : loud[-1] + 1 + KEEP_SILENCE]
     return (wav * (PEAK / peak)).astype(np.float32)

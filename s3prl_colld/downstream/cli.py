@@ -1,7 +1,7 @@
 """``python run_downstream.py -m train -u UPSTREAM [-k CKPT] -d {pr,asr,st} -n NAME ...`` and ``-m evaluate``.
 
-s3prl's flags. Train: the config is the dataclass defaults <-
-``configs/downstream/TASK.yaml`` (or ``-c``) <- ``-o`` overrides
+s3prl's flags. Train: the config is the dataclass defaults <- the task's
+s3prl recipe (``s3prl_defaults``) <- ``configs/downstream/TASK.yaml`` (or ``-c``) <- ``-o`` overrides
 (``config.a.b=v,,config.c=w``, values read as YAML). The run folder is ``-p``,
 else ``result/downstream/NAME``. ``-e CKPT`` with ``-m train`` continues that
 run exactly (its own spec and config; ``-o`` may change e.g. total_steps).
@@ -67,9 +67,11 @@ def parser() -> argparse.ArgumentParser:
 
 def resolve_config(task: str, config_yaml: str | None, overrides: str | None,
                    base: dict[str, Any] | None = None) -> DownstreamConfig:
-    """Defaults <- the task's YAML (or ``-c``; or a checkpoint's config ``base``) <- ``-o``."""
+    """Defaults <- s3prl's recipe of ``task`` <- its YAML (or ``-c``) <- ``-o``; or a checkpoint's config ``base``
+    (complete already) <- ``-o``."""
     if base is None:
-        base = load_yaml(config_yaml or CONFIG_DIR / "downstream" / f"{task}.yaml")
+        base = deep_merge(TASKS.get(task).s3prl_defaults,
+                          load_yaml(config_yaml or CONFIG_DIR / "downstream" / f"{task}.yaml"))
     return from_dict(DownstreamConfig, deep_merge(base, parse_overrides(overrides)))
 
 

@@ -12,7 +12,7 @@ from s3prl_colld.config import ConfigError
 
 @dataclass
 class PRHeadConfig:
-    """PR: Linear(D, project_dim) -> Linear(project_dim, V)."""
+    """PR: Linear(D, project_dim) -> Linear(project_dim, V) (s3prl ``ctc/libriphone.yaml``: ``FrameLevel``)."""
 
     project_dim: int = 256
 
@@ -23,7 +23,10 @@ class PRHeadConfig:
 
 @dataclass
 class ASRHeadConfig:
-    """ASR: Linear(D, project_dim) -> BiLSTM(hidden_dim) x layers -> Linear(2 hidden_dim, V)."""
+    """ASR: Linear(D, project_dim) -> (BiLSTM(hidden_dim) -> dropout) x layers -> Linear(2 hidden_dim, V).
+
+    Defaults: s3prl's ``downstream/asr/config.yaml`` (``modelrc.project_dim``, ``RNNs.dim``, ``RNNs.dropout``).
+    """
 
     project_dim: int = 1024
     hidden_dim: int = 1024
@@ -49,18 +52,26 @@ class LinearCTCHead(nn.Module):
 
 
 class BiLSTMCTCHead(nn.Module):
-    """``[B, T, D]`` -> log-probs ``[B, T, V]`` through a projection and a bidirectional LSTM."""
+    """``[B, T, D]`` -> log-probs ``[B, T, V]``: s3prl's ASR ``RNNs`` model.
+
+    ``Linear(D, project_dim)`` (s3prl's ``projector``), then ``layers`` x
+    (one-layer BiLSTM(hidden_dim) -> Dropout(dropout)), then ``Linear(2 hidden_dim, V)``.
+    As in s3prl's ``RNNLayer``, dropout follows every LSTM layer, the last one included.
+    """
 
     def __init__(self, dim: int, vocab_size: int, cfg: ASRHeadConfig) -> None:
         super().__init__()
         self.proj = nn.Linear(dim, cfg.project_dim)
-        self.lstm = nn.LSTM(cfg.project_dim, cfg.hidden_dim, num_layers=cfg.layers, bidirectional=True,
-                            batch_first=True, dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        sizes = [cfg.project_dim] + [2 * cfg.hidden_dim] * (cfg.layers - 1)
+        self.lstms = nn.ModuleList(nn.LSTM(n, cfg.hidden_dim, bidirectional=True, batch_first=True) for n in sizes)
+        self.dropout = nn.Dropout(cfg.dropout)
         self.out = nn.Linear(2 * cfg.hidden_dim, vocab_size)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        packed = nn.utils.rnn.pack_padded_sequence(self.proj(x), lengths.cpu(), batch_first=True,
-                                                   enforce_sorted=False)
-        y, _ = self.lstm(packed)
-        y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=x.size(1))
+        y = self.proj(x)
+        for lstm in self.lstms:
+            packed = nn.utils.rnn.pack_padded_sequence(y, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            y, _ = lstm(packed)
+            y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=x.size(1))
+            y = self.dropout(y)
         return self.out(y).log_softmax(-1)

@@ -11,16 +11,23 @@ from torch import nn
 
 
 class Featurizer(nn.Module):
-    """``[B, L, T, D]`` -> ``[B, T, D]``: sum_l softmax(w)_l * norm(h_l), or one layer.
+    """``[B, L, T, D]`` -> ``[B, T, D]``: s3prl's SUPERB featurizer.
+
+    - ``L > 1``: ``sum_l softmax(w)_l * h_l`` (with ``normalize``: ``layer_norm(h_l)``
+      without parameters before mixing); the weights start at zero (an equal mix).
+    - ``L == 1`` (fbank, mfcc): the hidden state is passed through untouched, as
+      s3prl's ``Featurizer`` does; its single weight gets no gradient.
+    - ``layer`` (``-l``): that hidden state alone, untouched (s3prl normalises
+      only inside the weighted sum).
 
     Args:
         n_layers: hidden states per utterance (front-end output + every layer).
         layer: read only this layer (``-l``; negative counts from the end) instead of the sum.
-        normalize: layer-normalise each hidden state (no parameters) before mixing,
-            so layers of very different scales mix fairly (s3prl's ``normalize`` option).
+        normalize: layer-normalise each hidden state before the weighted sum (s3prl's
+            ``--upstream_feature_normalize``; off in SUPERB, and off by default).
     """
 
-    def __init__(self, n_layers: int, layer: int | None = None, normalize: bool = True) -> None:
+    def __init__(self, n_layers: int, layer: int | None = None, normalize: bool = False) -> None:
         super().__init__()
         if layer is not None and not -n_layers <= layer < n_layers:
             raise ValueError(f"-l {layer}: the upstream has hidden states 0..{n_layers - 1}")
@@ -29,10 +36,12 @@ class Featurizer(nn.Module):
 
     def forward(self, hs: torch.Tensor) -> torch.Tensor:
         """``hs [B, L, T, D]`` -> ``[B, T, D]``."""
-        if self.normalize:
-            hs = F.layer_norm(hs, hs.shape[-1:])
         if self.layer is not None:
             return hs[:, self.layer]
+        if self.n_layers == 1:
+            return hs[:, 0]
+        if self.normalize:
+            hs = F.layer_norm(hs, hs.shape[-1:])
         return torch.einsum("l,bltd->btd", self.weights.softmax(0), hs)
 
     def layer_weights(self) -> list[float]:

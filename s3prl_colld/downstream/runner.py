@@ -1,8 +1,10 @@
 """Train a downstream head on a frozen upstream, pick the best dev checkpoint, evaluate on test.
 
-One readable loop: batches of cached (or recomputed) hidden states
-``[B, L, T, D]`` -> featurizer -> head -> task loss; Adam; evaluation on dev
-every ``eval_step`` (the best one is saved as ``dev-best.ckpt``);
+One readable loop, s3prl's downstream runner: batches of cached (or
+recomputed) hidden states ``[B, L, T, D]`` -> featurizer -> SpecAugment
+(training, when on) -> head -> task loss; ``gradient_accumulate_steps``
+batches per Adam update, s3prl's lr schedule, gradient clipping; evaluation
+on dev every ``eval_step`` (the best one is saved as ``dev-best.ckpt``);
 ``states-STEP.ckpt`` every ``save_step``. Checkpoints are plain dicts
 (``torch.load(weights_only=True)``), written atomically, and carry the run's
 spec, config, vocabulary and every RNG state, so ``-e`` continues exactly.
@@ -22,10 +24,13 @@ from tqdm.auto import tqdm
 
 from s3prl_colld import checkpoint as ckpt_io
 from s3prl_colld.config import from_dict, to_dict
+from s3prl_colld.data.audio import num_samples
 from s3prl_colld.downstream.corpus import Utterance
 from s3prl_colld.downstream.featurizer import Featurizer, pad_features, plot_layer_weights
 from s3prl_colld.downstream.features import FeatureSource, check_audio, feature_source
+from s3prl_colld.downstream.schedule import lr_multiplier
 from s3prl_colld.downstream.schema import DownstreamConfig
+from s3prl_colld.downstream.specaug import spec_augment
 from s3prl_colld.downstream.task import DownstreamTask, get_task
 from s3prl_colld.downstream.upstream import FrozenUpstream
 from s3prl_colld.runtime.distributed import pick_device
@@ -60,6 +65,7 @@ class DownstreamRunner:
         self.task: DownstreamTask = get_task(spec.task)(cfg)
         self.upstream = FrozenUpstream(spec.upstream, spec.ckpt, self.device, cfg.upstream.batch_size)
         self.utts: dict[str, list[Utterance]] = {}
+        self.lengths: dict[str, list[int]] = {}
         if state is not None:
             self.task.load_vocab_state(state["vocab"])
         else:
@@ -76,7 +82,8 @@ class DownstreamRunner:
             rc = cfg.runner
             self.policy = StepPolicy(self.optimizer, cfg.optimizer, rc.total_steps, rc.gradient_clipping,
                                      rc.max_bad_steps, self.precision, self.device,
-                                     f"the last good checkpoint is in {self.expdir}")
+                                     f"the last good checkpoint is in {self.expdir}",
+                                     factor=lambda s: lr_multiplier(s, rc.total_steps, cfg.optimizer))
         if state is not None:
             self._restore(state)
         self.sources: dict[str, FeatureSource] = {}
@@ -89,6 +96,12 @@ class DownstreamRunner:
                 utts = utts[: self.cfg.data.max_train_utts]
             self.utts[role] = utts
         return self.utts[role]
+
+    def samples(self, role: str) -> list[int]:
+        """Audio length (samples, from the file headers) of each utterance of ``role``."""
+        if role not in self.lengths:
+            self.lengths[role] = [num_samples(u.path) for u in self._utterances(role)]
+        return self.lengths[role]
 
     def cache_dir(self) -> Path | None:
         if not self.cfg.cache.enabled:
@@ -114,14 +127,19 @@ class DownstreamRunner:
         return x, lengths.to(self.device), [self._utterances(role)[i].text for i in indices]
 
     def train_batches(self) -> Iterator[list[int]]:
-        """Endless shuffled batches; the epoch's order is seeded by (seed, epoch), so resuming is exact."""
-        n, bs = len(self._utterances("train")), self.cfg.runner.batch_size
+        """Endless training batches: the task's s3prl sampler, one epoch at a time.
+
+        An epoch's batches are a pure function of ``(seed, epoch)`` and ``pos``
+        counts the batches already used, so resuming mid-epoch is exact.
+        """
+        rc = self.cfg.runner
+        utts = self._utterances("train")
         while True:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.runner.seed + self.epoch))
-            while self.pos < n:
-                idx = order[self.pos: self.pos + bs].tolist()
-                self.pos += bs
-                yield idx
+            epoch_batches = self.task.train_batches(utts, self.samples("train"), rc, self.epoch,
+                                                    self.upstream.downsample_rate)
+            while self.pos < len(epoch_batches):
+                self.pos += 1
+                yield epoch_batches[self.pos - 1]
             self.epoch, self.pos = self.epoch + 1, 0
 
     # ------------------------------------------------------------------ checkpoints
@@ -166,7 +184,7 @@ class DownstreamRunner:
         self.head.eval()
         utts = self._utterances(role)
         self.source(role)
-        order = sorted(range(len(utts)), key=lambda i: utts[i].uttid)
+        order = self.task.eval_order(utts, self.samples(role))
         bs = self.cfg.runner.eval_batch_size
         hyps: list[str] = []
         for start in tqdm(range(0, len(order), bs), desc=f"decode {role}", leave=False,
@@ -175,21 +193,28 @@ class DownstreamRunner:
             hyps += self.task.decode(self.head, x, lengths)
         self.featurizer.train()
         self.head.train()
-        refs = [utts[i].text for i in order]
+        refs = [self.task.reference(utts[i].text) for i in order]
         return {self.task.metric: self.task.score(hyps, refs), "ids": [utts[i].uttid for i in order],
                 "hyps": hyps, "refs": refs}
 
-    def train_step(self, indices: list[int]) -> torch.Tensor:
-        """One optimiser step on training utterances ``indices`` (``runtime.step.StepPolicy``: schedule, AMP,
-        clipping; a non-finite loss or gradient skips it, too many of them abort)."""
-        with autocast(self.precision, self.device):
-            x, lengths, texts = self.batch("train", indices)
-            loss = self.task.loss(self.head, x, lengths, texts)
-        self.policy.backward(loss)
+    def train_step(self, batches: list[list[int]]) -> torch.Tensor:
+        """One optimizer update over the training utterance batches ``batches`` (``gradient_accumulate_steps`` of
+        them; each batch's loss is divided by their number), SpecAugment on the features when on.
+        ``runtime.step.StepPolicy`` does s3prl's schedule, AMP and clipping; a non-finite loss or gradient skips
+        the update, too many of them abort. Returns the mean batch loss ``[]``."""
+        total = torch.zeros((), device=self.device)
+        for indices in batches:
+            with autocast(self.precision, self.device):
+                x, lengths, texts = self.batch("train", indices)
+                if self.cfg.specaug.enabled:
+                    x = spec_augment(x, lengths, self.cfg.specaug)
+                loss = self.task.loss(self.head, x, lengths, texts) / len(batches)
+            self.policy.backward(loss)
+            total = total + loss.detach().float()
         self.step += 1
-        if self.policy.step(loss.detach()).bad:
+        if self.policy.step(total).bad:
             self.policy.count_bad(self.step)
-        return loss.detach()
+        return total
 
     def train(self) -> dict[str, Any]:
         """Train to ``runner.total_steps``; returns the best dev metric and its step."""
@@ -205,7 +230,7 @@ class DownstreamRunner:
                    unit="step", disable=not rc.progress_bar)
         metric = self.task.metric
         while self.step < rc.total_steps:
-            loss = self.train_step(next(batches))
+            loss = self.train_step([next(batches) for _ in range(rc.gradient_accumulate_steps)])
             bar.update(1)
             if self.step % rc.log_step == 0:
                 writer.add_scalar(f"{self.spec.task}/train-loss", loss.item(), self.step)
@@ -218,8 +243,8 @@ class DownstreamRunner:
                 if self.best["value"] is None or self.task.better(value, self.best["value"]):
                     self.best = {"metric": metric, "value": value, "step": self.step}
                     self.save("dev-best.ckpt")
-                    self.task.write_predictions(self.expdir, self.task.split_name("dev"), result["ids"], result["hyps"],
-                                                result["refs"])
+                    self.task.write_predictions(self.expdir, "dev", self.task.split_name("dev"), result["ids"],
+                                                result["hyps"], result["refs"])
                 self.save_layer_weights()
             if self.step % rc.save_step == 0 or self.step == rc.total_steps:
                 self.save()
@@ -236,10 +261,13 @@ def evaluate_checkpoint(path: Path, split: str = "test", overrides: dict[str, An
         split: ``dev`` / ``test`` (the config's ``data.dev_split`` / ``data.test_split``)
             or the name of any other split of the corpus (``test_noisy``).
 
-    Every file is named after the corpus split (``test-clean-results.json``,
-    ``test-clean-hyp.ark``), so evaluating another split never overwrites a
-    split's results; results of a split of the same name from another corpus
-    root are not overwritten either (an error says so).
+    The results are named after the corpus split (``test-clean-results.json``).
+    The predictions of the run's own dev / test split keep s3prl's names (PR
+    ``test-hyp.ark``, ASR ``test-clean-noLM-hyp.ark``, ST ``output-st-test.tsv``);
+    those of any other split are named after it (``test_noisy-hyp.ark``). So
+    evaluating another split never overwrites a split's results; results of a
+    split of the same name from another corpus root are not overwritten either
+    (an error says so).
     """
     from s3prl_colld.config import deep_merge
 
@@ -264,7 +292,10 @@ def evaluate_checkpoint(path: Path, split: str = "test", overrides: dict[str, An
     runner = DownstreamRunner(RunSpec(**state["spec"]), cfg, out_dir, state, train=False)
     result = runner.evaluate(role)
     metric = runner.task.metric
-    runner.task.write_predictions(out_dir, name, result["ids"], result["hyps"], result["refs"])
+    # s3prl's file names for the run's own dev / test split; any other split's files are named after it
+    own = state["config"]["data"]["test_split" if role == "test" else "dev_split"]
+    runner.task.write_predictions(out_dir, role if name == own else None, name, result["ids"], result["hyps"],
+                                  result["refs"])
     summary = {"task": runner.spec.task, "upstream": runner.spec.upstream, "ckpt": runner.spec.ckpt,
                "checkpoint": str(path), "step": state["step"], "split": name, "root": root,
                "metric": metric, metric: result[metric], "utterances": len(result["ids"]),

@@ -1,8 +1,13 @@
-"""Config of a downstream run (``configs/downstream/<task>.yaml`` + ``-o`` overrides).
+"""Config of a downstream run: dataclass defaults <- the task's s3prl defaults <- YAML <- ``-o`` overrides.
 
-Runner keys follow s3prl's downstream runner (``total_steps``, ``log_step``,
-``eval_step``, ``save_step``, ``max_keep``, ``gradient_clipping``); the
-``head`` section is checked against the task's own head dataclass.
+Keys follow s3prl's downstream recipes where s3prl has one: the runner's
+``total_steps``, ``log_step``, ``eval_step``, ``save_step``, ``max_keep``,
+``gradient_clipping`` and ``gradient_accumulate_steps``; the ``specaug``
+section uses the keys of s3prl's ``downstream/specaug.py``. The ``head``
+section is checked against the task's own head dataclass. Each task's s3prl
+values (``DownstreamTask.s3prl_defaults``) are applied before the YAML, so a
+config file only needs the keys it changes; ``docs/superb_protocol.md`` maps
+every setting to s3prl's file and key.
 """
 
 from __future__ import annotations
@@ -13,15 +18,21 @@ from typing import Any, Optional
 from s3prl_colld.config import ConfigError, choice
 from s3prl_colld.runtime.optim import OptimizerConfig
 
+BATCHING = ("s3prl", "shuffle")
+DECAYS = ("constant", "linear", "cosine", "sqrt")
+
 
 @dataclass
 class DownstreamRunnerConfig:
-    total_steps: int = 20000
+    total_steps: int = 20000  # optimizer updates (s3prl counts updates, not batches)
     log_step: int = 100
     eval_step: int = 1000
     save_step: int = 1000
     max_keep: int = 1  # states-STEP.ckpt files kept (dev-best.ckpt is kept apart)
-    batch_size: int = 16
+    batch_size: int = 16  # utterances per batch (s3prl's bucket size; see batching)
+    max_tokens: Optional[int] = None  # ST: a batch holds at most this many padded feature frames (fairseq)
+    batching: str = "s3prl"  # s3prl: the task's s3prl sampler (length buckets); shuffle: random batches
+    gradient_accumulate_steps: int = 1  # batches per optimizer update (each loss divided by this)
     eval_batch_size: int = 16
     gradient_clipping: float = 1.0
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast of featurizer + head; fp16 scales the loss)
@@ -32,11 +43,52 @@ class DownstreamRunnerConfig:
 
     def validate(self) -> None:
         choice(self.device, ("auto", "cpu", "cuda"), "config.runner.device")
+        choice(self.batching, BATCHING, "config.runner.batching")
         choice(self.precision, ("fp32", "bf16", "fp16"), "config.runner.precision")
         for name in ("total_steps", "log_step", "eval_step", "save_step", "max_keep", "batch_size",
-                     "eval_batch_size"):
+                     "eval_batch_size", "gradient_accumulate_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"config.runner.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ConfigError(f"config.runner.max_tokens must be >= 1 or null, got {self.max_tokens}")
+
+
+@dataclass
+class DownstreamOptimizerConfig(OptimizerConfig):
+    """Adam with torch's defaults (s3prl's ``TorchOptim`` / ``Adam``) and s3prl's schedulers.
+
+    ``decay`` with ``warmup_steps`` names s3prl's ``scheduler`` (``s3prl/schedulers.py``),
+    with s3prl's formulas (``LambdaLR``: the update after ``s`` updates uses ``lr * f(s)``,
+    see :func:`s3prl_colld.downstream.schedule.lr_multiplier`):
+
+    - ``constant``, ``warmup_steps: 0``: no scheduler (PR, ASR);
+    - ``constant``, ``warmup_steps: W``: ``constant_decay_schedule_with_warmup``;
+    - ``linear``: ``linear_schedule_with_warmup``, ``f(s) = (T - s) / (T - W)`` after warm-up;
+    - ``cosine``: ``cosine_schedule_with_warmup``;
+    - ``sqrt``: ``sqrt_decay_schedule_with_warmup`` (ST), ``f(s) = 1 / sqrt(max(s, W))``
+      after warm-up: note that s3prl's formula drops the lr by a factor ``sqrt(W)`` at the
+      end of the warm-up (100x for W = 10000); we reproduce it as it is.
+
+    During warm-up ``f(s) = s / W`` (so the first update has lr 0, as in s3prl).
+    ``final_lr_ratio`` (linear / cosine) is 0 in s3prl.
+    """
+
+    name: str = "Adam"  # Adam | AdamW
+    lr: float = 1.0e-2
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # torch's defaults
+    eps: float = 1.0e-8  # torch's default
+    decay: str = "constant"  # constant | linear | cosine | sqrt
+
+    def validate(self) -> None:
+        choice(self.name, ("Adam", "AdamW"), "config.optimizer.name")
+        choice(self.decay, DECAYS, "config.optimizer.decay")
+        if len(self.betas) != 2:
+            raise ConfigError(f"config.optimizer.betas must hold two numbers, got {self.betas}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"config.optimizer.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.decay == "sqrt" and self.warmup_steps < 1:
+            raise ConfigError("config.optimizer.decay=sqrt needs config.optimizer.warmup_steps >= 1 "
+                              "(s3prl's sqrt_decay_schedule_with_warmup divides by sqrt(max(step, warmup)))")
 
 
 @dataclass
@@ -61,7 +113,41 @@ class CacheConfig:
 
 @dataclass
 class FeaturizerConfig:
-    normalize: bool = True  # layer-normalise each hidden state before the weighted sum
+    # s3prl's SUPERB featurizer: no normalisation (run_downstream.py --upstream_feature_normalize is off),
+    # and an upstream with a single hidden state (fbank, mfcc) is passed through untouched
+    normalize: bool = False  # true: layer-normalise each hidden state before the weighted sum
+
+
+@dataclass
+class SpecAugConfig:
+    """SpecAugment on the featurized features ``[B, T, D]``, training only (s3prl's ``specaug`` block).
+
+    Defaults: s3prl's ``downstream/asr/config.yaml``. Widths are drawn from
+    ``[low, high)``; masks are filled with zeros.
+    """
+
+    enabled: bool = False  # s3prl: the specaug block is present (ASR) or commented out (PR, ST)
+    apply_time_warp: bool = True
+    apply_time_mask: bool = True
+    apply_freq_mask: bool = True
+    time_warp_window: int = 5
+    time_warp_mode: str = "bicubic"
+    time_mask_width_range: list[int] = field(default_factory=lambda: [0, 40])
+    freq_mask_width_range: list[int] = field(default_factory=lambda: [0, 50])
+    num_freq_mask: int = 4
+    num_time_mask: int = 2
+
+    def validate(self) -> None:
+        for name in ("time_mask_width_range", "freq_mask_width_range"):
+            low_high = getattr(self, name)
+            if len(low_high) != 2 or not 0 <= low_high[0] < low_high[1]:
+                raise ConfigError(f"config.specaug.{name} must be [low, high] with 0 <= low < high, got {low_high}")
+        if min(self.time_warp_window, self.num_freq_mask, self.num_time_mask) < 0:
+            raise ConfigError("config.specaug.time_warp_window, num_freq_mask and num_time_mask must be >= 0")
+        choice(self.time_warp_mode, ("bicubic", "bilinear", "nearest"), "config.specaug.time_warp_mode")
+        if self.enabled and not (self.apply_time_warp or self.apply_time_mask or self.apply_freq_mask):
+            raise ConfigError("config.specaug.enabled=true needs at least one of apply_time_warp, apply_time_mask, "
+                              "apply_freq_mask")
 
 
 @dataclass
@@ -72,10 +158,10 @@ class UpstreamConfig:
 @dataclass
 class DownstreamConfig:
     runner: DownstreamRunnerConfig = field(default_factory=DownstreamRunnerConfig)
-    optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(name="Adam", lr=1e-2,
-                                                                                decay="constant"))
+    optimizer: DownstreamOptimizerConfig = field(default_factory=DownstreamOptimizerConfig)
     data: DownstreamDataConfig = field(default_factory=DownstreamDataConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     featurizer: FeaturizerConfig = field(default_factory=FeaturizerConfig)
+    specaug: SpecAugConfig = field(default_factory=SpecAugConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     head: dict[str, Any] = field(default_factory=dict)  # checked by the task's head config

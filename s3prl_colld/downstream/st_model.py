@@ -20,15 +20,22 @@ from s3prl_colld.config import ConfigError
 
 @dataclass
 class STHeadConfig:
-    """``config.head`` of the ST task (defaults: s3prl's ST / fairseq ``s2t_transformer_s``-like sizes).
+    """``config.head`` of the ST task; defaults: s3prl's ``downstream/speech_translation/config.yaml``.
 
-    ``vocab_size`` is the sentencepiece size asked for when training the
-    vocabulary; the head itself is built with the trained vocabulary's size.
+    The model is fairseq's ``s2t_transformer`` architecture as s3prl configures it
+    (``modelrc``: ``arch: s2t_transformer``, ``encoder_layers: 3``, ``decoder_layers: 3``,
+    ``max_source_positions: 6000``; the architecture's own defaults: d_model 512,
+    8 heads, FFN 2048, conv subsampler ``5,5`` with 1024 channels, dropout 0.1,
+    pre-norm, sinusoidal positions, decoder input and output embeddings not
+    shared). Decoding: ``generatorrc`` (beam 20, ``max_len_a`` 0, ``max_len_b``
+    400). The target vocabulary is a character-level sentencepiece model
+    (``prepare_gen_fairseq_vocab.py --model-type char``: every character of the
+    training targets; ``vocab_size`` only bounds the other model types).
     """
 
-    d_model: int = 256
-    nhead: int = 4
-    ffn_dim: int = 1024
+    d_model: int = 512
+    nhead: int = 8
+    ffn_dim: int = 2048
     encoder_layers: int = 3
     decoder_layers: int = 3
     conv_channels: int = 1024
@@ -36,16 +43,19 @@ class STHeadConfig:
     conv_layers: int = 2
     dropout: float = 0.1
     label_smoothing: float = 0.1
-    beam: int = 5
+    beam: int = 20
     max_len_a: float = 0.0  # max target length = a * encoder frames + b
-    max_len_b: int = 200
+    max_len_b: int = 400
     length_penalty: float = 1.0  # hypothesis score = sum log p / length ** length_penalty
-    vocab_size: int = 1000  # sentencepiece pieces asked for (fewer on a small corpus)
+    max_source_positions: int = 6000  # longer inputs are cut to this many feature frames (s3prl cuts the wav)
+    share_embeddings: bool = False  # tie the decoder's output projection to its input embedding
+    spm_model_type: str = "char"  # sentencepiece model type: char | unigram | bpe | word
+    vocab_size: int = 1000  # sentencepiece pieces asked for (char: ignored, every training character is a piece)
 
     def validate(self) -> None:
         """Raise ``ConfigError`` on settings the head cannot be built or decoded with."""
         for name in ("d_model", "nhead", "ffn_dim", "encoder_layers", "decoder_layers", "conv_channels",
-                     "conv_kernel", "conv_layers", "beam", "vocab_size"):
+                     "conv_kernel", "conv_layers", "beam", "vocab_size", "max_source_positions"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"config.head.{name} must be >= 1, got {getattr(self, name)}")
         if self.d_model % self.nhead:
@@ -57,6 +67,9 @@ class STHeadConfig:
         if self.max_len_a < 0 or self.max_len_b < 0 or (self.max_len_a == 0 and self.max_len_b == 0):
             raise ConfigError(f"config.head.max_len_a ({self.max_len_a}) and max_len_b ({self.max_len_b}) must be "
                               ">= 0 and not both 0")
+        if self.spm_model_type not in ("char", "unigram", "bpe", "word"):
+            raise ConfigError(f"config.head.spm_model_type must be char, unigram, bpe or word, "
+                              f"got {self.spm_model_type!r}")
         if not math.isfinite(self.length_penalty):
             raise ConfigError(f"config.head.length_penalty must be finite, got {self.length_penalty}")
 
@@ -116,7 +129,11 @@ class Conv1dSubsampler(nn.Module):
 
 
 class STHead(nn.Module):
-    """Encoder-decoder over featurized hidden states; the output projection is tied to the embedding."""
+    """Encoder-decoder over featurized hidden states (fairseq ``s2t_transformer``-shaped).
+
+    The output projection is a separate matrix (fairseq's default,
+    ``share_decoder_input_output_embed: false``) unless ``cfg.share_embeddings``.
+    """
 
     def __init__(self, in_dim: int, vocab_size: int, cfg: STHeadConfig, pad_id: int, bos_id: int,
                  eos_id: int) -> None:
@@ -134,11 +151,20 @@ class STHead(nn.Module):
         with torch.no_grad():
             self.embed.weight[pad_id].zero_()
         self.out = nn.Linear(d, vocab_size, bias=False)
-        self.out.weight = self.embed.weight
+        if cfg.share_embeddings:
+            self.out.weight = self.embed.weight
+        else:
+            nn.init.normal_(self.out.weight, std=d ** -0.5)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def encode(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[B, T, D]`` -> memory ``[B, T', d_model]`` and its padding mask ``[B, T']``."""
+        """``[B, T, D]`` -> memory ``[B, T', d_model]`` and its padding mask ``[B, T']``.
+
+        Inputs longer than ``max_source_positions`` frames are cut to that length first.
+        """
+        limit = self.cfg.max_source_positions
+        if x.size(1) > limit:
+            x, lengths = x[:, :limit], lengths.clamp(max=limit)
         y, lengths = self.subsample(x, lengths)
         y = y * self.scale + sinusoidal_positions(y.size(1), y.size(2), y.device)
         mask = padding_mask(lengths, y.size(1))
@@ -174,15 +200,23 @@ class STHead(nn.Module):
         return prev.to(device), gold.to(device)
 
     def loss(self, x: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:
-        """Label-smoothed cross entropy, mean over target tokens (eos included, pads ignored).
+        """fairseq's label-smoothed cross entropy, summed over target tokens, divided by the sentences.
 
+        As s3prl's ST expert (``criterion.compute_loss`` then ``loss /= nsentences``):
+        per token ``(1 - eps - eps_i) * nll + eps_i * sum_v(-log p_v)`` with
+        ``eps_i = eps / (V - 1)``; pads are ignored, eos is a target.
         ``x [B, T, D]``, ``lengths [B]``, ``targets``: ``B`` lists of piece ids
         (no bos / eos); returns a scalar.
         """
         prev, gold = self.teacher_forcing_batch(targets, x.device)
-        logits = self(x, lengths, prev).float()
-        return F.cross_entropy(logits.flatten(0, 1), gold.flatten(), ignore_index=self.pad_id,
-                               label_smoothing=self.cfg.label_smoothing)
+        logp = self(x, lengths, prev).float().log_softmax(-1)  # [B, U, V]
+        eps = self.cfg.label_smoothing
+        eps_i = eps / (logp.size(-1) - 1)
+        valid = gold != self.pad_id
+        nll = -logp.gather(-1, gold[..., None])[..., 0]
+        smooth = -logp.sum(-1)
+        per_token = (1.0 - eps - eps_i) * nll + eps_i * smooth
+        return per_token.masked_fill(~valid, 0.0).sum() / len(targets)
 
     @torch.no_grad()
     def beam_search(self, x: torch.Tensor, lengths: torch.Tensor, beam: int | None = None,

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from s3prl_colld.config import ConfigError
-from s3prl_colld.downstream import corpus
-from s3prl_colld.downstream.schema import DownstreamConfig
+from s3prl_colld.downstream import batching, corpus
+from s3prl_colld.downstream.schema import DownstreamConfig, DownstreamRunnerConfig
 from s3prl_colld.registry import Registry
 
 TASKS: Registry[type["DownstreamTask"]] = Registry("downstream task", "s3prl_colld.downstream.tasks", ConfigError)
@@ -40,9 +40,31 @@ class DownstreamTask:
     name: ClassVar[str]
     metric: ClassVar[str]
     higher_better: ClassVar[bool]
+    # s3prl's settings of this task (config sections runner / optimizer / specaug), applied under the YAML
+    s3prl_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, cfg: DownstreamConfig) -> None:
         self.cfg = cfg
+
+    # -- batches and order (s3prl's)
+    def train_batches(self, utts: Sequence[corpus.Utterance], samples: Sequence[int], rc: DownstreamRunnerConfig,
+                      epoch: int, downsample_rate: int) -> list[list[int]]:
+        """One epoch of training batches (utterance indices): s3prl's sampler, or random with ``batching: shuffle``.
+
+        ``samples``: audio length of each utterance (16 kHz samples);
+        ``downsample_rate``: samples per feature frame of the upstream.
+        """
+        if rc.batching == "shuffle":
+            return batching.shuffled_batches(len(utts), rc.batch_size, rc.seed, epoch)
+        return self.s3prl_batches(utts, samples, rc, epoch, downsample_rate)
+
+    def s3prl_batches(self, utts: Sequence[corpus.Utterance], samples: Sequence[int], rc: DownstreamRunnerConfig,
+                      epoch: int, downsample_rate: int) -> list[list[int]]:
+        raise NotImplementedError
+
+    def eval_order(self, utts: Sequence[corpus.Utterance], samples: Sequence[int]) -> list[int]:
+        """The order in which s3prl's evaluation visits (and writes) the utterances of a split."""
+        return list(range(len(utts)))
 
     # -- data
     def split_name(self, role: str) -> str:
@@ -89,12 +111,23 @@ class DownstreamTask:
         return a > b if self.higher_better else a < b
 
     # -- outputs
-    def write_predictions(self, expdir: Path, split: str, ids: Sequence[str], hyps: Sequence[str],
-                          refs: Sequence[str]) -> list[Path]:
-        """s3prl's file names: ``{split}-hyp.ark`` / ``{split}-ref.ark`` (``UTTID TEXT`` lines; split: the corpus's)."""
-        paths = []
-        for kind, texts in (("hyp", hyps), ("ref", refs)):
-            path = expdir / f"{split}-{kind}.ark"
-            path.write_text("".join(f"{u} {t}\n" for u, t in sorted(zip(ids, texts))), encoding="utf-8")
-            paths.append(path)
-        return paths
+    def write_predictions(self, expdir: Path, role: str | None, split: str, ids: Sequence[str],
+                          hyps: Sequence[str], refs: Sequence[str]) -> list[Path]:
+        """s3prl's ``{role}-hyp.ark`` / ``{role}-ref.ark`` (PR: s3prl names them after its ``dev`` / ``test``
+        dataloaders), ``UTTID TEXT`` lines in the order given (s3prl's).
+
+        ``role``: ``dev`` / ``test`` for the run's own splits, None for another split of
+        the corpus, whose files are named after ``split`` (the corpus split) instead.
+        """
+        name = role or split
+        return [write_ark(expdir / f"{name}-{kind}.ark", ids, texts) for kind, texts in (("hyp", hyps), ("ref", refs))]
+
+    def reference(self, text: str) -> str:
+        """The reference text scored against (and written) for target ``text``."""
+        return text
+
+
+def write_ark(path: Path, ids: Sequence[str], texts: Sequence[str]) -> Path:
+    """``UTTID TEXT`` lines, in the order given."""
+    path.write_text("".join(f"{u} {t}\n" for u, t in zip(ids, texts)), encoding="utf-8")
+    return path

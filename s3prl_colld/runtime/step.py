@@ -50,13 +50,17 @@ class StepPolicy:
         precision: fp32 | bf16 | fp16 (fp16 scales the loss).
         device: where the parameters live.
         hint: where the last good checkpoint is, for the ``BadLossError`` message.
+        factor: the lr multiplier of the update after ``s`` updates (default ``optim.lr_factor`` of ``cfg``;
+            the downstream runner passes s3prl's schedulers).
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, cfg: OptimizerConfig, total_steps: int, clipping: float,
-                 max_bad_steps: int, precision: str, device: torch.device, hint: str = "") -> None:
+                 max_bad_steps: int, precision: str, device: torch.device, hint: str = "",
+                 factor: Callable[[int], float] | None = None) -> None:
         self.optimizer = optimizer
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, cfg))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, factor if factor is not None else (lambda s: lr_factor(s, total_steps, cfg)))
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.max_norm = clipping if clipping > 0 else float("inf")
         self.max_bad_steps, self.hint = max_bad_steps, hint

@@ -1,8 +1,13 @@
 """The SUPERB tasks (``downstream.task.DownstreamTask``): what each reads, its head, decoding and metric.
 
 - ``pr``: phones from a lexicon, Linear-Linear CTC head, PER (lower is better);
-- ``asr``: characters (``|`` between words), BiLSTM CTC head, WER (lower is better);
-- ``st``: sentencepiece target pieces, transformer encoder-decoder, BLEU (higher is better).
+- ``asr``: characters (``|`` after every word), BiLSTM CTC head, WER (lower is better);
+- ``st``: character sentencepiece targets, transformer encoder-decoder, BLEU (higher is better).
+
+Each task carries s3prl's recipe for it (``s3prl_defaults``: runner, optimizer,
+SpecAugment; the head's defaults are in its head dataclass), its s3prl training
+batches (``train_batches``) and the order in which s3prl's evaluation lists
+utterances (``eval_order``), which is the order of the prediction files.
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s3prl_colld.config import from_dict
-from s3prl_colld.downstream import corpus, metrics
+from s3prl_colld.config import ConfigError, from_dict
+from s3prl_colld.downstream import batching, corpus, metrics
 from s3prl_colld.downstream.ctc_heads import ASRHeadConfig, BiLSTMCTCHead, LinearCTCHead, PRHeadConfig
-from s3prl_colld.downstream.schema import DownstreamConfig
-from s3prl_colld.downstream.task import DownstreamTask, register
+from s3prl_colld.downstream.schema import DownstreamConfig, DownstreamRunnerConfig
+from s3prl_colld.downstream.task import DownstreamTask, register, write_ark
+
 
 class CTCTask(DownstreamTask):
     """Shared CTC side of PR and ASR: label 0 is the blank, labels 1.. the sorted training tokens."""
@@ -69,11 +75,26 @@ class PRTask(CTCTask):
     """Phoneme recognition: lexicon phones of the transcript; PER%."""
 
     metric, higher_better = "per", False
+    s3prl_defaults = {  # s3prl downstream/ctc/libriphone.yaml
+        "runner": {"total_steps": 100000, "gradient_clipping": 1.0, "gradient_accumulate_steps": 2,
+                   "log_step": 100, "eval_step": 1000, "save_step": 100, "max_keep": 1,
+                   "batch_size": 16},  # downstream_expert.corpus.batch_size (bucketing: True)
+        "optimizer": {"name": "Adam", "lr": 1.0e-2},  # TorchOptim Adam: torch's betas and eps; no scheduler
+    }
 
     def __init__(self, cfg: DownstreamConfig) -> None:
         super().__init__(cfg)
         self.head_cfg = from_dict(PRHeadConfig, cfg.head, "config.head")
         self._lexicon: dict[str, list[str]] | None = None
+
+    def s3prl_batches(self, utts: Sequence[corpus.Utterance], samples: Sequence[int], rc: DownstreamRunnerConfig,
+                      epoch: int, downsample_rate: int) -> list[list[int]]:
+        return batching.libriphone_batches([len(u.text.split()) for u in utts], samples, rc.batch_size, rc.seed,
+                                           epoch)
+
+    def eval_order(self, utts: Sequence[corpus.Utterance], samples: Sequence[int]) -> list[int]:
+        """Longest phone sequence first (s3prl's ``LibriPhoneDataset``; ties: by utterance id)."""
+        return batching.longest_first([len(u.text.split()) for u in utts])
 
     def utterances(self, role: str) -> list[corpus.Utterance]:
         if self._lexicon is None:
@@ -98,6 +119,13 @@ class ASRTask(CTCTask):
     """Speech recognition: characters of the transcript (``|`` = word boundary); WER% without an LM."""
 
     metric, higher_better = "wer", False
+    s3prl_defaults = {  # s3prl downstream/asr/config.yaml
+        "runner": {"total_steps": 200000, "gradient_clipping": 1.0, "gradient_accumulate_steps": 1,
+                   "log_step": 100, "eval_step": 2000, "save_step": 500, "max_keep": 1,
+                   "batch_size": 32},  # datarc.train_batch_size / batch_size: buckets of 32, halved (16 per batch)
+        "optimizer": {"name": "Adam", "lr": 1.0e-4},  # TorchOptim Adam: torch's betas and eps; no scheduler
+        "specaug": {"enabled": True},  # the specaug block: SpecAugConfig's defaults are its values
+    }
 
     def __init__(self, cfg: DownstreamConfig) -> None:
         super().__init__(cfg)
@@ -106,8 +134,26 @@ class ASRTask(CTCTask):
     def utterances(self, role: str) -> list[corpus.Utterance]:
         return corpus.transcript_utterances(self.root(), self.split_name(role))
 
+    def s3prl_batches(self, utts: Sequence[corpus.Utterance], samples: Sequence[int], rc: DownstreamRunnerConfig,
+                      epoch: int, downsample_rate: int) -> list[list[int]]:
+        return batching.bucket_batches(samples, rc.batch_size, rc.seed, epoch)
+
+    def eval_order(self, utts: Sequence[corpus.Utterance], samples: Sequence[int]) -> list[int]:
+        """Longest audio first (s3prl's ``SequenceDataset`` sorts the length table; ties: by utterance id)."""
+        return batching.longest_first(samples)
+
     def tokenize(self, text: str) -> list[str]:
-        return list("|".join(text.split()))
+        """s3prl's targets: upper-case characters, ``|`` for every space and one ``|`` at the end."""
+        return list("|".join(text.upper().split()) + "|")
+
+    def reference(self, text: str) -> str:
+        return " ".join(text.upper().split())
+
+    def write_predictions(self, expdir: Path, role: str | None, split: str, ids: Sequence[str],
+                          hyps: Sequence[str], refs: Sequence[str]) -> list[Path]:
+        """s3prl's ``{split}-noLM-hyp.ark`` / ``-ref.ark`` (``split``: the corpus split, e.g. ``test-clean``)."""
+        return [write_ark(expdir / f"{split}-noLM-{kind}.ark", ids, texts)
+                for kind, texts in (("hyp", hyps), ("ref", refs))]
 
     def detokenize(self, tokens: Sequence[str]) -> str:
         return " ".join("".join(tokens).replace("|", " ").split())
@@ -124,6 +170,13 @@ class STTask(DownstreamTask):
     """Speech translation: CoVoST 2 tsv, sentencepiece targets, encoder-decoder head; sacreBLEU."""
 
     metric, higher_better = "bleu", True
+    s3prl_defaults = {  # s3prl downstream/speech_translation/config.yaml
+        "runner": {"total_steps": 32000, "gradient_clipping": 10.0, "gradient_accumulate_steps": 8,
+                   "log_step": 100, "eval_step": 2000, "save_step": 250, "max_keep": 1,
+                   "max_tokens": 10000},  # datarc.max_tokens (fairseq batches of padded feature frames)
+        "optimizer": {"name": "Adam", "lr": 1.0e-3,  # s3prl optimizers.get_Adam: betas (0.9, 0.999)
+                      "warmup_steps": 10000, "decay": "sqrt"},  # scheduler: sqrt_decay_schedule_with_warmup
+    }
 
     def __init__(self, cfg: DownstreamConfig) -> None:
         from s3prl_colld.downstream.st_model import STHeadConfig
@@ -140,7 +193,7 @@ class STTask(DownstreamTask):
     def fit_vocab(self, train: Sequence[corpus.Utterance]) -> None:
         from s3prl_colld.downstream.spm import SentencePieceText, train_sentencepiece
 
-        proto = train_sentencepiece([u.text for u in train], self.head_cfg.vocab_size)
+        proto = train_sentencepiece([u.text for u in train], self.head_cfg.vocab_size, self.head_cfg.spm_model_type)
         self.spm = SentencePieceText.from_bytes(proto)
 
     def vocab_state(self) -> dict[str, Any]:
@@ -160,16 +213,31 @@ class STTask(DownstreamTask):
     def loss(self, head: nn.Module, x: torch.Tensor, lengths: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
         return head.loss(x, lengths, [self.spm.encode(t) for t in texts])
 
+    def s3prl_batches(self, utts: Sequence[corpus.Utterance], samples: Sequence[int], rc: DownstreamRunnerConfig,
+                      epoch: int, downsample_rate: int) -> list[list[int]]:
+        if rc.max_tokens is None:
+            raise ConfigError("ST's s3prl batches need config.runner.max_tokens (s3prl: 10000), "
+                              "or set config.runner.batching=shuffle to use config.runner.batch_size")
+        limit = self.head_cfg.max_source_positions
+        frames = [min(limit, n // downsample_rate) for n in samples]
+        return batching.max_tokens_batches(frames, rc.max_tokens, rc.seed, epoch)
+
     def decode(self, head: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> list[str]:
-        return [self.spm.decode(ids) for ids in head.beam_search(x, lengths)]
+        """Beam search; an empty hypothesis is written ``<unk>`` (s3prl's ``_decode``)."""
+        return [self.spm.decode(ids) or "<unk>" for ids in head.beam_search(x, lengths)]
+
+    def reference(self, text: str) -> str:
+        """The target as s3prl scores it: encoded and decoded by the vocabulary (``<unk>`` if empty)."""
+        return self.spm.decode(self.spm.encode(text)) or "<unk>"
 
     def score(self, hyps: Sequence[str], refs: Sequence[str]) -> float:
         return metrics.bleu(hyps, refs)
 
-    def write_predictions(self, expdir: Path, split: str, ids: Sequence[str], hyps: Sequence[str],
-                          refs: Sequence[str]) -> list[Path]:
-        """s3prl's ``output-st-{split}.tsv`` (``utt_id, hyp, ref``), which SUPERB's submission reads."""
-        path = expdir / f"output-st-{split}.tsv"
-        rows = "".join(f"{u}\t{h}\t{r}\n" for u, h, r in sorted(zip(ids, hyps, refs)))
+    def write_predictions(self, expdir: Path, role: str | None, split: str, ids: Sequence[str],
+                          hyps: Sequence[str], refs: Sequence[str]) -> list[Path]:
+        """s3prl's ``output-st-{role}.tsv`` (``utt_id, hyp, ref``, in tsv order), which SUPERB's submission reads
+        (another split than the run's own: ``output-st-{split}.tsv``)."""
+        path = expdir / f"output-st-{role or split}.tsv"
+        rows = "".join(f"{u}\t{h}\t{r}\n" for u, h, r in zip(ids, hyps, refs))
         path.write_text("utt_id\thyp\tref\n" + rows, encoding="utf-8")
         return [path]

@@ -1,0 +1,167 @@
+"""Fast unit tests of the SUPERB featurizer and the CTC heads (the mutation-testing targets of
+``make mutation`` with ``tests/test_objectives.py``; see docs/quality/mutation.md)."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from s3prl_colld.config import ConfigError
+from s3prl_colld.downstream.ctc_heads import ASRHeadConfig, BiLSTMCTCHead, LinearCTCHead, PRHeadConfig
+from s3prl_colld.downstream.featurizer import Featurizer, pad_features, plot_layer_weights
+
+
+# ------------------------------------------------------------------ featurizer
+def test_featurizer_normalises_each_layer_before_mixing() -> None:
+    gen = torch.Generator().manual_seed(0)
+    hs = torch.randn(2, 3, 5, 4, generator=gen) * torch.tensor([1.0, 10.0, 100.0])[None, :, None, None] + 3.0
+    feat = Featurizer(3, normalize=True)
+    normed = F.layer_norm(hs, (4,))
+    torch.testing.assert_close(feat(hs), normed.mean(1))
+    with torch.no_grad():
+        feat.weights.copy_(torch.tensor([0.0, math.log(2.0), math.log(5.0)]))  # softmax = 1/8, 2/8, 5/8
+    torch.testing.assert_close(feat(hs), (normed[:, 0] + 2 * normed[:, 1] + 5 * normed[:, 2]) / 8)
+    assert feat.layer_weights() == pytest.approx([1 / 8, 2 / 8, 5 / 8])
+    # without normalisation the raw states are mixed
+    raw = Featurizer(3, normalize=False)
+    torch.testing.assert_close(raw(hs), hs.mean(1))
+    assert not torch.allclose(raw(hs), Featurizer(3, normalize=True)(hs))
+
+
+def test_featurizer_single_layer_reads_that_layer_only() -> None:
+    hs = torch.randn(2, 4, 3, 5)
+    for layer, index in ((0, 0), (3, 3), (-1, 3), (-4, 0), (2, 2)):
+        feat = Featurizer(4, layer=layer, normalize=False)
+        assert torch.equal(feat(hs), hs[:, index])
+        assert feat.layer_weights() == [1.0 if i == index else 0.0 for i in range(4)]
+        torch.testing.assert_close(Featurizer(4, layer=layer, normalize=True)(hs), F.layer_norm(hs[:, index], (5,)))
+    assert Featurizer(4).layer_weights() == pytest.approx([0.25] * 4)  # zero-initialised: equal weights
+    assert Featurizer(4).weights.shape == (4,) and not Featurizer(4).weights.any()
+
+
+@pytest.mark.parametrize("layer", [4, 5, -5, -6])
+def test_featurizer_refuses_layers_out_of_range(layer: int) -> None:
+    with pytest.raises(ValueError, match=r"-l -?\d+: the upstream has hidden states 0\.\.3"):
+        Featurizer(4, layer=layer)
+
+
+def test_featurizer_weights_learn() -> None:
+    feat = Featurizer(3, normalize=False)
+    hs = torch.zeros(1, 3, 2, 2)
+    hs[:, 2] = 1.0  # only the last layer carries the target
+    loss = (feat(hs) - 1.0).pow(2).mean()
+    loss.backward()
+    assert feat.weights.grad is not None and feat.weights.grad[2] < 0 < feat.weights.grad[0]
+
+
+def test_pad_features_zero_pads_to_the_longest() -> None:
+    a, b = torch.ones(3, 4, 2), torch.full((3, 2, 2), 2.0)
+    out, lengths = pad_features([a, b])
+    assert out.shape == (2, 3, 4, 2) and lengths.tolist() == [4, 2]
+    assert torch.equal(out[0], a) and torch.equal(out[1, :, :2], b) and not out[1, :, 2:].any()
+    assert out.dtype == a.dtype
+    single, n = pad_features([b])
+    assert single.shape == (1, 3, 2, 2) and n.tolist() == [2]
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def test_plot_layer_weights_writes_a_png(tmp_path: Path) -> None:
+    path = plot_layer_weights([0.1, 0.2, 0.7], tmp_path / "w.png", "title")
+    assert path == tmp_path / "w.png" and _png_size(path) == (400, 300)  # 4 x 3 inches at 100 dpi
+    wide = plot_layer_weights([0.1] * 10, str(tmp_path / "wide.png"))  # 0.45 in per layer + 1.5 in
+    assert isinstance(wide, Path) and _png_size(wide) == (600, 300)
+
+
+def test_layer_weight_plot_shows_the_weights_and_the_uniform_line(tmp_path: Path) -> None:
+    """Read back as SVG: labelled axes, the title, one bar per layer, and a dashed gray line at 1 / L."""
+    svg = plot_layer_weights([1 / 3] * 3, tmp_path / "w.svg", "probe title").read_text()
+    assert 'width="288pt" height="216pt"' in svg
+    for text, scale in (("hidden state (0 = front-end)", "0.1"), ("softmax weight", "0.1"), ("probe title", "0.09"),
+                        ("uniform", "0.08")):  # font sizes 10, 10, 9 and 8 points
+        found = re.search(rf'<!-- {re.escape(text)} -->\s*<g transform="([^"]*)"', svg)
+        assert found and found.group(1).endswith(f"scale({scale} -{scale})"), (text, found)
+    bars = re.findall(r'<path d="([^"]*)"[^>]*style="fill: #1f77b4"', svg)
+    assert len(bars) == 3
+    tops = {round(min(float(y) for y in re.findall(r"[ML] [\d.]+ ([\d.]+)", bar)), 3) for bar in bars}
+    dashed = ("fill: none; stroke-dasharray: 2.96,1.28; stroke-dashoffset: 0; stroke: #808080; "
+              "stroke-width: 0.8")
+    lines = re.findall(r'<path d="M [\d.]+ ([\d.]+)\s*L [\d.]+ ([\d.]+)\s*"[^>]*style="' + dashed + '"', svg)
+    assert len(lines) == 1, lines  # the legend's sample has three points
+    assert lines[0][0] == lines[0][1] and tops == {round(float(lines[0][0]), 3)}  # uniform weights reach the line
+    untitled = plot_layer_weights([0.5, 0.5], tmp_path / "u.svg").read_text()
+    assert "<!-- probe title -->" not in untitled and "XX" not in untitled
+
+
+# ------------------------------------------------------------------ CTC heads
+def test_head_configs_validate() -> None:
+    PRHeadConfig(project_dim=1).validate()
+    ASRHeadConfig(project_dim=1, hidden_dim=1, layers=1, dropout=0.0).validate()
+    ASRHeadConfig(dropout=0.99).validate()
+    with pytest.raises(ConfigError, match="config.head.project_dim must be >= 1"):
+        PRHeadConfig(project_dim=0).validate()
+    for bad in ({"project_dim": 0}, {"hidden_dim": 0}, {"layers": 0}):
+        with pytest.raises(ConfigError, match="project_dim, hidden_dim and layers must be >= 1"):
+            ASRHeadConfig(**bad).validate()
+    for dropout in (1.0, -0.1):
+        with pytest.raises(ConfigError, match=r"config.head.dropout must be in \[0, 1\)"):
+            ASRHeadConfig(dropout=dropout).validate()
+
+
+def test_linear_ctc_head_is_two_linear_layers_and_log_softmax() -> None:
+    torch.manual_seed(0)
+    head = LinearCTCHead(6, 5, PRHeadConfig(project_dim=3))
+    first, second = head.net[0], head.net[1]
+    assert first.weight.shape == (3, 6) and second.weight.shape == (5, 3) and len(head.net) == 2
+    x = torch.randn(2, 4, 6)
+    out = head(x, torch.tensor([4, 2]))
+    torch.testing.assert_close(out, (x @ first.weight.T + first.bias) @ second.weight.T + second.bias
+                               - torch.logsumexp((x @ first.weight.T + first.bias) @ second.weight.T + second.bias,
+                                                 -1, keepdim=True))
+    torch.testing.assert_close(out.exp().sum(-1), torch.ones(2, 4))
+
+
+def _asr_head(layers: int = 2, dropout: float = 0.0) -> BiLSTMCTCHead:
+    torch.manual_seed(0)
+    return BiLSTMCTCHead(6, 5, ASRHeadConfig(project_dim=4, hidden_dim=3, layers=layers, dropout=dropout)).eval()
+
+
+def test_bilstm_ctc_head_shapes_and_structure() -> None:
+    head = _asr_head()
+    assert head.proj.weight.shape == (4, 6) and head.out.weight.shape == (5, 6)  # 2 x hidden: bidirectional
+    assert head.lstm.bidirectional and head.lstm.num_layers == 2 and head.lstm.hidden_size == 3
+    assert head.lstm.input_size == 4 and head.lstm.batch_first
+    assert _asr_head(layers=2, dropout=0.3).lstm.dropout == 0.3
+    assert _asr_head(layers=1, dropout=0.3).lstm.dropout == 0.0  # torch warns about dropout with one layer
+    x = torch.randn(3, 7, 6)
+    out = head(x, torch.tensor([7, 5, 2]))
+    assert out.shape == (3, 7, 5)
+    torch.testing.assert_close(out.exp().sum(-1), torch.ones(3, 7))
+
+
+def test_bilstm_ctc_head_ignores_padding_and_reads_both_directions() -> None:
+    head = _asr_head()
+    x = torch.randn(2, 6, 6)
+    lengths = torch.tensor([6, 3])
+    both = head(x, lengths)
+    alone = head(x[1:, :3], torch.tensor([3]))
+    torch.testing.assert_close(both[1, :3], alone[0])  # padding frames do not reach the valid outputs
+    noisy = x.clone()
+    noisy[1, 3:] = 100.0
+    torch.testing.assert_close(head(noisy, lengths)[1, :3], both[1, :3])
+    later = x.clone()
+    later[0, 5] += 1.0
+    assert not torch.allclose(head(later, lengths)[0, 0], both[0, 0])  # the backward direction reads the future
+    earlier = x.clone()
+    earlier[0, 0] += 1.0
+    assert not torch.allclose(head(earlier, lengths)[0, 5], both[0, 5])  # the forward direction reads the past
+    assert torch.equal(head(x, lengths.to(torch.int32)), both)
