@@ -30,12 +30,12 @@ events recorded by hooks in separate steps: teacher, student CNN, student
 encoder, heads, loss, backward (+ clipping and the step's host sync),
 optimizer, other (data copy, zero_grad, scheduler, gaps).
 
-    python bench/bench_gpu_step.py --json result/bench_gpu.json            # GPU, ~2-3 min on an H100
+    python bench/bench_gpu_step.py --json result/bench_gpu.json            # GPU, at most ~3.5 min
     python bench/bench_gpu_step.py --device cpu --quick                    # tiny shapes, every code path on CPU
     python bench/bench_gpu_step.py --profile                               # + op tables of s3prl_fp32, ours_bf16
 
-On a GPU, ``--budget-s`` (default 180) skips the contenders that would start
-after that many seconds and ``--deadline-s`` (default 225) stops one still
+On a GPU, ``--budget-s`` (default 165) skips the contenders that would start
+after that many seconds and ``--deadline-s`` (default 210) stops one still
 running then; the compile contender runs last, only with 90 s to spare.
 """
 
@@ -611,9 +611,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile-steps", type=int, default=2)
     p.add_argument("--json", type=Path, default=None, help="write the results here, after every contender")
     p.add_argument("--budget-s", type=float, default=None,
-                   help="start no contender after this many seconds (default 180 on GPU, none on CPU)")
+                   help="start no contender after this many seconds (default 165 on GPU, none on CPU)")
     p.add_argument("--deadline-s", type=float, default=None,
-                   help="abort a contender still running at this many seconds (default 225 on GPU, none on CPU); "
+                   help="abort a contender still running at this many seconds (default 210 on GPU, none on CPU); "
                         "the compile contender starts only with 90 s to spare")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU runs)")
     p.add_argument("--list", action="store_true", help="list the contenders and exit")
@@ -628,8 +628,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
     args.phase_steps = args.phase_steps if args.phase_steps is not None else (1 if args.quick else 3)
     gpu = args.device == "cuda"
-    args.budget_s = args.budget_s if args.budget_s is not None else (180.0 if gpu else float("inf"))
-    args.deadline_s = args.deadline_s if args.deadline_s is not None else (225.0 if gpu else float("inf"))
+    args.budget_s = args.budget_s if args.budget_s is not None else (165.0 if gpu else float("inf"))
+    args.deadline_s = args.deadline_s if args.deadline_s is not None else (210.0 if gpu else float("inf"))
     names = [c.name for c in CONTENDERS]
     args.profile = names if args.profile == "all" else [x for x in args.profile.split(",") if x]
     return args

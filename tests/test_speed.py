@@ -201,7 +201,7 @@ def test_channels_last_cnn_equals_reference(mode: str) -> None:
 def test_cnn_norm_in_bf16_under_autocast(channels_last: bool) -> None:
     torch.manual_seed(0)
     cnn = WavCNN(CNNConfig(conv_layers=TINY_CNN))
-    cnn.channels_last = channels_last
+    cnn.channels_last, cnn.low_precision_norm = channels_last, True
     wav = torch.randn(2, 6_000) * 0.1
     lengths = torch.full((2,), 6_000)
     seen: list[torch.dtype] = []

@@ -79,7 +79,7 @@ class WavCNN(nn.Module):
     """
 
     channels_last: bool = False
-    low_precision_norm: bool = True
+    low_precision_norm: bool = False
 
     def __init__(self, cfg: CNNConfig) -> None:
         super().__init__()

@@ -51,7 +51,8 @@ def direct_hidden_states(upstream: nn.Module, wav: torch.Tensor, padded: bool) -
         ``L + 1`` tensors ``[B, T, D]`` (the reference's values and shapes), or None.
     """
     expert = hubert_expert(upstream)
-    if padded or expert is None or wav.dim() != 2 or wav.size(1) < MIN_SAMPLES:
+    if padded or expert is None or wav.dim() != 2 or wav.size(1) < MIN_SAMPLES \
+            or not hasattr(upstream, "_match_length"):  # s3prl's private helper: another s3prl takes the reference
         return None
     if getattr(expert.task_cfg, "normalize", False):  # per utterance, as the expert: here each row is one
         wav = F.layer_norm(wav, wav.shape[-1:])
