@@ -69,11 +69,3 @@ def teacher_run(synth_corpus_en: Path, tmp_path_factory: pytest.TempPathFactory)
     assert rc == 0
     return expdir
 
-
-@pytest.fixture(scope="session")
-def noisy_corpus_en(synth_corpus_en: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``synth_corpus_en`` with half of its training utterances noisy and their clean copies kept, following
-    corpus v2's contract (``tests/noisy_fixture.py``); read-only."""
-    from noisy_fixture import make_noisy_corpus
-
-    return make_noisy_corpus(synth_corpus_en, tmp_path_factory.mktemp("noisy_en") / "corpus", noisy_fraction=0.5)

@@ -24,12 +24,13 @@ def _learn(task: str, root: Path, out: Path) -> tuple[list[float], dict[str, Any
     """(training losses, decoding of the training set before training, after training)."""
     cfg = from_dict(DownstreamConfig, {
         "data": {"root": str(root), "max_train_utts": 4},
-        "runner": {"batch_size": 4, "eval_batch_size": 4, "total_steps": STEPS[task], "progress_bar": False},
+        "runner": {"batch_size": 4, "eval_batch_size": 4, "total_steps": STEPS[task], "progress_bar": False,
+                   "batching": "shuffle"},  # every step sees the 4 utterances
         "optimizer": OPTIM[task], "cache": {"dir": str(out / "cache")}, "head": HEADS[task]})
     runner = DownstreamRunner(RunSpec(task, "fbank"), cfg, out / "run")
     before = runner.evaluate("train")
     batches = runner.train_batches()
-    losses = [runner.train_step(next(batches)).item() for _ in range(STEPS[task])]
+    losses = [runner.train_step([next(batches)]).item() for _ in range(STEPS[task])]
     return losses, before, runner.evaluate("train")
 
 

@@ -39,8 +39,10 @@ def test_featurizer_single_layer_reads_that_layer_only() -> None:
         feat = Featurizer(4, layer=layer, normalize=False)
         assert torch.equal(feat(hs), hs[:, index])
         assert feat.layer_weights() == [1.0 if i == index else 0.0 for i in range(4)]
-        torch.testing.assert_close(Featurizer(4, layer=layer, normalize=True)(hs), F.layer_norm(hs[:, index], (5,)))
+        assert torch.equal(Featurizer(4, layer=layer, normalize=True)(hs), hs[:, index])  # s3prl: untouched
     assert Featurizer(4).layer_weights() == pytest.approx([0.25] * 4)  # zero-initialised: equal weights
+    one = torch.randn(2, 1, 3, 5) * 4.0 + 2.0  # a single hidden state (fbank, mfcc) is passed through untouched
+    assert torch.equal(Featurizer(1)(one), one[:, 0]) and torch.equal(Featurizer(1, normalize=True)(one), one[:, 0])
     assert Featurizer(4).weights.shape == (4,) and not Featurizer(4).weights.any()
 
 
@@ -138,10 +140,10 @@ def _asr_head(layers: int = 2, dropout: float = 0.0) -> BiLSTMCTCHead:
 def test_bilstm_ctc_head_shapes_and_structure() -> None:
     head = _asr_head()
     assert head.proj.weight.shape == (4, 6) and head.out.weight.shape == (5, 6)  # 2 x hidden: bidirectional
-    assert head.lstm.bidirectional and head.lstm.num_layers == 2 and head.lstm.hidden_size == 3
-    assert head.lstm.input_size == 4 and head.lstm.batch_first
-    assert _asr_head(layers=2, dropout=0.3).lstm.dropout == 0.3
-    assert _asr_head(layers=1, dropout=0.3).lstm.dropout == 0.0  # torch warns about dropout with one layer
+    assert len(head.lstms) == 2  # s3prl's RNNs: one single-layer BiLSTM per layer, dropout after each
+    assert all(m.bidirectional and m.num_layers == 1 and m.hidden_size == 3 and m.batch_first for m in head.lstms)
+    assert head.lstms[0].input_size == 4 and head.lstms[1].input_size == 6  # 2 x hidden from the layer below
+    assert _asr_head(layers=2, dropout=0.3).dropout.p == 0.3 and len(_asr_head(layers=1).lstms) == 1
     x = torch.randn(3, 7, 6)
     out = head(x, torch.tensor([7, 5, 2]))
     assert out.shape == (3, 7, 5)

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import soundfile as sf
 import torch
 
 from s3prl_colld.checkpoint import latest_checkpoint, load
@@ -57,8 +56,11 @@ def test_iteration2_units_are_kmeans_of_an_iteration1_layer(teacher_run: Path, s
     assert set(state["units"]) == {r.uttid for r in rows}
     used = torch.cat(list(state["units"].values())).unique()
     assert len(used) >= 6  # k-means of a layer, not a constant
-    for row in rows[:: len(rows) // 3][:3]:
-        wav = load_audio(row.path)
+    copies = clean_copies(synth_corpus_en)
+    noisy = [r for r in rows if str(r.path.resolve()) in copies]
+    for row in [noisy[0], noisy[1]] + [r for r in rows if r not in noisy][:1]:
+        # a noisy utterance's units come from its clean copy (units.denoise is on by default)
+        wav = load_audio(copies.get(str(row.path.resolve()), row.path))
         expected = q.labels(_layer_features(ckpt, wav, 2))
         got = state["units"][row.uttid]
         assert got.shape == (num_frames(row.num_samples),) and got.dtype == torch.long
@@ -81,37 +83,38 @@ def test_iteration2_layer_out_of_range_is_a_config_error(teacher_run: Path, synt
                       DataConfig(root=str(synth_corpus_en)), tmp_path, CPU)
 
 
-def test_denoised_units_come_from_the_clean_copy(noisy_corpus_en: Path, synth_corpus_en: Path, tmp_path: Path) -> None:
-    data = DataConfig(root=str(noisy_corpus_en))
-    copies = clean_copies(noisy_corpus_en)
-    rows = read_length_table(noisy_corpus_en, "train")
+def test_denoised_units_come_from_the_clean_copy(synth_corpus_en: Path, tmp_path: Path) -> None:
+    data = DataConfig(root=str(synth_corpus_en))
+    copies = clean_copies(synth_corpus_en)
+    rows = read_length_table(synth_corpus_en, "train")
     noisy_rows = [r for r in rows if str(r.path.resolve()) in copies]
     clean_rows = [r for r in rows if str(r.path.resolve()) not in copies]
-    assert 0 < len(noisy_rows) < len(rows)
+    assert 0 < len(noisy_rows) < len(rows)  # corpus v2: half of train is noisy, with clean copies
+    row = noisy_rows[0]
+    assert copies[str(row.path.resolve())] == synth_corpus_en / "clean" / row.path.relative_to(synth_corpus_en)
 
     auto = load_units(prepare_units(UnitsConfig(n_clusters=10), None, data, tmp_path / "auto", CPU))
     off = load_units(prepare_units(UnitsConfig(n_clusters=10, denoise=False), None, data, tmp_path / "off", CPU))
     assert auto["num_denoised"] == len(noisy_rows) and off["num_denoised"] == 0
-    q_auto = UnitQuantizer.from_state_dict(auto["quantizer"])
+    q_auto, q_off = UnitQuantizer.from_state_dict(auto["quantizer"]), UnitQuantizer.from_state_dict(off["quantizer"])
     changed = 0
     for row in noisy_rows[:4]:
         clean = load_audio(copies[str(row.path.resolve())])
         noisy = load_audio(row.path)
         assert clean.shape == noisy.shape and not torch.equal(clean, noisy)
         assert torch.equal(auto["units"][row.uttid], q_auto.labels(mfcc_50hz(clean)))
+        assert torch.equal(off["units"][row.uttid], q_off.labels(mfcc_50hz(noisy)))
         changed += int(not torch.equal(auto["units"][row.uttid], q_auto.labels(mfcc_50hz(noisy))))
     assert changed == 4  # the noisy audio would have given other units
     for row in clean_rows[:2]:
         assert torch.equal(auto["units"][row.uttid], q_auto.labels(mfcc_50hz(load_audio(row.path))))
 
-    # the clean copy is the original audio of the source corpus
-    row = noisy_rows[0]
-    original = sf.read(str(synth_corpus_en / row.path.relative_to(noisy_corpus_en)), dtype="float32")[0]
-    torch.testing.assert_close(load_audio(copies[str(row.path.resolve())]), torch.from_numpy(original))
-
-    with pytest.raises(ConfigError, match="lists no clean copy"):
-        prepare_units(UnitsConfig(n_clusters=10, denoise=True), None, DataConfig(root=str(synth_corpus_en)),
-                      tmp_path / "none", CPU)
+    with pytest.raises(ConfigError, match="lists no clean copy"):  # dev is clean (dev_noisy is its noisy twin)
+        prepare_units(UnitsConfig(n_clusters=10, denoise=True), None, DataConfig(root=str(synth_corpus_en),
+                                                                                  splits=["dev"]), tmp_path / "dev", CPU)
+    with pytest.raises(ConfigError, match="occurs twice"):  # units are stored by id; dev_noisy reuses dev's ids
+        prepare_units(UnitsConfig(n_clusters=10), None, DataConfig(root=str(synth_corpus_en),
+                                                                   splits=["dev", "dev_noisy"]), tmp_path / "d2", CPU)
 
 
 def _task(name: str, overrides: dict, expdir: Path):  # type: ignore[no-untyped-def]
@@ -124,15 +127,15 @@ def _task(name: str, overrides: dict, expdir: Path):  # type: ignore[no-untyped-
     return cls(cfg, expdir)
 
 
-def test_online_units_use_the_clean_crop_at_the_noisy_crops_offsets(teacher_run: Path, noisy_corpus_en: Path,
+def test_online_units_use_the_clean_crop_at_the_noisy_crops_offsets(teacher_run: Path, synth_corpus_en: Path,
                                                                     tmp_path: Path) -> None:
     ckpt = _teacher_ckpt(teacher_run)
-    common = {"data.root": noisy_corpus_en, "teacher.ckpt": ckpt, "units.n_clusters": 8, "units.layer": 2,
+    common = {"data.root": synth_corpus_en, "teacher.ckpt": ckpt, "units.n_clusters": 8, "units.layer": 2,
               "units.cache_dir": tmp_path / "cache", "runner.device": "cpu"}
     offline = _task("dicehubert", {**common, "units.mode": "offline"}, tmp_path / "off")
     online = _task("dicehubert", {**common, "units.mode": "online"}, tmp_path / "on")  # reuses offline's k-means
     ds = online.train_dataset()
-    copies = clean_copies(noisy_corpus_en)
+    copies = clean_copies(synth_corpus_en)
     idx = [i for i, r in enumerate(ds.rows) if str(r.path.resolve()) in copies][:3]
     items = [ds[i] for i in idx]
     assert all(it["clean"] is not None and it["clean"].shape == it["wav"].shape for it in items)
@@ -199,22 +202,24 @@ def test_dicehubert_learns_the_units_and_loads_through_s3prl(teacher_run: Path, 
 
     expdir = tmp_path / "dice"
     ckpt = _teacher_ckpt(teacher_run)
+    # toy size: 100 steps of a 2 x 192 student on a 40-step teacher's layer-1 units; short masks (2 frames,
+    # mask_prob 0.3) so that masked prediction is learnable within a few seconds of training
     rc = main(["-u", "dicehubert", "-p", str(expdir), "-o",
-               f"config.data.root={synth_corpus_en},,config.teacher.ckpt={ckpt},,config.runner.total_steps=80,,"
-               "config.runner.log_step=10,,config.runner.save_step=80,,config.runner.num_workers=0,,"
+               f"config.data.root={synth_corpus_en},,config.teacher.ckpt={ckpt},,config.runner.total_steps=100,,"
+               "config.runner.log_step=10,,config.runner.save_step=100,,config.runner.num_workers=0,,"
                "config.runner.progress_bar=false,,config.data.batch_size=8,,config.data.crop_min_sec=1.0,,"
                "config.data.crop_max_sec=2.0,,config.optimizer.warmup_steps=10,,config.units.n_clusters=20,,"
-               "config.units.layer=1"])
+               "config.units.layer=1,,config.model.mask_length=2,,config.model.mask_prob=0.3"])
     assert rc == 0
     rows = [json.loads(x) for x in (expdir / "log.jsonl").read_text().splitlines()]
-    state = load(expdir / "states-80.ckpt")
+    state = load(expdir / "states-100.ckpt")
     cfg = from_dict(get_task("dicehubert").Config, state["config"])
     labels = torch.cat(list(units_of(cfg, expdir)["units"].values()))
     chance = float(torch.bincount(labels, minlength=20).max()) / len(labels)  # always guessing the commonest unit
-    first, last = rows[0]["acc_m"], sum(r["acc_m"] for r in rows[-2:]) / 2
+    first, last = rows[0]["acc_m"], sum(r["acc_m"] for r in rows[-3:]) / 3
     assert last > first + 0.05 and last > chance + 0.05, (first, last, chance)
 
-    upstream = S3PRLUpstream("dicehubert_local", path_or_url=str(expdir / "states-80.ckpt")).eval()
+    upstream = S3PRLUpstream("dicehubert_local", path_or_url=str(expdir / "states-100.ckpt")).eval()
     wav = torch.randn(1, 16_000) * 0.1
     with torch.no_grad():
         hs, _ = upstream(wav, torch.tensor([16_000]))

@@ -1,8 +1,8 @@
 """The teacher-recipe experiment of issue 8 section 2 (not a speed benchmark; `make bench` does not run it).
 
-On a small noisy corpus (a synthetic corpus made noisy by ``tests/noisy_fixture.py``:
-babble of 4 talkers + white noise at SNR 0-15 dB on half of the training
-utterances, all of ``dev_noisy`` / ``test_noisy``), it trains
+On a small corpus v2 (``s3prl_colld.data.synth --utterances N``: half of the
+training utterances noisy with their clean copies kept, ``test_noisy`` = ``test``
+made noisy), it trains
 
 - ``it1_noisy``: HuBERT iteration 1 with MFCC units of the (noisy) audio the model hears;
 - ``it1_denoise``: the same, units from the clean copies (denoising masked prediction);
@@ -13,6 +13,10 @@ and probes each (SUPERB PR, dev-best checkpoint) on ``test`` and ``test_noisy``,
 Every stage is reused when its output exists::
 
     nice -n 5 python bench/experiments/teacher_recipe.py --out result/teacher_recipe
+
+The README's table was measured at commit eee4dad, before corpus v2: on an
+espeak-only corpus made noisy by that commit's ``tests/noisy_fixture.py``
+(babble of 4 talkers + white noise at SNR 0-15 dB).
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
 from s3prl_colld.checkpoint import latest_checkpoint  # noqa: E402
@@ -64,12 +67,9 @@ def probe_both(name: str, upstream: str, ckpt: Path | None, corpus: Path, out: P
     from s3prl_colld.downstream.runner import evaluate_checkpoint
 
     res = probe(name, upstream, ckpt, corpus, out / "probes", overrides)
-    noisy_dir = Path(res["run"]) / "test_noisy"
-    done = noisy_dir / "test-results.json"
+    done = Path(res["run"]) / "test_noisy-results.json"
     if not done.is_file():
-        noisy_dir.mkdir(parents=True, exist_ok=True)
-        evaluate_checkpoint(Path(res["run"]) / "dev-best.ckpt", "test", {"data": {"test_split": "test_noisy"}},
-                            out_dir=noisy_dir)
+        evaluate_checkpoint(Path(res["run"]) / "dev-best.ckpt", "test_noisy")
     res["test_noisy_per"] = json.loads(done.read_text())["per"]
     return res
 
@@ -91,15 +91,11 @@ def main() -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     t0, c0 = time.time(), cpu_seconds()
-    clean, corpus = out / "corpus_clean", out / "corpus_noisy"
-    if not (clean / "manifest.json").is_file():
-        from conftest import make_corpus
-
-        make_corpus(clean, "en", args.utterances)
+    corpus = out / "corpus"
     if not (corpus / "manifest.json").is_file():
-        from noisy_fixture import make_noisy_corpus
+        from s3prl_colld.data import synth
 
-        make_noisy_corpus(clean, corpus, noisy_fraction=0.5, seed=0)
+        assert synth.main(["--lang", "en", "--out", str(corpus), "--utterances", str(args.utterances), "--seed", "0"]) == 0
     common = (f"config.data.root={corpus},,config.runner.total_steps={args.steps},,config.runner.save_step={args.steps},,"
               f"config.runner.num_workers=1,,config.runner.progress_bar=false,,config.units.cache_dir={out / 'units'}")
     rows: dict[str, dict[str, Any]] = {}
@@ -129,7 +125,7 @@ def main() -> int:
     for name, d in (("it1_noisy", out / "it1_noisy"), ("it1_denoise", out / "it1_denoise"), ("it2", out / "it2")):
         rows[name]["acc_m"] = last_acc(d)
     fb = rows["fbank"]
-    lines = [f"corpus: {args.utterances} utterances, half of train noisy; {args.steps} steps per iteration; "
+    lines = [f"corpus v2: {args.utterances} utterances, half of train noisy; {args.steps} steps per iteration; "
              f"iteration 2: layer {layer} of it1_denoise (probe weights {[round(w, 2) for w in weights]}), k={args.k2}",
              "", "| features | masked acc | dev PER | test PER | test_noisy PER | x fbank test | x fbank test_noisy |",
              "|---|---|---|---|---|---|---|"]

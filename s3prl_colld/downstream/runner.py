@@ -92,8 +92,9 @@ class DownstreamRunner:
     def _utterances(self, role: str) -> list[Utterance]:
         if role not in self.utts:
             utts = self.task.utterances(role)
-            if role == "train" and self.cfg.data.max_train_utts:
-                utts = utts[: self.cfg.data.max_train_utts]
+            if role == "train" and self.cfg.data.max_train_utts and len(utts) > self.cfg.data.max_train_utts:
+                keep = self.cfg.data.max_train_utts  # evenly spread over the ids, so every speaker is kept
+                utts = [utts[i * len(utts) // keep] for i in range(keep)]
             self.utts[role] = utts
         return self.utts[role]
 

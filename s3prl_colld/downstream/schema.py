@@ -101,7 +101,7 @@ class DownstreamDataConfig:
     tsv_dir: str = "covost"  # ST: ROOT/TSV_DIR/SPLIT.tsv
     audio_dir: Optional[str] = None  # ST: tsv audio paths are relative to this (default ROOT)
     resample: bool = False  # audio not 16 kHz mono: false = refuse (naming the file), true = convert
-    max_train_utts: Optional[int] = None  # use only the first N training utterances (by id)
+    max_train_utts: Optional[int] = None  # use only N training utterances, evenly spread over the ids
 
 
 @dataclass

@@ -60,7 +60,8 @@ class DownstreamTask:
 
     def s3prl_batches(self, utts: Sequence[corpus.Utterance], samples: Sequence[int], rc: DownstreamRunnerConfig,
                       epoch: int, downsample_rate: int) -> list[list[int]]:
-        raise NotImplementedError
+        """s3prl's training batches of this task; a task without an s3prl recipe gets random batches."""
+        return batching.shuffled_batches(len(utts), rc.batch_size, rc.seed, epoch)
 
     def eval_order(self, utts: Sequence[corpus.Utterance], samples: Sequence[int]) -> list[int]:
         """The order in which s3prl's evaluation visits (and writes) the utterances of a split."""

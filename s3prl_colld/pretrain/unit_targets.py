@@ -250,7 +250,15 @@ def training_rows(data: DataConfig) -> list[TableRow]:
     """Every usable utterance of ``data.splits`` long enough for one frame (audio checked as the training set
     checks it: ``data.resample``, ``data.on_bad_audio``), with ``num_samples`` at 16 kHz."""
     ds = AudioDataset(data.root, data.splits, MIN_UNIT_SEC, None, data.resample, data.on_bad_audio)
-    return [dataclasses.replace(r, num_samples=n) for r, n in zip(ds.rows, ds.lengths)]
+    rows = [dataclasses.replace(r, num_samples=n) for r, n in zip(ds.rows, ds.lengths)]
+    seen: dict[str, Path] = {}
+    for r in rows:  # units are stored by utterance id
+        if r.uttid in seen:
+            raise ConfigError(f"utterance id {r.uttid} occurs twice in config.data.splits {list(data.splits)} "
+                              f"({seen[r.uttid]} and {r.path}): train on splits whose ids are distinct "
+                              "(a noisy split such as dev_noisy reuses the ids of its clean twin)")
+        seen[r.uttid] = r.path
+    return rows
 
 
 def prepare_units(units: UnitsConfig, teacher: Optional[TeacherConfig], data: DataConfig, expdir: Path,

@@ -1,0 +1,101 @@
+"""The results-grid driver (``python -m s3prl_colld.replicate``): stage reuse, ordering, report-only, tables."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from s3prl_colld.data.lengths import read_length_table
+from s3prl_colld.replicate import (SCALES, STUDENTS, Grid, compare, mean_std, plan_students, report, student_order,
+                                   write_mixed_corpus)
+
+
+def test_a_finished_stage_is_reused_and_its_time_kept(tmp_path: Path) -> None:
+    grid = Grid(tmp_path, SCALES["tiny"], 0)
+    calls: list[int] = []
+    done = tmp_path / "stage" / "DONE"
+
+    def work() -> None:
+        calls.append(1)
+        done.parent.mkdir()
+        done.touch()
+
+    assert grid.stage("s", done, work) is True
+    assert grid.stage("s", done, work) is True
+    assert calls == [1]
+    again = Grid(tmp_path, SCALES["tiny"], 0)  # a new process reads the recorded wall time back
+    assert "s" in again.times and again.times["s"] >= 0
+
+
+def test_report_only_runs_nothing(tmp_path: Path) -> None:
+    grid = Grid(tmp_path, SCALES["tiny"], 0, report_only=True)
+    assert grid.stage("s", tmp_path / "DONE", lambda: pytest.fail("report-only ran a stage")) is False
+    assert grid.probe("pr", "x", "fbank", None, 0, "", ["test"]) is None
+    assert grid.distil(STUDENTS[0], 0, tmp_path / "teacher.ckpt") is None
+    finished = tmp_path / "probes" / "pr" / "y-p0"
+    finished.mkdir(parents=True)
+    (finished / "DONE.json").write_text(json.dumps({"dev": 1.0, "test": 2.0}))
+    assert grid.probe("pr", "y", "fbank", None, 0, "", ["test"]) == {"dev": 1.0, "test": 2.0}
+
+
+def test_the_main_comparison_runs_its_seeds_first() -> None:
+    order = [(s.name, seed) for s, seed in student_order(plan_students(SCALES["full"]))]
+    main = [(n, s) for n in ("distilhubert", "colld") for s in range(3)]
+    assert sorted(order[:6]) == sorted(main)
+    rest = order[6:]
+    first_seeds = [n for n, s in rest if s == 0]
+    assert len(first_seeds) == len(STUDENTS) - 2  # every other method once before any extra seed
+    assert all(s == 0 for _, s in rest[: len(first_seeds)])
+    assert len(order) == sum(s.seeds for s in STUDENTS)
+
+
+def test_scales_cap_seeds_and_pick_students() -> None:
+    demo = plan_students(SCALES["demo"])
+    assert [s.name for s in demo] == ["distilhubert", "colld"] and all(s.seeds == 1 for s in demo)
+    reduced = plan_students(SCALES["reduced"])
+    assert "colld multilingual (en+de)" not in [s.name for s in reduced]
+
+
+def test_pretraining_subset_and_mixed_corpus(synth_corpus_en: Path, synth_corpus_de: Path, tmp_path: Path) -> None:
+    scale = dataclasses.replace(SCALES["tiny"], pretrain_every=3)
+    # the subset table is written into the corpus: a private copy of the length tables, links for the rest
+    (tmp_path / "own").mkdir()
+    own = tmp_path / "own" / "corpus_en"
+    own.mkdir()
+    for item in synth_corpus_en.iterdir():
+        if item.name != "len_for_bucket":
+            (own / item.name).symlink_to(item, target_is_directory=item.is_dir())
+    (own / "len_for_bucket").mkdir()
+    (own / "len_for_bucket" / "train.csv").write_bytes((synth_corpus_en / "len_for_bucket" / "train.csv").read_bytes())
+    grid = Grid(tmp_path / "own", scale, 0)
+    assert grid.splits == ",,config.data.splits=[train_every3]"
+    full, sub = read_length_table(own, "train"), read_length_table(own, "train_every3")
+    assert len(sub) == (len(full) + 2) // 3
+    assert {r.uttid for r in sub} <= {r.uttid for r in full}
+
+    mix = tmp_path / "mix"
+    write_mixed_corpus(mix, {"en": synth_corpus_en, "de": synth_corpus_de})
+    rows = read_length_table(mix, "train")
+    assert len(rows) == len(read_length_table(synth_corpus_en, "train")) + len(read_length_table(synth_corpus_de, "train"))
+    assert all(r.path.is_file() for r in rows)
+
+
+def test_report_and_verdicts(tmp_path: Path) -> None:
+    def row(name: str, values: list[float]) -> dict:
+        return {"name": name, "task": "t", "params_m": 1.0, "rtf": 0.01, "distil_minutes": 1.0,
+                "pr": {"test": mean_std(values)}}
+
+    results = {"rows": [row("colld", [40.0, 41.0, 42.0]), row("distilhubert", [50.0, 51.0, 52.0]),
+                        row("colld+disc", [41.0])],
+               "pr_splits": ["test"], "curves": {}, "stage_times": {"a": 60.0}, "not_run": ["x seed 1"]}
+    assert "colld is better, beyond the seed spread" in compare(results, "colld", "distilhubert")
+    assert "one seed only" in compare(results, "colld+disc", "colld")
+    results["rows"][1]["pr"]["test"] = mean_std([41.0, 45.0, 37.0])
+    assert "within the seed spread" in compare(results, "colld", "distilhubert")
+    text = report(tmp_path, results)
+    assert "41.0 ± 1.0 (3)" in text and "Not run (the grid was cut short): x seed 1" in text
+    assert json.loads((tmp_path / "results.json").read_text())["rows"][0]["name"] == "colld"
+    assert (tmp_path / "per_vs_params.png").is_file()
