@@ -65,10 +65,13 @@ def synthetic_batch(batch_size: int, seconds: float, seed: int = 0) -> tuple[tor
 
 
 def start(args: argparse.Namespace) -> tuple[dict[str, torch.Tensor], float]:
-    """Warn if the CPUs are busy; ``({"wav", "wav_lengths"}, seconds of audio)`` of the synthetic batch."""
+    """Warn if the CPUs are busy; ``({"wav", "wav_lengths", "padded"}, seconds of audio)`` of the synthetic batch.
+
+    ``padded`` is False, as the trainer's collate marks a batch of equal-length crops.
+    """
     warn_if_busy()
     wav, lengths = synthetic_batch(args.batch_size, args.seconds, args.seed)
-    return {"wav": wav, "wav_lengths": lengths}, float(lengths.sum()) / SAMPLE_RATE
+    return {"wav": wav, "wav_lengths": lengths, "padded": False}, float(lengths.sum()) / SAMPLE_RATE
 
 
 def distill_task(config: dict, teacher_ckpt: Path, expdir: Path, precision: str = "fp32"):

@@ -56,6 +56,11 @@ def _extra(p: argparse.ArgumentParser) -> None:
                         "expert, ours follows --teacher-precision)")
     p.add_argument("--teacher-precision", choices=("fp32", "bf16"), default="fp32",
                    help="our config.teacher.precision (s3prl's expert always runs the teacher in fp32)")
+    p.add_argument("--kernels", choices=("fast", "reference"), default="fast",
+                   help="our runner.fast_kernels (default fast: SDPA, direct teacher call, masks only when padded)")
+    p.add_argument("--channels-last", action="store_true", help="our runner.cnn_channels_last (both CNNs)")
+    p.add_argument("--with-reference", action="store_true",
+                   help="also time ours with the reference kernels (a third contender, interleaved)")
     p.add_argument("--share-frontend", action="store_true",
                    help="ours with config.init.share_teacher_frontend=true: its CNN is frozen and the teacher's CNN "
                         "output is reused (a different training configuration: s3prl's CNN stays trainable)")
@@ -63,11 +68,14 @@ def _extra(p: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------- ours
 def build_ours(teacher_ckpt: Path, expdir: Path, heads_kind: str, precision: str = "fp32",
-               teacher_precision: str = "fp32", share_frontend: bool = False):
+               teacher_precision: str = "fp32", share_frontend: bool = False, fast: bool = True,
+               channels_last: bool = False):
     return C.distill_task({"teacher": {"precision": teacher_precision},
                            "heads": {"map": "last", "targets": TARGETS, "kind": heads_kind},
                            "loss": {"kind": "regression", "cos_weight": 1.0},
-                           "init": {"share_teacher_frontend": share_frontend}}, teacher_ckpt, expdir, precision)
+                           "init": {"share_teacher_frontend": share_frontend},
+                           "runner": {"fast_kernels": fast, "cnn_channels_last": channels_last}},
+                          teacher_ckpt, expdir, precision)
 
 
 # ---------------------------------------------------------------- s3prl
@@ -172,6 +180,19 @@ class Phases:
         self.acc[name] = self.acc.get(name, 0.0) + seconds
 
     def hook(self, module: torch.nn.Module, name: str) -> None:
+        if not isinstance(module, torch.nn.Module):  # (object, method name): time calls of that method
+            obj, method = module
+            orig = getattr(obj, method)
+
+            def timed(*args, **kwargs):
+                t = time.perf_counter()
+                out = orig(*args, **kwargs)
+                self.acc[name] = self.acc.get(name, 0.0) + time.perf_counter() - t
+                return out
+
+            setattr(obj, method, timed)
+            return
+
         def pre(*_):
             self._open[name] = time.perf_counter()
 
@@ -250,15 +271,17 @@ def main() -> None:
         tmp = Path(tmp)
         ckpt = C.write_tiny_teacher(tmp)
         task, ours_params, ours_step = build_ours(ckpt, tmp / "exp", args.heads, args.precision,
-                                                  args.teacher_precision, args.share_frontend)
-        if args.teacher_precision == "fp32":
-            s3prl_teacher = task.teacher.upstream  # the very same teacher module
-        else:  # ours cast its copy: s3prl gets the same weights in fp32
-            s3prl_teacher = C.load_teacher_upstream(ckpt)
+                                                  args.teacher_precision, args.share_frontend,
+                                                  args.kernels == "fast", args.channels_last)
+        # the same teacher weights, in s3prl's own module (ours may run its copy with other kernels or dtype)
+        s3prl_teacher = C.load_teacher_upstream(ckpt)
         distiller, s3prl_params, s3prl_step = build_s3prl(s3prl_teacher, args.precision)
-
-        times = C.time_interleaved({"ours": lambda: ours_step(batch), "s3prl": lambda: s3prl_step(batch)},
-                                   args.iters, args.warmup)
+        fns = {"ours": lambda: ours_step(batch), "s3prl": lambda: s3prl_step(batch)}
+        if args.with_reference:
+            _, _, ref_step = build_ours(ckpt, tmp / "exp_ref", args.heads, args.precision, args.teacher_precision,
+                                        args.share_frontend, fast=False)
+            fns["ours_ref"] = lambda: ref_step(batch)
+        times = C.time_interleaved(fns, args.iters, args.warmup)
         if args.profile:
             op_profile("ours (DistillTask distilhubert)", ours_step, batch)
             op_profile("s3prl (DistillerModel + expert-style step)", s3prl_step, batch)
@@ -266,17 +289,23 @@ def main() -> None:
             phase_breakdown({
                 "s3prl": (s3prl_step, {"cnn": distiller.feature_extractor, "student_incl_heads": distiller,
                                        "heads": distiller.output_layer}),
-                "ours": (ours_step, {"teacher": task.teacher, "cnn": task.student.frontend,
+                "ours": (ours_step, {"teacher": (task.teacher, "run"), "cnn": task.student.frontend,
                                      "student": task.student, "heads": task.heads}),
             }, batch, steps=max(3, args.iters // 4))
 
     amp = "" if args.precision == "fp32" else f", student {args.precision} autocast"
-    ours_label = f"ours DistillTask distilhubert (heads={args.heads}{amp}" + (
+    ours_label = f"ours DistillTask distilhubert (heads={args.heads}, {args.kernels} kernels" + (
+        ", channels-last CNNs" if args.channels_last else "") + f"{amp}" + (
         "" if args.teacher_precision == "fp32" else f", teacher {args.teacher_precision}") + (
         ", CNN frozen and shared with the teacher" if args.share_frontend else "") + ")"
     s3prl_label = "s3prl DistillerModel + expert step" + (f" ({amp[2:]}, teacher fp32)" if amp else "")
     rows, tput = [], {}
-    for name, label, params in (("s3prl", s3prl_label, s3prl_params), ("ours", ours_label, ours_params)):
+    contenders = [("s3prl", s3prl_label, s3prl_params), ("ours", ours_label, ours_params)]
+    if args.with_reference:
+        teacher = "" if args.teacher_precision == "fp32" else f", teacher {args.teacher_precision}"
+        contenders.append(("ours_ref", f"ours DistillTask distilhubert (heads={args.heads}, reference kernels{amp}"
+                                       f"{teacher})", ours_params))
+    for name, label, params in contenders:
         m = C.med(times[name])
         tput[name] = audio_sec / m
         rows.append([label, f"{sum(p.numel() for p in params) / 1e6:.3f} M", f"{m * 1e3:.0f}",
@@ -287,6 +316,9 @@ def main() -> None:
     print(C.table(["contender", "trainable params", "median step (ms)", "min-max (ms)", "audio-sec / s"], rows))
     ratio = tput["ours"] / tput["s3prl"]
     print(f"\nratio ours/s3prl throughput = {ratio:.2f}x (issue target >= 1.3x)")
+    if args.with_reference:
+        print(f"ratio ours/ours_ref throughput = {tput['ours'] / tput['ours_ref']:.2f}x "
+              f"(the kernels alone; ours_ref/s3prl = {tput['ours_ref'] / tput['s3prl']:.2f}x)")
     if args.share_frontend:
         print("note: ours trains with a frozen CNN shared with the teacher; s3prl's CNN is trainable "
               "(feature_grad_mult 0.1). Same student size, teacher, batch and crops; different training configuration.")

@@ -40,11 +40,11 @@ class AudioDataset(Dataset):
         # table lengths are at each file's own rate: with resample they only become 16 kHz lengths once checked
         rows = rows if resample else [r for r in rows if in_range(r.num_samples)]
         self.skipped: list[tuple[Path, str]] = []
-        lengths = {r.path: r.num_samples for r in rows}
+        lengths = [r.num_samples for r in rows]  # aligned with rows (no Path keys: 281k rows at every start)
         if check and rows:
-            facts, problems = find_problems([r.path for r in rows], resample, [r.num_samples for r in rows],
+            facts, problems = find_problems([r.path for r in rows], resample, lengths,
                                             cache_name=str(Path(root).resolve()))
-            lengths = {r.path: f.samples_16k() for r, f in zip(rows, facts)}
+            lengths = [f.samples_16k() for f in facts]
             if problems and on_bad_audio == "error":
                 raise BadAudioError(bad_audio_message(
                     problems, len(rows), f"{root} (splits {', '.join(splits)})",
@@ -56,11 +56,14 @@ class AudioDataset(Dataset):
                 log.warning("skipped %d of %d audio files (config.data.on_bad_audio=skip)", len(problems), len(rows))
             bad = {p for p, _ in problems}
             self.skipped = list(problems)
-            rows = [r for r in rows if r.path not in bad]
-        self.rows: list[TableRow] = [r for r in rows if in_range(lengths[r.path])]
+            keep = [r.path not in bad for r in rows]
+            rows = [r for r, k in zip(rows, keep) if k]
+            lengths = [n for n, k in zip(lengths, keep) if k]
+        kept = [(r, n) for r, n in zip(rows, lengths) if in_range(n)]
+        self.rows: list[TableRow] = [r for r, _ in kept]
         if not self.rows:
             raise ValueError(f"no utterances of {min_sec}-{max_sec} s in {root} splits {splits}")
-        self.lengths = [lengths[r.path] for r in self.rows]
+        self.lengths = [n for _, n in kept]
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -90,11 +90,12 @@ class BucketBatchSampler(Sampler[list[tuple[int, int]]]):
         gen = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch))
         n = len(self.lengths)
         perm = torch.randperm(n, generator=gen)  # random tie-breaks between equal lengths
-        order = perm[torch.sort(self.lengths[perm], stable=True).indices]
+        # numpy's stable argsort (radix sort for integers): the same order as torch.sort(stable=True), ~40x faster
+        order = perm[torch.from_numpy(np.argsort(self.lengths[perm].numpy(), kind="stable"))]
         # shuffle inside each window: sort by (window number + uniform noise in [0, 1))
         key = torch.arange(n, dtype=torch.float64).div_(self.bucket_size).floor_() + torch.rand(
             n, generator=gen, dtype=torch.float64)
-        order = order[torch.argsort(key)]
+        order = order[torch.from_numpy(np.argsort(key.numpy(), kind="stable"))]
         # windows are whole batches (bucket_size is a multiple of batch_size): no batch spans two windows
         flat = order.tolist()
         batches = [flat[i: i + self.batch_size] for i in range(0, n, self.batch_size)]
@@ -233,9 +234,10 @@ def crop_and_pad(items: Sequence[dict[str, Any]], crop_min_sec: float, crop_max_
         items: dicts with ``"wav"`` ``[N_b]``.
 
     Returns:
-        ``wav [B, N]``, ``wav_lengths [B]``.
+        ``wav [B, N]``, ``wav_lengths [B]``, and ``padded``: a Python bool, False when every crop is ``N``
+        samples long (the usual case; models may then skip their padding masks without asking the GPU).
     """
     spans = crop_spans([len(it["wav"]) for it in items], int(crop_min_sec * sample_rate),
                        int(crop_max_sec * sample_rate), align, generator, mode)
     wav, lengths = pad_batch([it["wav"][s:e] for it, (s, e) in zip(items, spans)])
-    return {"wav": wav, "wav_lengths": lengths}
+    return {"wav": wav, "wav_lengths": lengths, "padded": bool((lengths < wav.size(1)).any())}

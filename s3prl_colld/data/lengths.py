@@ -148,12 +148,25 @@ if __name__ == "__main__":
 
 @dataclass(frozen=True)
 class TableRow:
-    """One utterance of a length table, resolved against the corpus root."""
+    """One utterance of a length table, resolved against the corpus root.
+
+    ``path`` (absolute) is built on first use: building 281k ``Path`` objects
+    up front costs seconds at every training start (``bench/bench_data.py``).
+    """
 
     uttid: str
-    path: Path
+    rel: str  # the table's file_path, relative to ``root``
     num_samples: int
     label: str
+    root: Path
+
+    @property
+    def path(self) -> Path:
+        cached = self.__dict__.get("_path")
+        if cached is None:
+            cached = self.root / self.rel
+            object.__setattr__(self, "_path", cached)
+        return cached
 
 
 def read_length_table(root: str | Path, split: str) -> list[TableRow]:
@@ -179,7 +192,8 @@ def read_length_table(root: str | Path, split: str) -> list[TableRow]:
         header = next(reader, None)
         if header is None or header[1:3] != HEADER[1:3]:
             raise ValueError(f"{table}: expected s3prl's header ',file_path,length,label', got {header}")
-        for rec in reader:
+        for rec in reader:  # string ops for the id: a Path per row costs seconds on 281k rows
             rel = rec[1]
-            rows.append(TableRow(Path(rel).name.rsplit(".", 1)[0], root / rel, int(rec[2]), rec[3] if len(rec) > 3 else ""))
+            uttid = rel.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+            rows.append(TableRow(uttid, rel, int(rec[2]), rec[3] if len(rec) > 3 else "", root))
     return rows

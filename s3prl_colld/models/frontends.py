@@ -13,7 +13,7 @@ scaling of the CNN output, ``feature_grad_mult``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -71,7 +71,15 @@ class FbankConfig:
 
 
 class WavCNN(nn.Module):
-    """HuBERT's feature extractor (conv, [GroupNorm|LayerNorm], GELU) x layers."""
+    """HuBERT's feature extractor (conv, [GroupNorm|LayerNorm], GELU) x layers.
+
+    ``channels_last`` and ``low_precision_norm`` choose how it runs, not what it
+    computes (see ``conv_stack``); ``runner.cnn_channels_last`` and
+    ``runner.fast_kernels`` set them for training.
+    """
+
+    channels_last: bool = False
+    low_precision_norm: bool = False
 
     def __init__(self, cfg: CNNConfig) -> None:
         super().__init__()
@@ -108,10 +116,7 @@ class WavCNN(nn.Module):
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``wav [B, N]``, ``lengths [B]`` -> ``(frames [B, T, C], valid [B, T])``."""
-        x = wav[:, None, :]
-        for layer in self.layers:
-            x = layer(x)
-        x = x.transpose(1, 2)
+        x = conv_stack(self.layers, wav, self.channels_last, self.low_precision_norm).transpose(1, 2)
         out_len = self.output_lengths(lengths)
         valid = torch.arange(x.size(1), device=x.device)[None, :] < out_len[:, None]
         return x, valid
@@ -120,6 +125,107 @@ class WavCNN(nn.Module):
 class _ChannelLayerNorm(nn.LayerNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, T]
         return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+# ---------------------------------------------------------------- running a fairseq-style conv stack
+def conv_stack(blocks: Iterable[nn.Module], wav: torch.Tensor, channels_last: bool = False,
+               low_precision_norm: bool = False) -> torch.Tensor:
+    """Run conv blocks (``nn.Sequential(Conv1d, [Dropout], [norm], GELU)``, ours or fairseq's) on ``wav [B, N]``.
+
+    Returns ``[B, C, T]``. Two ways, the same function up to rounding:
+
+    - ``channels_last=False``: each block as written (the reference);
+    - ``channels_last=True``: each conv as a ``conv2d`` on ``[B, C, 1, T]``
+      tensors in channels-last layout (what oneDNN and cuDNN's tensor-core
+      kernels prefer); the result is a ``[B, C, T]`` view whose
+      ``transpose(1, 2)`` is contiguous. Blocks with other modules fall back
+      to the reference.
+
+    ``low_precision_norm``: under autocast, a GroupNorm / LayerNorm whose
+    input is fp16 / bf16 normalises it in that dtype (statistics are
+    accumulated in fp32 by the kernels) instead of autocast's fp32 round trip
+    of the largest activation of the step. fairseq's ``Fp32GroupNorm`` keeps
+    its own fp32 semantics.
+    """
+    blocks = list(blocks)
+    if not channels_last or not all(_cl_supported(m) for b in blocks for m in _flat(b)):
+        x = wav[:, None, :]
+        for block in blocks:
+            x = _run_3d(block, x, low_precision_norm)
+        return x
+    x = wav[:, None, None, :]  # [B, 1, 1, N]
+    for block in blocks:
+        for m in _flat(block):
+            if isinstance(m, nn.Conv1d):
+                w = m.weight.unsqueeze(2)  # [C_out, C_in, 1, k]
+                if w.size(1) > 1:
+                    w = w.contiguous(memory_format=torch.channels_last)
+                x = F.conv2d(x, w, m.bias, stride=(1, m.stride[0]), padding=(0, m.padding[0]),
+                             dilation=(1, m.dilation[0]), groups=m.groups)
+            elif isinstance(m, nn.GroupNorm):
+                x = _group_norm(m, x, low_precision_norm).contiguous(memory_format=torch.channels_last)
+            elif isinstance(m, nn.LayerNorm):  # over channels: [B, C, 1, T] -> [B, 1, T, C] (a view) and back
+                x = _layer_norm(m, x.permute(0, 2, 3, 1), low_precision_norm).permute(0, 3, 1, 2)
+            elif type(m).__name__ != "TransposeLast":  # GELU, Dropout: elementwise, the layout is kept
+                x = m(x)
+    return x[:, :, 0, :]
+
+
+def _flat(block: nn.Module) -> list[nn.Module]:
+    """The leaf modules of a block, in order (fairseq nests its channel LayerNorm between two TransposeLast)."""
+    if isinstance(block, nn.Sequential):
+        return [leaf for m in block for leaf in _flat(m)]
+    return [block]
+
+
+def _cl_supported(m: nn.Module) -> bool:
+    if type(m).__name__ == "TransposeLast":  # fairseq's, around its channel LayerNorm: handled by the permute
+        return True
+    return isinstance(m, (nn.Conv1d, nn.GroupNorm, nn.LayerNorm, nn.GELU, nn.Dropout)) and (
+        not isinstance(m, nn.Conv1d) or m.padding_mode == "zeros" and isinstance(m.padding, tuple))
+
+
+def _run_3d(block: nn.Module, x: torch.Tensor, low_precision_norm: bool) -> torch.Tensor:
+    if not low_precision_norm or not torch.is_autocast_enabled(x.device.type) or not isinstance(block, nn.Sequential):
+        return block(x)
+    for m in block:  # as nn.Sequential, with our norms in the conv output's dtype
+        if isinstance(m, nn.GroupNorm):
+            x = _group_norm(m, x, True)
+        elif isinstance(m, _ChannelLayerNorm):
+            x = _layer_norm(m, x.transpose(1, 2), True).transpose(1, 2)
+        else:
+            x = m(x)
+    return x
+
+
+def _lowp_autocast(x: torch.Tensor) -> bool:
+    return x.dtype in (torch.float16, torch.bfloat16) and torch.is_autocast_enabled(x.device.type)
+
+
+def _is_fp32_norm(m: nn.Module) -> bool:
+    return type(m).__name__.startswith("Fp32")  # fairseq's Fp32GroupNorm / Fp32LayerNorm
+
+
+def _group_norm(m: nn.GroupNorm, x: torch.Tensor, low_precision_norm: bool) -> torch.Tensor:
+    if _is_fp32_norm(m):
+        w, b = (None if p is None else p.float() for p in (m.weight, m.bias))
+        return F.group_norm(x.float(), m.num_groups, w, b, m.eps).type_as(x)
+    if low_precision_norm and _lowp_autocast(x):
+        w, b = (None if p is None else p.to(x.dtype) for p in (m.weight, m.bias))
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return F.group_norm(x, m.num_groups, w, b, m.eps)
+    return F.group_norm(x, m.num_groups, m.weight, m.bias, m.eps)
+
+
+def _layer_norm(m: nn.LayerNorm, x: torch.Tensor, low_precision_norm: bool) -> torch.Tensor:
+    if _is_fp32_norm(m):
+        w, b = (None if p is None else p.float() for p in (m.weight, m.bias))
+        return F.layer_norm(x.float(), m.normalized_shape, w, b, m.eps).type_as(x)
+    if low_precision_norm and _lowp_autocast(x):
+        w, b = (None if p is None else p.to(x.dtype) for p in (m.weight, m.bias))
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return F.layer_norm(x, m.normalized_shape, w, b, m.eps)
+    return F.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)
 
 
 class FbankFrontend(nn.Module):

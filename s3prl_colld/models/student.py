@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from s3prl_colld.config import ConfigError, choice
+from s3prl_colld.models.attention import EncoderLayer
 from s3prl_colld.models.frontends import (CNNConfig, FbankConfig, FbankFrontend, GradMultiply, WavCNN,
                                           normalize_waveform)
 
@@ -87,8 +88,8 @@ class StudentEncoder(nn.Module):
         self.norm = nn.LayerNorm(cfg.dim)
         self.dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(cfg.dim, cfg.heads, cfg.ffn_dim, dropout=cfg.dropout, activation="gelu",
-                                       batch_first=True, norm_first=cfg.layer_norm_first)
+            EncoderLayer(cfg.dim, cfg.heads, cfg.ffn_dim, dropout=cfg.dropout, activation="gelu",
+                         batch_first=True, norm_first=cfg.layer_norm_first)
             for _ in range(cfg.layers)
         )
         for layer in self.layers:  # attention dropout differs from the residual dropout
@@ -119,7 +120,7 @@ class StudentEncoder(nn.Module):
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor,
                 mask_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                frontend_out: torch.Tensor | None = None,
+                frontend_out: torch.Tensor | None = None, padded: bool = True,
                 ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
         """Encode a padded batch.
 
@@ -129,6 +130,8 @@ class StudentEncoder(nn.Module):
             mask_fn: optional ``valid [B, T] -> mask [B, T]``; masked frames are replaced by the mask embedding.
             frontend_out: ``[B, T, C]``, the output of an identical frozen CNN computed elsewhere (the
                 teacher's, see ``init.share_teacher_frontend``); the student's own front-end is then skipped.
+            padded: False promises that every ``lengths[b]`` equals ``N`` (no padding): attention then runs
+                without a key-padding mask (the same result, faster kernels; see ``models/attention.py``).
         Returns:
             ``(hidden_states, valid, mask)``: ``L + 1`` tensors ``[B, T, D]``, ``valid [B, T]``, the mask or None.
         """
@@ -145,7 +148,7 @@ class StudentEncoder(nn.Module):
         x = self.norm(x + self.pos_conv(x))
         x = self.dropout(x)
         hidden = [x]
-        pad = ~valid
+        pad = ~valid if padded else None
         for i, layer in enumerate(self.layers):
             x = layer(x, src_key_padding_mask=pad)
             if i == len(self.layers) - 1:

@@ -27,6 +27,7 @@ from torch import nn
 
 from s3prl_colld.config import ConfigError, choice
 from s3prl_colld.models.frontends import normalize_waveform
+from s3prl_colld.models.teacher_fast import direct_hidden_states
 from s3prl_colld.upstream.frozen import FrozenS3PRLUpstream
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,17 @@ class Teacher(FrozenS3PRLUpstream):
         self.normalizes_waveform = expert_normalizes_waveform(getattr(self.upstream, "upstream", self.upstream))
         if cfg.target == "ffn":
             self.ffn_modules()  # fail early with a clear message
+        self.direct = True  # unpadded batches skip S3PRLUpstream's list round trip (models/teacher_fast.py)
+
+    def set_kernels(self, direct: bool = True, sdpa: bool = True, cnn_channels_last: bool = False) -> None:
+        """How the teacher runs (not what it computes): the direct call on unpadded batches, SDPA attention,
+        a channels-last CNN (HuBERT teachers; see ``models/teacher_fast.py`` and ``models/attention.py``)."""
+        from s3prl_colld.models.attention import use_fairseq_sdpa
+        from s3prl_colld.models.teacher_fast import use_channels_last_cnn
+
+        self.direct = direct
+        use_fairseq_sdpa(self.upstream, sdpa)
+        use_channels_last_cnn(self.upstream, cnn_channels_last)
 
     @property
     def fairseq_model(self) -> nn.Module | None:
@@ -147,7 +159,7 @@ class Teacher(FrozenS3PRLUpstream):
         return fc2
 
     @torch.inference_mode()
-    def _run(self, wav: torch.Tensor, lengths: torch.Tensor, ffn: bool, frontend: bool
+    def _run(self, wav: torch.Tensor, lengths: torch.Tensor, ffn: bool, frontend: bool, padded: bool = True
              ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
         """One pass at ``self.dtype`` with autocast off; hooks collect FFN outputs ``[T, B, D]`` / CNN ``[B, C, T]``."""
         ffn_out: list[torch.Tensor] = []
@@ -162,15 +174,23 @@ class Teacher(FrozenS3PRLUpstream):
             handles.append(module.register_forward_hook(lambda _m, _i, out: cnn_out.append(out)))
         try:
             with torch.autocast(device_type=wav.device.type, enabled=False):
-                hs, _ = self.upstream(wav.to(self.dtype), lengths)
+                wav = wav.to(self.dtype)
+                hs = direct_hidden_states(self.upstream, wav, padded) if self.direct else None
+                if hs is None:
+                    hs, _ = self.upstream(wav, lengths)
         finally:
             for h in handles:
                 h.remove()
         return list(hs), ffn_out, cnn_out
 
-    def run(self, wav: torch.Tensor, lengths: torch.Tensor, ffn: bool = False, frontend: bool = False) -> TeacherOutput:
-        """``wav [B, N]``, ``lengths [B]`` -> ``TeacherOutput`` (float32 copies, usable in autograd graphs)."""
-        hs, ffn_out, cnn_out = self._run(wav, lengths, ffn, frontend)
+    def run(self, wav: torch.Tensor, lengths: torch.Tensor, ffn: bool = False, frontend: bool = False,
+            padded: bool = True) -> TeacherOutput:
+        """``wav [B, N]``, ``lengths [B]`` -> ``TeacherOutput`` (float32 copies, usable in autograd graphs).
+
+        ``padded=False`` promises that every ``lengths[b]`` equals ``N``: a faster path
+        (``models/teacher_fast.py``), the same result.
+        """
+        hs, ffn_out, cnn_out = self._run(wav, lengths, ffn, frontend, padded)
         hidden = [h.float().clone() for h in hs]
         out = TeacherOutput(hidden)
         if ffn:
@@ -183,14 +203,14 @@ class Teacher(FrozenS3PRLUpstream):
             out.frontend = cnn_out[-1].transpose(1, 2).float().clone()
         return out
 
-    def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor, padded: bool = True) -> list[torch.Tensor]:
         """``wav [B, N]``, ``lengths [B]`` -> ``L_T + 1`` float32 tensors ``[B, T, D_T]`` (plain, not inference tensors)."""
-        return self.run(wav, lengths).hidden
+        return self.run(wav, lengths, padded=padded).hidden
 
-    def forward_with_frontend(self, wav: torch.Tensor, lengths: torch.Tensor
+    def forward_with_frontend(self, wav: torch.Tensor, lengths: torch.Tensor, padded: bool = True
                               ) -> tuple[list[torch.Tensor], torch.Tensor]:
         """``forward`` plus the teacher's CNN output ``[B, T, C]`` (float32), captured in the same pass."""
-        out = self.run(wav, lengths, frontend=True)
+        out = self.run(wav, lengths, frontend=True, padded=padded)
         assert out.frontend is not None
         return out.hidden, out.frontend
 

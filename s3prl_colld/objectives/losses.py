@@ -32,15 +32,24 @@ def l1_cosine(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
               cos_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """DistilHuBERT's regression loss over selected frames.
 
-    ``L = mean_{t,d} |ŷ_td - y_td| + λ mean_t -log σ(cos(ŷ_t, y_t))``.
+    ``L = mean_{t,d} |ŷ_td - y_td| + λ mean_t -log σ(cos(ŷ_t, y_t))``, the means over the frames
+    ``mask`` selects (NaN when it selects none). Computed on the padded ``[B, T]`` grid and
+    weighted by the mask, without gathering the frames: no host sync, no copies.
     """
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
+    if pred.shape[:2] != mask.shape:
+        raise ValueError(f"mask {tuple(mask.shape)} does not match features {tuple(pred.shape)}")
     with _fp32(pred):
-        p, y = _frames(pred, mask).float(), _frames(target, mask).float()
-        l1 = (p - y).abs().mean()
-        cos = F.cosine_similarity(p, y, dim=-1)
-        cos_loss = -F.logsigmoid(cos).mean()
+        p, y = pred.float(), target.float()
+        n = mask.sum()
+        zero = p.new_zeros(())
+        l1 = torch.where(mask, (p - y).abs().mean(-1), zero).sum() / n
+        cos = F.cosine_similarity(p, y, dim=-1)  # [B, T]
+        cos_loss = torch.where(mask, -F.logsigmoid(cos), zero).sum() / n
         loss = l1 + cos_weight * cos_loss
-    return loss, {"l1": l1.detach(), "cos": cos.mean().detach()}
+        cos_mean = torch.where(mask, cos, zero).sum() / n
+    return loss, {"l1": l1.detach(), "cos": cos_mean.detach()}
 
 
 def sample_negatives(valid: torch.Tensor, query: torch.Tensor, num_negatives: int,
@@ -90,11 +99,12 @@ def info_nce(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, quer
     b, t = query.nonzero(as_tuple=True)
     neg_t = sample_negatives(valid, query, num_negatives, generator)  # [M, K]
     with _fp32(pred):
-        p = F.normalize(pred[b, t].float(), dim=-1)  # [M, D]
+        p = F.normalize(pred.float(), dim=-1)  # [B, T, D]
         y = F.normalize(target.float(), dim=-1)  # [B, T, D]
-        pos = y[b, t]  # [M, D]
-        negs = y[b[:, None], neg_t]  # [M, K, D]
-        logits = info_nce_logits(p, pos, negs, temperature)
+        # all cosines within each utterance, [B, T, T] (B T^2 D flops), then gather [M, 1 + K] logits from it:
+        # never materialises the [M, K, D] negatives (info_nce_logits is the gathering form)
+        rows = torch.bmm(p, y.transpose(1, 2))[b, t]  # [M, T]: cos(ŷ_bt, y_bn) for every n
+        logits = torch.cat([rows.gather(1, t[:, None]), rows.gather(1, neg_t)], dim=1) / temperature
         logits[:, 1:] = logits[:, 1:].masked_fill(neg_t == t[:, None], float("-inf"))
         loss = F.cross_entropy(logits, torch.zeros_like(b))
     acc = (logits.argmax(1) == 0).float().mean()

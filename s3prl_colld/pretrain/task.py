@@ -94,6 +94,13 @@ class PretrainTask(nn.Module):
         """
         raise NotImplementedError
 
+    def compile_modules(self) -> None:
+        """``runner.compile``: ``torch.compile`` the modules that dominate a step, in place (state-dict keys
+        unchanged). The default compiles nothing and says so."""
+        import logging
+
+        logging.getLogger(__name__).warning("config.runner.compile: task %s compiles nothing", self.name)
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """What the checkpoint stores as the model; frozen teachers may be left out."""
         return self.state_dict()

@@ -47,7 +47,7 @@ from s3prl_colld.config import to_dict
 from s3prl_colld.constants import SAMPLE_RATE
 from s3prl_colld.data.bucket import BucketBatchSampler, DataLoadError, mix_seed, one_line, seeded_loader
 from s3prl_colld.pretrain.task import PretrainTask, get_task
-from s3prl_colld.runtime.precision import autocast, effective_precision
+from s3prl_colld.runtime.precision import autocast, configure_backends, effective_precision
 from s3prl_colld.runtime.distributed import DistInfo, all_gather_objects, all_reduce_, setup_distributed, to_device
 from s3prl_colld.runtime.optim import build_optimizer, load_optimizer_state
 from s3prl_colld.runtime.rng import rng_state, seed_everything, set_rng_state
@@ -167,6 +167,9 @@ class Trainer:
         self.task = task_cls(cfg, self.expdir).to(self.device)
         if state is not None:
             self.task.load_trainable_state_dict(state["model"])
+        configure_backends(self.rc, self.device)
+        if self.rc.compile:
+            self.task.compile_modules()
         named = [(n, p) for n, p in self.task.named_parameters() if p.requires_grad]
         self.params = [p for _, p in named]
         self.model: torch.nn.Module = self.task

@@ -1,4 +1,4 @@
-"""fp32 / bf16 / fp16: what a device can run, and the autocast for it."""
+"""fp32 / bf16 / fp16: what a device can run, the autocast for it, and the GPU backend switches."""
 
 from __future__ import annotations
 
@@ -29,3 +29,15 @@ def autocast(precision: str, device: torch.device) -> ContextManager[Any]:
         return nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def configure_backends(rc: Any, device: torch.device) -> None:
+    """``runner.cudnn_benchmark`` and ``runner.tf32``: process-wide switches, GPU only.
+
+    cuDNN benchmark times the conv algorithms once per input shape and keeps
+    the fastest (crops of a few hundred lengths: a few hundred timings per
+    run); TF32 lets fp32 matmuls use TF32 tensor cores (cuDNN convs do by default).
+    """
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = bool(rc.cudnn_benchmark)
+        torch.backends.cuda.matmul.allow_tf32 = bool(rc.tf32)

@@ -10,6 +10,7 @@ import torch
 from s3prl_colld.constants import FRAME_STRIDE
 from s3prl_colld.data.audio_dataset import AudioDataset
 from s3prl_colld.data.bucket import crop_and_pad
+from s3prl_colld.data.crop_reader import CropReader
 from s3prl_colld.pretrain.task import PretrainTask
 
 
@@ -28,8 +29,11 @@ class AudioTask(PretrainTask):
         d = cfg.data
         return AudioDataset(d.root, d.splits, d.min_sec, d.max_sec, d.resample, d.on_bad_audio)
 
-    def train_dataset(self) -> AudioDataset:
-        return self.dataset_of(self.cfg)
+    def train_dataset(self) -> AudioDataset | CropReader:
+        """The checked utterances of ``config.data``; items decode only their crop (``CropReader``) unless
+        resampled (then whole files, converted)."""
+        dataset = self.dataset_of(self.cfg)
+        return dataset if getattr(dataset, "resample", False) else CropReader(dataset)
 
     def collate(self, items: list[dict[str, Any]], generator: torch.Generator) -> dict[str, Any]:
         d = self.cfg.data

@@ -120,6 +120,31 @@ class DistillTask(AudioTask):
         if cfg.init.share_teacher_frontend:
             self._check_shared_frontend()
             self.student.frontend.requires_grad_(False)
+        self.set_kernels(cfg.runner.fast_kernels, cfg.runner.cnn_channels_last)
+
+    def set_kernels(self, fast: bool = True, cnn_channels_last: bool = False) -> None:
+        """How the step runs, not what it computes (``runner.fast_kernels``, ``runner.cnn_channels_last``).
+
+        ``fast``: SDPA attention in student and teacher, no padding masks on
+        unpadded batches, the direct teacher call, CNN norms in the autocast
+        dtype; False runs the reference implementations (for tests and benchmarks).
+        """
+        self.fast = fast
+        for layer in self.student.layers:
+            layer.sdpa = fast
+        frontend = self.student.frontend
+        if hasattr(frontend, "channels_last"):
+            frontend.channels_last = cnn_channels_last
+            frontend.low_precision_norm = fast
+        self.teacher.set_kernels(direct=fast, sdpa=fast, cnn_channels_last=cnn_channels_last)
+
+    def compile_modules(self) -> None:
+        """``runner.compile``: ``torch.compile`` in place the student and the teacher's CNN (its largest part;
+        the teacher's transformer is left alone: s3prl collects its hidden states with hooks)."""
+        self.student.compile()
+        cnn = self.teacher.frontend_module
+        if cnn is not None:
+            cnn.compile()
 
     def _check_shared_frontend(self) -> None:
         """``init.share_teacher_frontend`` needs the student's CNN to be an exact copy of the teacher's."""
@@ -150,12 +175,14 @@ class DistillTask(AudioTask):
         """Loss of one batch; see the module docstring for the objectives."""
         cfg = self.cfg
         wav, lengths = batch["wav"], batch["wav_lengths"]
+        # False only when the collate says every crop fills the batch (then no padding masks are needed)
+        padded = bool(batch.get("padded", True)) or not self.fast
         mask_fn = (lambda v: span_mask(v, cfg.mask.prob, cfg.mask.length)) if cfg.mask.prob > 0 else None
         share = cfg.init.share_teacher_frontend
-        teacher = self.teacher.run(wav, lengths, ffn=cfg.teacher.target == "ffn", frontend=share)
+        teacher = self.teacher.run(wav, lengths, ffn=cfg.teacher.target == "ffn", frontend=share, padded=padded)
         targets = teacher.ffn if teacher.ffn is not None else teacher.hidden  # L_T + 1 x [B, T_T, D_T]
         hidden, valid, mask = self.student(wav, lengths, mask_fn=mask_fn,
-                                           frontend_out=teacher.frontend if share else None)
+                                           frontend_out=teacher.frontend if share else None, padded=padded)
         T = min([hidden[0].size(1)] + [targets[j].size(1) for _, j in self.pairs])
         valid = valid[:, :T]
         select = valid & mask[:, :T] if (mask is not None and cfg.loss.masked_only) else valid

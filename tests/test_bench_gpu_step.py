@@ -1,0 +1,71 @@
+"""bench/bench_gpu_step.py keeps working: ``--device cpu --quick`` runs its code paths at tiny shapes.
+
+No timing is asserted (speed claims live in bench/README.md); this checks that
+each kind of contender runs, reports its numbers and phases, writes the JSON
+after every contender, and that one failing contender loses nothing of the others.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+import bench_gpu_step as bench  # noqa: E402
+
+QUICK = ["--device", "cpu", "--quick", "--iters", "1", "--warmup", "1", "--phase-steps", "1"]
+
+
+def test_quick_cpu_run_covers_s3prl_ours_and_colld(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "gpu_bench.json"
+    names = ["s3prl_fp16", "ours_bf16_cl", "colld_bf16"]
+    rc = bench.main(QUICK + ["--only", ",".join(names), "--profile", "ours_bf16_cl", "--json", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert list(data["results"]) == names and data["shapes"]["batch"] == 2
+    for name in names:
+        r = data["results"][name]
+        assert r["status"] == "ok", r.get("traceback")
+        assert r["ms_median"] > 0 and r["audio_sec_per_s"] > 0 and math.isfinite(r["loss"])
+        assert set(r["phases_ms"]) == set(bench.PHASES) and r["phases_ms"]["total"] > 0
+        assert r["phases_ms"]["teacher"] > 0 and r["phases_ms"]["backward"] > 0
+    assert data["results"]["ours_bf16_cl"]["phases_ms"]["student CNN"] > 0
+    assert "aten::" in data["results"]["ours_bf16_cl"]["profile"]
+    assert "profile" not in data["results"]["colld_bf16"]
+    printed = capsys.readouterr().out
+    assert "| contender | ms / step" in printed and "Per phase" in printed
+
+
+def test_a_failing_contender_keeps_the_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(bench, "build_s3prl", broken)
+    out = tmp_path / "gpu_bench.json"
+    rc = bench.main(QUICK + ["--only", "s3prl_fp32,ours_fp32_ref", "--phase-steps", "0", "--json", str(out)])
+    assert rc == 1
+    results = json.loads(out.read_text())["results"]
+    assert results["s3prl_fp32"]["status"] == "error" and "injected failure" in results["s3prl_fp32"]["error"]
+    assert results["ours_fp32_ref"]["status"] == "ok" and results["ours_fp32_ref"]["ms_median"] > 0
+
+
+def test_unknown_contender_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.main(["--device", "cpu", "--quick", "--only", "ours_fast"]) == 2
+    assert "unknown contender" in capsys.readouterr().err
+
+
+def test_deadline_stops_a_contender_and_budget_skips_the_rest(tmp_path: Path) -> None:
+    out = tmp_path / "gpu_bench.json"
+    rc = bench.main(QUICK + ["--only", "ours_fp32_ref,ours_bf16_compile", "--iters", "100", "--deadline-s", "2",
+                             "--budget-s", "1.9", "--json", str(out)])
+    results = json.loads(out.read_text())["results"]
+    assert rc == 1 and results["ours_fp32_ref"]["status"] == "error"
+    assert "DeadlineExceeded" in results["ours_fp32_ref"]["error"]
+    assert results["ours_bf16_compile"]["status"] == "skipped"

@@ -1,0 +1,345 @@
+"""The fast paths compute what the reference paths compute (issue 12: faster, not different).
+
+Each fast path (SDPA attention, the masked losses, the InfoNCE from one
+similarity matrix, the channels-last CNN, the direct teacher call, norms in
+the autocast dtype) is compared with the implementation it replaces, on CPU,
+forward and gradients; then whole distillation steps, fast vs reference.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from s3prl_colld.models.attention import EncoderLayer, use_fairseq_sdpa
+from s3prl_colld.models.frontends import CNNConfig, WavCNN, conv_stack
+from s3prl_colld.objectives.losses import info_nce, l1_cosine, sample_negatives
+
+TINY_CNN = [[32, 10, 5]] + [[32, 3, 2]] * 4 + [[32, 2, 2]] * 2
+
+
+# ---------------------------------------------------------------- references (the code the fast paths replaced)
+def _l1_cosine_ref(pred, target, mask, cos_weight=1.0):
+    p, y = pred[mask].float(), target[mask].float()
+    cos = F.cosine_similarity(p, y, dim=-1)
+    return (p - y).abs().mean() + cos_weight * -F.logsigmoid(cos).mean()
+
+
+def _info_nce_ref(pred, target, valid, query, k, tau, generator):
+    b, t = query.nonzero(as_tuple=True)
+    neg_t = sample_negatives(valid, query, k, generator)
+    p = F.normalize(pred[b, t].float(), dim=-1)
+    y = F.normalize(target.float(), dim=-1)
+    pos, negs = y[b, t], y[b[:, None], neg_t]
+    logits = torch.cat([(p * pos).sum(-1, keepdim=True), torch.einsum("md,mkd->mk", p, negs)], dim=1) / tau
+    logits[:, 1:] = logits[:, 1:].masked_fill(neg_t == t[:, None], float("-inf"))
+    return F.cross_entropy(logits, torch.zeros_like(b))
+
+
+def _grads(loss: torch.Tensor, *xs: torch.Tensor) -> list[torch.Tensor]:
+    return list(torch.autograd.grad(loss, xs))
+
+
+def _padded_valid(b: int, t: int) -> torch.Tensor:
+    valid = torch.ones(b, t, dtype=torch.bool)
+    valid[1, t // 2:] = False
+    valid[2, t - 3:] = False
+    return valid
+
+
+# ---------------------------------------------------------------- losses
+def test_l1_cosine_equals_the_gathering_version() -> None:
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randn(3, 17, 8, generator=g, requires_grad=True)
+    target = torch.randn(3, 17, 8, generator=g)
+    mask = _padded_valid(3, 17)
+    with torch.no_grad():
+        pred[~mask] = float("nan")  # padding must not leak, whatever it holds
+    loss, stats = l1_cosine(pred, target, mask, cos_weight=0.7)
+    ref = _l1_cosine_ref(pred, target, mask, cos_weight=0.7)
+    torch.testing.assert_close(loss, ref)
+    (g1,), (g2,) = _grads(loss, pred), _grads(ref, pred)
+    torch.testing.assert_close(g1[mask], g2[mask])
+    assert torch.isfinite(loss) and math.isfinite(stats["cos"].item())
+    assert math.isnan(l1_cosine(pred, target, torch.zeros_like(mask))[0].item())  # as the mean of nothing
+
+
+def test_info_nce_from_the_similarity_matrix_equals_the_gathered_negatives() -> None:
+    g = torch.Generator().manual_seed(1)
+    pred = torch.randn(3, 21, 8, generator=g, requires_grad=True)
+    target = torch.randn(3, 21, 8, generator=g)
+    valid = _padded_valid(3, 21)
+    query = valid & (torch.rand(3, 21, generator=g) < 0.5)
+    loss, _ = info_nce(pred, target, valid, query, 10, 0.1, torch.Generator().manual_seed(7))
+    ref = _info_nce_ref(pred, target, valid, query, 10, 0.1, torch.Generator().manual_seed(7))
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(_grads(loss, pred)[0], _grads(ref, pred)[0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the cosines stay fp32 under autocast
+        lb, _ = info_nce(pred, target, valid, query, 10, 0.1, torch.Generator().manual_seed(7))
+    torch.testing.assert_close(lb, ref)
+
+
+# ---------------------------------------------------------------- attention
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("padding", [False, True])
+def test_sdpa_encoder_layer_equals_torch_layer(norm_first: bool, padding: bool) -> None:
+    torch.manual_seed(0)
+    layer = EncoderLayer(16, 4, 32, dropout=0.0, activation="gelu", batch_first=True, norm_first=norm_first)
+    torch.manual_seed(0)
+    ref = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, activation="gelu", batch_first=True,
+                                     norm_first=norm_first)
+    assert all(torch.equal(a, b) for a, b in zip(layer.state_dict().values(), ref.state_dict().values()))
+    assert list(layer.state_dict()) == list(ref.state_dict())  # same checkpoints, same initialisation
+    x = torch.randn(3, 11, 16, requires_grad=True)
+    pad = ~_padded_valid(3, 11) if padding else None
+    y, y_ref = layer(x, src_key_padding_mask=pad), ref(x, src_key_padding_mask=pad)
+    keep = torch.ones(3, 11, dtype=torch.bool) if pad is None else ~pad
+    torch.testing.assert_close(y[keep], y_ref[keep])
+    g = torch.randn_like(y)
+    torch.testing.assert_close(_grads((y * g).sum(), x)[0], _grads((y_ref * g).sum(), x)[0])
+    layer.sdpa = False  # the switch restores the reference
+    torch.testing.assert_close(layer(x, src_key_padding_mask=pad), y_ref)
+
+
+# ---------------------------------------------------------------- tiny HuBERT teachers
+def _teacher_ckpt(folder: Path, mode: str = "default", normalize: bool = False) -> Path:
+    from s3prl_colld.models.tiny_hubert import TinyHubertConfig, build_hubert, hubert_local_keys
+
+    cfg = TinyHubertConfig(conv_layers=TINY_CNN, extractor_mode=mode, encoder_layers=2, encoder_embed_dim=32,
+                           encoder_ffn_embed_dim=64, encoder_attention_heads=4, conv_pos=16, conv_pos_groups=4)
+    torch.manual_seed(0)
+    keys = hubert_local_keys(build_hubert(cfg, 10), cfg, 10)
+    keys["task_cfg"]["normalize"] = normalize
+    path = folder / f"teacher_{mode}_{int(normalize)}.ckpt"
+    torch.save(keys, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def teachers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("speed_teachers")
+    return {"default": _teacher_ckpt(folder), "layer_norm": _teacher_ckpt(folder, "layer_norm"),
+            "normalize": _teacher_ckpt(folder, normalize=True)}
+
+
+def _teacher(ckpt: Path):
+    from s3prl_colld.models.teacher import Teacher, TeacherConfig
+
+    return Teacher(TeacherConfig(name="hubert_local", ckpt=str(ckpt)))
+
+
+@pytest.mark.parametrize("kind", ["default", "layer_norm", "normalize"])
+def test_teacher_fast_paths_equal_s3prl_upstream(kind: str, teachers: dict[str, Path]) -> None:
+    from s3prl_colld.models.teacher_fast import direct_hidden_states
+
+    teacher = _teacher(teachers[kind])
+    wav = torch.randn(3, 8_000) * 0.1
+    lengths = torch.full((3,), 8_000)
+    teacher.set_kernels(direct=False, sdpa=False, cnn_channels_last=False)
+    ref = teacher(wav, lengths)
+    with torch.inference_mode():  # the direct call is really taken on this teacher
+        assert direct_hidden_states(teacher.upstream, wav, padded=False) is not None
+        assert direct_hidden_states(teacher.upstream, wav, padded=True) is None
+    for direct, sdpa, cl in [(True, False, False), (False, True, False), (False, False, True), (True, True, True)]:
+        teacher.set_kernels(direct=direct, sdpa=sdpa, cnn_channels_last=cl)
+        fast = teacher(wav, lengths, padded=False)
+        assert [h.shape for h in fast] == [h.shape for h in ref] and len(ref) == 3
+        for a, b in zip(fast, ref):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # a padded batch takes the reference path (masks and all) whatever the switches say
+    lengths = torch.tensor([8_000, 5_000, 8_000])
+    wav[1, 5_000:] = 0
+    teacher.set_kernels(direct=False, sdpa=False, cnn_channels_last=False)
+    ref = teacher(wav, lengths)
+    teacher.set_kernels(direct=True, sdpa=True, cnn_channels_last=True)
+    for a, b in zip(teacher(wav, lengths, padded=True), ref):
+        torch.testing.assert_close(a[[0, 2]], b[[0, 2]], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(a[1, :15], b[1, :15], rtol=1e-4, atol=1e-5)
+
+
+def test_fairseq_sdpa_wrapper_on_a_padding_mask(teachers: dict[str, Path]) -> None:
+    teacher = _teacher(teachers["default"])
+    attn = teacher.fairseq_model.encoder.layers[0].self_attn
+    x = torch.randn(9, 2, 32)
+    pad = torch.zeros(2, 9, dtype=torch.bool)
+    pad[1, 6:] = True
+    with torch.no_grad():
+        ref, _ = attn(x, x, x, key_padding_mask=pad, need_weights=False)
+        assert use_fairseq_sdpa(teacher.upstream, True) == 2
+        fast, _ = attn(x, x, x, key_padding_mask=pad, need_weights=False)
+        _, weights = attn(x, x, x, key_padding_mask=pad, need_weights=True)  # weights: the original code
+    torch.testing.assert_close(fast, ref)
+    assert weights is not None
+
+
+# ---------------------------------------------------------------- the CNN
+@pytest.mark.parametrize("mode", ["default", "layer_norm"])
+def test_channels_last_cnn_equals_reference(mode: str) -> None:
+    torch.manual_seed(0)
+    cnn = WavCNN(CNNConfig(conv_layers=TINY_CNN, mode=mode))
+    wav = torch.randn(2, 6_000) * 0.1
+    lengths = torch.full((2,), 6_000)
+    ref, _ = cnn(wav, lengths)
+    cnn.channels_last = True
+    fast, valid = cnn(wav, lengths)
+    assert fast.is_contiguous() and valid.all()
+    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
+    g = torch.randn_like(ref)
+    fast_grads = torch.autograd.grad((fast * g).sum(), list(cnn.parameters()))
+    cnn.channels_last = False
+    ref_grads = torch.autograd.grad((cnn(wav, lengths)[0] * g).sum(), list(cnn.parameters()))
+    for a, b in zip(fast_grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cnn_norm_in_bf16_under_autocast(channels_last: bool) -> None:
+    torch.manual_seed(0)
+    cnn = WavCNN(CNNConfig(conv_layers=TINY_CNN))
+    cnn.channels_last, cnn.low_precision_norm = channels_last, True
+    wav = torch.randn(2, 6_000) * 0.1
+    lengths = torch.full((2,), 6_000)
+    seen: list[torch.dtype] = []
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x = conv_stack(cnn.layers[:1], wav, channels_last, low_precision_norm=True)
+        seen.append(x.dtype)
+        fast, _ = cnn(wav, lengths)
+        cnn.low_precision_norm = False
+        ref, _ = cnn(wav, lengths)
+    assert seen == [torch.bfloat16]  # no fp32 round trip of the first (largest) activation
+    torch.testing.assert_close(fast.float(), ref.float(), rtol=0.05, atol=0.02)
+
+
+# ---------------------------------------------------------------- whole steps
+def _task(ckpt: Path, tmp: Path, kind: str, share: bool = False):
+    from s3prl_colld.config import from_dict
+    from s3prl_colld.pretrain.tasks.distill import DistillConfig, DistillTask
+
+    loss = {"kind": "regression"} if kind == "regression" else {"kind": "contrastive", "num_negatives": 8}
+    cfg = from_dict(DistillConfig, {
+        "teacher": {"name": "hubert_local", "ckpt": str(ckpt)},
+        "model": {"frontend": "cnn", "cnn": {"conv_layers": TINY_CNN}, "layers": 2, "dim": 32, "ffn_dim": 64,
+                  "heads": 4, "conv_pos": 16, "conv_pos_groups": 4, "dropout": 0.0, "attention_dropout": 0.0,
+                  "activation_dropout": 0.0},
+        "heads": {"map": "last" if kind == "regression" else "uniform", "targets": [1, 2]},
+        "mask": {"prob": 0.0 if kind == "regression" else 0.5, "length": 3},
+        "loss": loss, "init": {"share_teacher_frontend": share},
+    })
+    torch.manual_seed(0)
+    return DistillTask(cfg, tmp).train()
+
+
+@pytest.mark.parametrize("kind, share", [("regression", False), ("contrastive", False), ("regression", True)])
+@pytest.mark.parametrize("padded", [False, True])
+def test_distill_step_fast_equals_reference(kind: str, share: bool, padded: bool, teachers: dict[str, Path],
+                                            tmp_path: Path) -> None:
+    task = _task(teachers["default"], tmp_path, kind, share)
+    wav = torch.randn(3, 8_000) * 0.1
+    lengths = torch.full((3,), 8_000)
+    if padded:
+        lengths[1] = 5_120
+        wav[1, 5_120:] = 0
+    batch = {"wav": wav, "wav_lengths": lengths, "padded": padded}
+    params = [p for p in task.parameters() if p.requires_grad]
+    results = {}
+    for name, fast, cl in [("reference", False, False), ("fast", True, False), ("fast+channels_last", True, True)]:
+        task.set_kernels(fast, cl)
+        torch.manual_seed(3)  # the same masks and negatives
+        loss, stats = task(batch)
+        grads = torch.autograd.grad(loss, params, allow_unused=True)  # mask_emb is unused without masking
+        results[name] = (loss.detach(), [torch.zeros(()) if g is None else g for g in grads], stats)
+    ref_loss, ref_grads, ref_stats = results["reference"]
+    for name in ("fast", "fast+channels_last"):
+        loss, grads, stats = results[name]
+        torch.testing.assert_close(loss, ref_loss, rtol=1e-4, atol=1e-5)
+        for a, b in zip(grads, ref_grads):
+            torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+        assert stats.keys() == ref_stats.keys()
+
+
+def test_collate_says_whether_the_batch_is_padded() -> None:
+    from s3prl_colld.data.bucket import crop_and_pad
+
+    g = torch.Generator().manual_seed(0)
+    long = [{"wav": torch.randn(40_000)} for _ in range(3)]
+    assert crop_and_pad(long, 1.0, 1.0, 320, g)["padded"] is False
+    mixed = long + [{"wav": torch.randn(8_000)}]
+    batch = crop_and_pad(mixed, 1.0, 1.0, 320, g)
+    assert batch["padded"] is True and batch["wav_lengths"].tolist() == [16_000] * 3 + [8_000]
+
+
+# ---------------------------------------------------------------- data at scale
+def test_length_table_rows_build_their_paths_lazily(tmp_path: Path) -> None:
+    from s3prl_colld.data.lengths import LengthRow, read_length_table, write_length_csv
+
+    write_length_csv([LengthRow("train/1/2/1-2-0003.flac", 16_000, "A, B"), LengthRow("train/1/2/x.y.wav", 8_000)],
+                     tmp_path / "len_for_bucket" / "train.csv")
+    rows = read_length_table(tmp_path, "train")
+    assert [(r.uttid, r.num_samples, r.label) for r in rows] == [("1-2-0003", 16_000, "A, B"), ("x.y", 8_000, "")]
+    assert "_path" not in rows[0].__dict__  # not built until asked for
+    assert rows[0].path == tmp_path / "train/1/2/1-2-0003.flac" and rows[0].path is rows[0].path
+
+
+def _epoch_batches_ref(sampler) -> list[list[int]]:
+    """``BucketBatchSampler.epoch_batches`` before numpy's argsort replaced torch.sort (resumed runs must match)."""
+    from s3prl_colld.data.bucket import mix_seed
+
+    gen = torch.Generator().manual_seed(mix_seed(sampler.seed, sampler.epoch))
+    n = len(sampler.lengths)
+    perm = torch.randperm(n, generator=gen)
+    order = perm[torch.sort(sampler.lengths[perm], stable=True).indices]
+    key = torch.arange(n, dtype=torch.float64).div_(sampler.bucket_size).floor_() + torch.rand(
+        n, generator=gen, dtype=torch.float64)
+    flat = order[torch.argsort(key)].tolist()
+    batches = [flat[i: i + sampler.batch_size] for i in range(0, n, sampler.batch_size)]
+    batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+    return batches + [batches[i % len(batches)] for i in range(-len(batches) % sampler.world_size)]
+
+
+def test_sampler_batches_unchanged_by_the_faster_sort() -> None:
+    from s3prl_colld.data.bucket import BucketBatchSampler
+
+    lengths = torch.randint(1, 40, (5_000,), generator=torch.Generator().manual_seed(0)).tolist()  # many ties
+    for epoch in range(3):
+        sampler = BucketBatchSampler(lengths, 24, 64, seed=11, rank=1, world_size=3)
+        sampler.set_epoch(epoch)
+        assert sampler.epoch_batches() == _epoch_batches_ref(sampler)
+
+
+def test_crop_reader_gives_the_same_batches(tmp_path: Path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    from s3prl_colld.data.audio_dataset import AudioDataset
+    from s3prl_colld.data.bucket import crop_and_pad
+    from s3prl_colld.data.crop_reader import CropReader, load_audio_span
+    from s3prl_colld.data.lengths import LengthRow, write_length_csv
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, n in enumerate([40_000, 23_456, 70_001, 9_000, 52_000, 31_337]):
+        rel = f"train/{i}.{'flac' if i % 2 else 'wav'}"
+        (tmp_path / "train").mkdir(exist_ok=True)
+        sf.write(tmp_path / rel, (rng.standard_normal(n) * 0.1).clip(-1, 1), 16_000, subtype="PCM_16")
+        rows.append(LengthRow(rel, n))
+    write_length_csv(rows, tmp_path / "len_for_bucket" / "train.csv")
+    eager = AudioDataset(tmp_path, ["train"])
+    lazy = CropReader(eager)
+    assert lazy.lengths == eager.lengths
+    for seed in range(4):
+        for batch in ([0, 1, 2], [3, 4, 5], [0, 2, 4, 5]):
+            a = crop_and_pad([eager[i] for i in batch], 0.5, 2.5, 320, torch.Generator().manual_seed(seed))
+            b = crop_and_pad([lazy[i] for i in batch], 0.5, 2.5, 320, torch.Generator().manual_seed(seed))
+            assert torch.equal(a["wav"], b["wav"]) and torch.equal(a["wav_lengths"], b["wav_lengths"])
+            assert a["padded"] == b["padded"]
+    k = eager.lengths.index(70_001)
+    whole = eager[k]["wav"]
+    assert torch.equal(load_audio_span(eager.rows[k].path, 69_000, 80_000), whole[69_000:])  # past the end
+    assert load_audio_span(eager.rows[k].path, 90_000, 91_000).numel() == 0
+    with pytest.raises(TypeError):
+        lazy[0]["wav"][::2]
