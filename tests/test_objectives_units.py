@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from s3prl_colld.objectives.losses import discriminative_kl, info_nce, l1_cosine, sample_negatives, unit_log_probs
+from s3prl_colld.objectives.losses import (discriminative_kl, info_nce, info_nce_logits, l1_cosine, sample_negatives,
+                                          unit_log_probs)
 from s3prl_colld.objectives.masking import span_mask
 
 
@@ -32,9 +33,13 @@ def test_l1_cosine_several_frames_by_hand() -> None:
     assert not stats["l1"].requires_grad
 
 
-def test_mismatched_mask_is_a_clear_error() -> None:
+def test_mismatched_shapes_are_clear_errors() -> None:
     with pytest.raises(ValueError, match=r"^mask \(2, 3\) does not match features \(2, 4, 5\)$"):
         l1_cosine(torch.zeros(2, 4, 5), torch.zeros(2, 4, 5), torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"^prediction \(2, 4, 5\) and target \(2, 4, 6\) differ in shape$"):
+        l1_cosine(torch.zeros(2, 4, 5), torch.zeros(2, 4, 6), torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"^mask \(1, 3\) does not match features \(1, 2, 4\)$"):
+        discriminative_kl(torch.zeros(1, 2, 4), torch.zeros(1, 2, 4), torch.ones(1, 3, dtype=torch.bool))
 
 
 # ------------------------------------------------------------------ negatives and InfoNCE
@@ -69,6 +74,16 @@ def _info_nce_by_hand(pred: torch.Tensor, target: torch.Tensor, valid: torch.Ten
         losses.append(-sims[0] + math.log(sum(math.exp(x) for x in sims)))
         right += int(sims[0] >= max(sims))
     return sum(losses) / len(losses), right / len(losses)
+
+
+def test_info_nce_logits_by_hand() -> None:
+    """The gathering form: ``[p . pos, p . neg_1, ..., p . neg_K] / τ`` for unit vectors."""
+    p = F.normalize(torch.randn(3, 4, generator=_gen(12)), dim=-1)
+    pos = F.normalize(torch.randn(3, 4, generator=_gen(13)), dim=-1)
+    negs = F.normalize(torch.randn(3, 2, 4, generator=_gen(14)), dim=-1)
+    logits = info_nce_logits(p, pos, negs, 0.25)
+    expected = torch.tensor([[float(p[m] @ pos[m]), *(float(p[m] @ negs[m, k]) for k in range(2))] for m in range(3)])
+    torch.testing.assert_close(logits, expected / 0.25)
 
 
 def test_info_nce_several_queries_by_hand() -> None:
