@@ -63,8 +63,8 @@ def test_unknown_contender_is_a_clear_error(capsys: pytest.CaptureFixture[str]) 
 
 def test_deadline_stops_a_contender_and_budget_skips_the_rest(tmp_path: Path) -> None:
     out = tmp_path / "gpu_bench.json"
-    rc = bench.main(QUICK + ["--only", "ours_fp32_ref,ours_bf16_compile", "--iters", "100", "--deadline-s", "2",
-                             "--budget-s", "1.9", "--json", str(out)])
+    rc = bench.main(QUICK + ["--only", "ours_fp32_ref,ours_bf16_compile", "--iters", "100000", "--deadline-s", "20",
+                             "--budget-s", "19", "--json", str(out)])
     results = json.loads(out.read_text())["results"]
     assert rc == 1 and results["ours_fp32_ref"]["status"] == "error"
     assert "DeadlineExceeded" in results["ours_fp32_ref"]["error"]
