@@ -45,16 +45,16 @@ def test_asr_head_learns_its_training_utterances(synth_corpus_en: Path, tmp_path
     losses, before, after = _learn("asr", synth_corpus_en, tmp_path)
     assert len(after["refs"]) == 4
     assert _mean(losses[-5:]) < 0.2 * _mean(losses[:5]), losses
-    # measured: WER 100 -> 46, CER 92 -> 20 after 100 steps
-    assert after["wer"] < before["wer"] - 25 and after["wer"] < 75, (before["wer"], after["wer"])
+    # measured: loss 6.8 -> 0.07, WER 100 -> 7.4, CER 157 -> 3.7 after 100 steps
+    assert after["wer"] < before["wer"] - 40 and after["wer"] < 40, (before["wer"], after["wer"])
     cer = [metrics.per([" ".join(h.replace(" ", "|")) for h in r["hyps"]],
                        [" ".join(t.replace(" ", "|")) for t in r["refs"]]) for r in (before, after)]
-    assert cer[1] < 0.5 * cer[0], cer
+    assert cer[1] < 0.25 * cer[0], cer
 
 
 def test_st_head_learns_its_training_utterances(synth_corpus_en: Path, tmp_path: Path) -> None:
     losses, before, after = _learn("st", synth_corpus_en, tmp_path)
     assert len(after["refs"]) == 4
     assert _mean(losses[-5:]) < 0.4 * _mean(losses[:5]), losses  # label-smoothed: it cannot reach 0
-    # measured: BLEU 0 -> 36 after 100 steps
-    assert after["bleu"] > before["bleu"] + 15, (before["bleu"], after["bleu"])
+    # measured: loss 130 -> 25, BLEU 2.3 -> 68 after 100 steps
+    assert after["bleu"] > before["bleu"] + 30, (before["bleu"], after["bleu"])
