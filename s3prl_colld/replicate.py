@@ -77,6 +77,7 @@ class Scale:
     asr_top: int  # ASR for this many best students
     st_overrides: str | None
     seeds_cap: int | None = None  # at most this many distillation seeds per student
+    rest_seeds_cap: int | None = None  # ... and per student outside the main comparison (CoLLD vs DistilHuBERT)
     students: tuple[str, ...] | None = None  # None: all of STUDENTS
     rtf_utterances: int = 20
     curves: bool = True  # probe intermediate checkpoints of the main comparison (learning curve)
@@ -111,15 +112,17 @@ SCALES: dict[str, Scale] = {
         asr_overrides=",,config.data.max_train_utts=2000", asr_top=3,
         st_overrides="",
     ),
-    # What fits in about an hour of this 2-core machine: 2 h of the 10 h corpus for pretraining, the
-    # iteration-1 teacher only, PR only (no German, no ASR/ST), shorter students and probes.
+    # What fits in about two hours of this 2-core machine (the run in docs/results/): the 2 h subset of the
+    # 10 h corpus for pretraining (every 5th utterance), teacher iterations 1 and 2, every English student
+    # with the 3 seeds of the main comparison and 1 seed of the others, 300 steps each, shorter PR probes
+    # (1,000 training utterances, 400 updates), 2 probe seeds for the baselines; no German, ASR or ST.
     "reduced": Scale(
         en_args=("--hours", "10"), de_args=None,
-        teacher_overrides="", teacher_iter2_overrides=None,
-        student_steps=200, student_batch=8, frontend_steps=200,
-        probe_overrides=",,config.data.max_train_utts=500,,config.runner.total_steps=400,,config.runner.eval_step=200",
-        probe_seeds=1, asr_overrides=None, asr_top=0, st_overrides=None, curves=False, pretrain_every=5,
-        seeds_cap=None, students=tuple(s.name for s in STUDENTS if not s.name.startswith("colld multilingual")),
+        teacher_overrides=",,config.runner.total_steps=800", teacher_iter2_overrides="",
+        student_steps=300, student_batch=8, frontend_steps=200,
+        probe_overrides=",,config.data.max_train_utts=1000,,config.runner.total_steps=400,,config.runner.eval_step=200",
+        probe_seeds=2, asr_overrides=None, asr_top=0, st_overrides=None, curves=True, pretrain_every=5,
+        rest_seeds_cap=1, students=tuple(s.name for s in STUDENTS if not s.name.startswith("colld multilingual")),
     ),
     "demo": Scale(
         en_args=("--utterances", "1500"), de_args=None,
@@ -145,6 +148,9 @@ def plan_students(scale: Scale) -> list[Student]:
     chosen = [s for s in STUDENTS if scale.students is None or s.name in scale.students]
     if scale.seeds_cap is not None:
         chosen = [Student(**{**asdict(s), "seeds": min(s.seeds, scale.seeds_cap)}) for s in chosen]
+    if scale.rest_seeds_cap is not None:
+        chosen = [s if s.curve else Student(**{**asdict(s), "seeds": min(s.seeds, scale.rest_seeds_cap)})
+                  for s in chosen]
     return chosen
 
 
@@ -479,8 +485,9 @@ def run_grid(grid: Grid) -> dict[str, Any]:
         if student.curve and scale.curves and 0 in finals[student.name]:
             from s3prl_colld.checkpoint import list_checkpoints, step_of
 
-            points = [(step_of(c) or 0, grid.probe("pr", f"{student.name}-s0-step{step_of(c)}", upstream, c, 0,
-                                                    scale.probe_overrides, ["test"]))
+            points = [(step_of(c) or 0, probes_of[student.name][0] if step_of(c) == step_of(first) else
+                       grid.probe("pr", f"{student.name}-s0-step{step_of(c)}", upstream, c, 0,
+                                  scale.probe_overrides, ["test"]))
                       for c in list_checkpoints(first.parent)]
             curves[student.name] = [(step, res["test"]) for step, res in points if res is not None]
     by_name = {r["name"]: r for r in rows}
