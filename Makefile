@@ -28,7 +28,7 @@ $(STAMP): setup.py constraints.txt
 	touch $(STAMP)
 
 demo: setup
-	$(PY) -m s3prl_colld.demo --out $(DEMO_OUT)
+	$(PY) -m s3prl_colld.replicate --scale demo --out $(DEMO_OUT)
 
 test: setup
 	$(PY) -m pytest -q tests

@@ -18,6 +18,7 @@ trusted (``--trust-checkpoint``, which sets ``trust_checkpoints(True)``).
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import pickle
@@ -223,6 +224,12 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} is not an s3prl-colld checkpoint (top level is {type(state).__name__})")
     return state
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (a checkpoint's identity in cache keys)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def step_of(path: str | Path) -> int | None:

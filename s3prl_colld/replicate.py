@@ -18,8 +18,9 @@ teacher at one budget (steps, data, batch), then probed SUPERB-style:
 Each stage writes a ``DONE`` marker (or its result file) and is skipped when
 run again; an unfinished pretraining run resumes from its last checkpoint, an
 unfinished probe starts again (it is short). ``--scale`` picks the budget:
-``full`` is the grid of the README, ``demo`` the reduced grid of ``make demo``
-and ``tiny`` the test-suite size.
+``full`` is the whole grid, ``reduced`` what fits in about two hours here (the
+run in ``docs/results/``), ``demo`` the grid of ``make demo`` (about 15 min) and
+``tiny`` the test suite's end-to-end run.
 """
 
 from __future__ import annotations
@@ -124,19 +125,27 @@ SCALES: dict[str, Scale] = {
         probe_seeds=2, asr_overrides=None, asr_top=0, st_overrides=None, curves=True, pretrain_every=5,
         rest_seeds_cap=1, students=tuple(s.name for s in STUDENTS if not s.name.startswith("colld multilingual")),
     ),
+    # ``make demo``: about 15 min here. A 1,500-utterance corpus, iteration 1 of the teacher, DistilHuBERT and
+    # CoLLD once each, short PR probes, no learning curve.
     "demo": Scale(
         en_args=("--utterances", "1500"), de_args=None,
-        teacher_overrides="", teacher_iter2_overrides=None,
-        student_steps=300, student_batch=8, frontend_steps=200,
-        probe_overrides="", probe_seeds=1, asr_overrides=None, asr_top=0, st_overrides=None,
-        seeds_cap=1, students=("distilhubert", "colld"),
+        teacher_overrides=",,config.runner.total_steps=400", teacher_iter2_overrides=None,
+        student_steps=200, student_batch=8, frontend_steps=200,
+        probe_overrides=",,config.data.max_train_utts=600,,config.runner.total_steps=300,,config.runner.eval_step=150",
+        probe_seeds=1, asr_overrides=None, asr_top=0, st_overrides=None,
+        seeds_cap=1, students=("distilhubert", "colld"), rtf_utterances=10, curves=False,
     ),
+    # The test suite's end-to-end run (tests/test_demo.py): 60 utterances, a teacher that learns its 12 units in
+    # 120 steps of 1-2 s crops, 4-step students, 150-update probes.
     "tiny": Scale(
-        en_args=("--utterances", "90"), de_args=None,
-        teacher_overrides=",,config.runner.total_steps=30,,config.runner.save_step=30,,config.units.n_clusters=8",
+        en_args=("--utterances", "60"), de_args=None,
+        teacher_overrides=",,config.runner.total_steps=120,,config.runner.save_step=120,,config.runner.log_step=10,,"
+                          "config.runner.num_workers=0,,config.runner.progress_bar=false,,config.data.batch_size=8,,"
+                          "config.data.crop_min_sec=1.0,,config.data.crop_max_sec=2.0,,config.units.n_clusters=12,,"
+                          "config.optimizer.warmup_steps=20",
         teacher_iter2_overrides=None,
-        student_steps=6, student_batch=4, frontend_steps=6,
-        probe_overrides=",,config.runner.total_steps=30,,config.runner.eval_step=15,,config.runner.log_step=15",
+        student_steps=4, student_batch=4, frontend_steps=4,
+        probe_overrides=",,config.runner.total_steps=150,,config.runner.eval_step=75,,config.runner.batch_size=8",
         probe_seeds=1, asr_overrides=None, asr_top=0, st_overrides=None,
         seeds_cap=1, students=("distilhubert", "colld"), rtf_utterances=2,
     ),

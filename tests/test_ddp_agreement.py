@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from process_group import popen_group, run_group
+from process_group import popen_group, run_group, slow_toy_worker
 from s3prl_colld import checkpoint as ckpt_io
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,24 +89,9 @@ def test_a_bad_step_on_one_rank_is_skipped_by_every_rank(tmp_path: Path) -> None
     assert torch.load(tmp_path / "one" / "states-7.ckpt", weights_only=True)["bad_steps"] == 2
 
 
-SIGTERM_SCRIPT = textwrap.dedent("""
-    import os, sys, time
-    from pathlib import Path
-    from s3prl_colld.pretrain.tasks.toy import ToyTask
-    forward = ToyTask.forward
-    def slow(self, batch):
-        time.sleep(0.05)
-        return forward(self, batch)
-    ToyTask.forward = slow
-    Path(sys.argv[1], f"pid-{os.environ['RANK']}").write_text(str(os.getpid()))
-    from s3prl_colld.pretrain.cli import main
-    sys.exit(main(sys.argv[2:]))
-""")
-
-
 def test_sigterm_to_one_rank_stops_every_rank_with_one_checkpoint(tmp_path: Path) -> None:
-    script = tmp_path / "slow.py"
-    script.write_text(SIGTERM_SCRIPT)
+    pid_file = "Path(sys.argv[1], f\"pid-{os.environ['RANK']}\").write_text(str(os.getpid()))"
+    script = slow_toy_worker(tmp_path / "slow.py", setup=pid_file, first_arg=2)
     run = tmp_path / "run"
     with popen_group(torchrun(script, str(tmp_path), "-u", "toy_regression", "-p", str(run), "-o",
                               "config.runner.total_steps=100000,,config.runner.save_step=100000,,"

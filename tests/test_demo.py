@@ -1,5 +1,5 @@
-"""``make demo`` end to end at toy size: every stage runs, the teacher beats its random init, the report lists every
-probe, stages are reused."""
+"""``make demo`` end to end at toy size: ``python -m s3prl_colld.replicate --scale tiny`` runs every stage (corpus,
+teacher, students, probes, measures, report), the teacher beats its random init, and a second run reuses it all."""
 
 from __future__ import annotations
 
@@ -9,38 +9,33 @@ from pathlib import Path
 
 import pytest
 
-from s3prl_colld.demo import main
-
-TINY = ["--utterances", "60",
-        # 120 steps of 8 crops of 1-2 s: enough for the teacher to learn its 12 units (masked accuracy ~50%)
-        "--teacher-overrides", ",,config.runner.total_steps=120,,config.runner.save_step=120,,config.runner.log_step=10,,"
-        "config.runner.num_workers=0,,config.runner.progress_bar=false,,config.data.batch_size=8,,"
-        "config.data.crop_min_sec=1.0,,config.data.crop_max_sec=2.0,,config.units.n_clusters=12,,"
-        "config.optimizer.warmup_steps=20",
-        "--student-overrides", ",,config.runner.total_steps=4,,config.runner.save_step=4,,config.runner.log_step=2,,"
-        "config.runner.num_workers=0,,config.runner.progress_bar=false,,config.data.batch_size=4",
-        "--probe-overrides", ",,config.runner.total_steps=150,,config.runner.eval_step=75,,config.runner.batch_size=8,,"
-        "config.runner.progress_bar=false"]
+from s3prl_colld.replicate import PR_SPLITS, main
 
 
-def test_demo_runs_every_stage_and_reuses_them(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    out = tmp_path / "demo"
-    assert main(["--out", str(out), *TINY]) == 0
+def test_tiny_grid_runs_every_stage_and_reuses_them(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "grid"
+    assert main(["--out", str(out), "--scale", "tiny"]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert list(results["probes"]) == ["teacher (tiny HuBERT)", "CoLLD student (2 x 192)", "fbank",
-                                       "random-init teacher", "MFCC (s3prl mfcc)"]
-    for r in results["probes"].values():
-        assert math.isfinite(r["dev_per"]) and math.isfinite(r["test_per"]) and r["test_per"] >= 0
-        assert abs(sum(r["layer_weights"]) - 1.0) < 1e-5
-    assert len(results["probes"]["teacher (tiny HuBERT)"]["layer_weights"]) == 5  # CNN output + 4 layers
-    # the teacher learnt, and its features beat the random-init teacher's (measured on this toy run: masked unit
-    # accuracy 0.48; PER dev / test 69.2 / 84.1 against 88.9 / 89.4, i.e. 12.5 points better on average)
-    assert results["teacher"]["acc_m"] > 0.3  # chance is about 1 / 12
-    teacher, random_init = results["probes"]["teacher (tiny HuBERT)"], results["probes"]["random-init teacher"]
-    mean = {name: (r["dev_per"] + r["test_per"]) / 2 for name, r in (("teacher", teacher), ("random", random_init))}
-    assert mean["teacher"] < mean["random"] - 6, (teacher, random_init)
-    assert (out / "results.md").read_text().count("|") > 20 and (out / "teacher_curves.png").is_file()
+    rows = {r["name"]: r for r in results["rows"]}
+    assert list(rows) == ["teacher", "fbank", "mfcc", "random_init", "distilhubert", "colld"]
+    assert results["pr_splits"] == list(PR_SPLITS) and results["not_run"] == []
+    for r in rows.values():
+        for split in ("dev", *PR_SPLITS):
+            stat = r["pr"][split]
+            assert stat["n"] == 1 and math.isfinite(stat["mean"]) and 0 <= stat["mean"] <= 200, (r["name"], split)
+        assert r["params_m"] >= 0 and r["rtf"] > 0
+    assert rows["teacher"]["params_m"] > rows["colld"]["params_m"] > 0 and rows["fbank"]["params_m"] == 0
+    # the teacher learnt: its features beat the random-init teacher's (the old demo test measured 69.2 / 84.1
+    # against 88.9 / 89.4 dev / test PER at this size)
+    mean = {name: (rows[name]["pr"]["dev"]["mean"] + rows[name]["pr"]["test"]["mean"]) / 2
+            for name in ("teacher", "random_init")}
+    assert mean["teacher"] < mean["random_init"] - 6, mean
+    for name in ("distilhubert", "colld"):  # seed 0 saved every step: one curve point per checkpoint
+        assert [step for step, _ in results["curves"][name]] == [1, 2, 3, 4]
+    assert (out / "results.md").read_text().count("|") > 40
+    assert (out / "per_vs_params.png").is_file() and (out / "learning_curve.png").is_file()
     capsys.readouterr()
-    assert main(["--out", str(out), *TINY]) == 0  # a second run reuses every stage
+    assert main(["--out", str(out), "--scale", "tiny"]) == 0  # a second run reuses every stage
     printed = capsys.readouterr().out
-    assert printed.count("reusing") == 3 + 5, printed
+    assert "running" not in printed and printed.count("reusing") == 4, printed  # corpus, teacher, 2 students
+    assert json.loads((out / "results.json").read_text())["rows"] == results["rows"]

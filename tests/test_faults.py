@@ -38,6 +38,7 @@ from s3prl_colld.pretrain.cli import main as pretrain_main
 from s3prl_colld.pretrain.task import get_task
 
 from conftest import REPO_ROOT, make_corpus
+from process_group import slow_toy_worker
 
 import audio_toy_task  # noqa: E402,F401 - registers -u audio_toy
 
@@ -425,23 +426,8 @@ def test_an_unwritable_run_folder_is_one_line_before_any_work(tmp_path: Path) ->
 
 
 # ------------------------------------------------------------------ torchrun: SIGTERM and data errors end cleanly
-SLOW_TOY = textwrap.dedent('''
-    import sys, time
-    import audio_toy_task
-    from s3prl_colld.pretrain.tasks.toy import ToyTask
-    forward = ToyTask.forward
-    def slow(self, batch):
-        time.sleep(0.05)
-        return forward(self, batch)
-    ToyTask.forward = slow
-    from s3prl_colld.pretrain.cli import main
-    sys.exit(main(sys.argv[1:]))
-''')
-
-
 def launch(tmp_path: Path, *args: str) -> subprocess.Popen:
-    script = tmp_path / "worker.py"
-    script.write_text(SLOW_TOY)
+    script = slow_toy_worker(tmp_path / "worker.py", setup="import audio_toy_task")
     return subprocess.Popen([PY, "-m", "s3prl_colld.launch", "--standalone", "--nproc_per_node", "2", str(script),
                              *args], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

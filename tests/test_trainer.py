@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from process_group import popen_group, run_group
+from process_group import popen_group, run_group, slow_toy_worker
 from s3prl_colld import checkpoint as ckpt_io
 from s3prl_colld.config import from_dict, load_yaml
 from s3prl_colld.data.bucket import BucketBatchSampler, crop_spans, mix_seed, pad_batch
@@ -333,27 +333,13 @@ def test_two_process_gloo_ddp(tmp_path: Path) -> None:
     assert all(torch.equal(p0[k], r0[k]) for k in r0)
 
 
-SIGTERM_SCRIPT = textwrap.dedent("""
-    import sys, time
-    from s3prl_colld.pretrain.tasks.toy import ToyTask
-    forward = ToyTask.forward
-    def slow(self, batch):
-        time.sleep(0.05)
-        return forward(self, batch)
-    ToyTask.forward = slow
-    from s3prl_colld.pretrain.cli import main
-    sys.exit(main(sys.argv[1:]))
-""")
-
-
 def test_sigterm_saves_and_resumes(tmp_path: Path) -> None:
     """SIGTERM mid-run saves a checkpoint; resuming from it gives the losses of an uninterrupted run, bit for bit.
 
     Every run is a subprocess with the same environment (one thread), and the lr is constant after warm-up so
     that it does not depend on total_steps.
     """
-    script = tmp_path / "slow.py"
-    script.write_text(SIGTERM_SCRIPT)
+    script = slow_toy_worker(tmp_path / "slow.py")
     run, ref = tmp_path / "run", tmp_path / "ref"
     const = "config.optimizer.decay=constant,,config.runner.save_step=100000"
     with popen_group([sys.executable, str(script), "-u", TOY, "-p", str(run), "-o",

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from s3prl_colld.checkpoint import latest_checkpoint  # noqa: E402
-from s3prl_colld.demo import probe  # noqa: E402
+from s3prl_colld.replicate import SCALES, Grid, slug  # noqa: E402
 
 
 def cpu_seconds() -> float:
@@ -63,15 +63,13 @@ def pretrain(expdir: Path, task: str, overrides: str, runner_yaml: str | None = 
 
 
 def probe_both(name: str, upstream: str, ckpt: Path | None, corpus: Path, out: Path, overrides: str) -> dict[str, Any]:
-    """PR probe (train on train, best on dev), then test on ``test`` and ``test_noisy``."""
-    from s3prl_colld.downstream.runner import evaluate_checkpoint
-
-    res = probe(name, upstream, ckpt, corpus, out / "probes", overrides)
-    done = Path(res["run"]) / "test_noisy-results.json"
-    if not done.is_file():
-        evaluate_checkpoint(Path(res["run"]) / "dev-best.ckpt", "test_noisy")
-    res["test_noisy_per"] = json.loads(done.read_text())["per"]
-    return res
+    """PR probe (train on train, best on dev), then test on ``test`` and ``test_noisy`` (reused when finished)."""
+    res = Grid(out, SCALES["tiny"], 0).probe("pr", name, upstream, ckpt, 0, overrides, ["test", "test_noisy"],
+                                             corpus=corpus)
+    assert res is not None
+    test = json.loads((out / "probes" / "pr" / f"{slug(name)}-p0" / "test-results.json").read_text())
+    return {"dev_per": res["dev"], "test_per": res["test"], "test_noisy_per": res["test_noisy"],
+            "layer_weights": test["layer_weights"]}
 
 
 def last_acc(expdir: Path) -> float:

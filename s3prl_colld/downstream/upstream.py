@@ -7,24 +7,15 @@ path, our students). It is the shared ``upstream.frozen.FrozenS3PRLUpstream``
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 
+from s3prl_colld.checkpoint import file_sha256
 from s3prl_colld.upstream.frozen import FrozenS3PRLUpstream, UpstreamError
 
-__all__ = ["FrozenUpstream", "UpstreamError", "file_hash", "layer_of"]
+__all__ = ["FrozenUpstream", "UpstreamError", "layer_of"]
 SELECTIONS = ("hidden_states", "last_hidden_state")  # plus "hidden_state_N" (= -l N)
-
-
-def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file's content (hex)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def layer_of(selection: str, layer: int | None) -> int | None:
@@ -60,7 +51,7 @@ class FrozenUpstream(FrozenS3PRLUpstream):
             raise UpstreamError(f"upstream {name} has hidden states of different sizes {sorted(sizes)}; "
                                 "the weighted sum needs one size")
         self.n_layers, self.dim = self.num_hidden, sizes.pop()
-        self.fingerprint = f"{name}-{file_hash(self.ckpt)[:16] if self.ckpt else 'none'}"
+        self.fingerprint = f"{name}-{file_sha256(self.ckpt)[:16] if self.ckpt else 'none'}"
 
     @torch.inference_mode()
     def forward(self, wavs: list[torch.Tensor]) -> list[torch.Tensor]:

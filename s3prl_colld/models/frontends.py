@@ -163,9 +163,9 @@ def conv_stack(blocks: Iterable[nn.Module], wav: torch.Tensor, channels_last: bo
                 x = F.conv2d(x, w, m.bias, stride=(1, m.stride[0]), padding=(0, m.padding[0]),
                              dilation=(1, m.dilation[0]), groups=m.groups)
             elif isinstance(m, nn.GroupNorm):
-                x = _group_norm(m, x, low_precision_norm).contiguous(memory_format=torch.channels_last)
+                x = _norm(m, x, low_precision_norm).contiguous(memory_format=torch.channels_last)
             elif isinstance(m, nn.LayerNorm):  # over channels: [B, C, 1, T] -> [B, 1, T, C] (a view) and back
-                x = _layer_norm(m, x.permute(0, 2, 3, 1), low_precision_norm).permute(0, 3, 1, 2)
+                x = _norm(m, x.permute(0, 2, 3, 1), low_precision_norm).permute(0, 3, 1, 2)
             elif type(m).__name__ != "TransposeLast":  # GELU, Dropout: elementwise, the layout is kept
                 x = m(x)
     return x[:, :, 0, :]
@@ -190,9 +190,9 @@ def _run_3d(block: nn.Module, x: torch.Tensor, low_precision_norm: bool) -> torc
         return block(x)
     for m in block:  # as nn.Sequential, with our norms in the conv output's dtype
         if isinstance(m, nn.GroupNorm):
-            x = _group_norm(m, x, True)
+            x = _norm(m, x, True)
         elif isinstance(m, _ChannelLayerNorm):
-            x = _layer_norm(m, x.transpose(1, 2), True).transpose(1, 2)
+            x = _norm(m, x.transpose(1, 2), True).transpose(1, 2)
         else:
             x = m(x)
     return x
@@ -206,26 +206,26 @@ def _is_fp32_norm(m: nn.Module) -> bool:
     return type(m).__name__.startswith("Fp32")  # fairseq's Fp32GroupNorm / Fp32LayerNorm
 
 
-def _group_norm(m: nn.GroupNorm, x: torch.Tensor, low_precision_norm: bool) -> torch.Tensor:
-    if _is_fp32_norm(m):
-        w, b = (None if p is None else p.float() for p in (m.weight, m.bias))
-        return F.group_norm(x.float(), m.num_groups, w, b, m.eps).type_as(x)
-    if low_precision_norm and _lowp_autocast(x):
-        w, b = (None if p is None else p.to(x.dtype) for p in (m.weight, m.bias))
-        with torch.autocast(device_type=x.device.type, enabled=False):
+def _norm(m: nn.GroupNorm | nn.LayerNorm, x: torch.Tensor, low_precision_norm: bool) -> torch.Tensor:
+    """``m(x)`` for a group norm or a layer norm (over its last dims) with fairseq's precision rules.
+
+    ``Fp32*Norm`` runs in fp32 and casts back; with ``low_precision_norm`` under fp16/bf16 autocast the
+    norm runs in ``x``'s dtype instead of autocast's fp32; otherwise as ``m`` would.
+    """
+    if isinstance(m, nn.GroupNorm):
+        def norm(x: torch.Tensor, w: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor:
             return F.group_norm(x, m.num_groups, w, b, m.eps)
-    return F.group_norm(x, m.num_groups, m.weight, m.bias, m.eps)
-
-
-def _layer_norm(m: nn.LayerNorm, x: torch.Tensor, low_precision_norm: bool) -> torch.Tensor:
+    else:
+        def norm(x: torch.Tensor, w: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor:
+            return F.layer_norm(x, m.normalized_shape, w, b, m.eps)
     if _is_fp32_norm(m):
         w, b = (None if p is None else p.float() for p in (m.weight, m.bias))
-        return F.layer_norm(x.float(), m.normalized_shape, w, b, m.eps).type_as(x)
+        return norm(x.float(), w, b).type_as(x)
     if low_precision_norm and _lowp_autocast(x):
         w, b = (None if p is None else p.to(x.dtype) for p in (m.weight, m.bias))
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return F.layer_norm(x, m.normalized_shape, w, b, m.eps)
-    return F.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)
+            return norm(x, w, b)
+    return norm(x, m.weight, m.bias)
 
 
 class FbankFrontend(nn.Module):

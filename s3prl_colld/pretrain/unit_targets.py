@@ -33,7 +33,7 @@ from typing import Any, Callable, Optional
 import torch
 from tqdm.auto import tqdm
 
-from s3prl_colld.checkpoint import CheckpointError, save_atomic
+from s3prl_colld.checkpoint import CheckpointError, file_sha256, save_atomic
 from s3prl_colld.config import ConfigError, choice
 from s3prl_colld.data.audio import load_audio
 from s3prl_colld.data.clean_copies import MANIFEST, align_clean, clean_copies
@@ -129,15 +129,6 @@ FeatureFn = Callable[[torch.Tensor], torch.Tensor]  # [N] waveform -> [num_frame
 
 
 # ------------------------------------------------------------------ cache key
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def corpus_fingerprint(root: str | Path, splits: list[str]) -> str:
     """SHA-256 over the splits' length tables and the manifest (when there is one)."""
     root = Path(root)
@@ -145,7 +136,7 @@ def corpus_fingerprint(root: str | Path, splits: list[str]) -> str:
     for path in [root / "len_for_bucket" / f"{s}.csv" for s in splits] + [root / MANIFEST]:
         if path.is_file():
             h.update(path.name.encode())
-            h.update(sha256_file(path).encode())
+            h.update(file_sha256(path).encode())
     return h.hexdigest()
 
 
@@ -165,7 +156,7 @@ def units_key(units: UnitsConfig, teacher: Optional[TeacherConfig], data: DataCo
         if teacher.ckpt is not None and not Path(teacher.ckpt).is_file():
             raise ConfigError(f"config.teacher.ckpt={teacher.ckpt}: file not found")
         key["teacher"] = {"name": teacher.name, "precision": teacher.precision,
-                          "ckpt_sha256": sha256_file(teacher.ckpt) if teacher.ckpt else None}
+                          "ckpt_sha256": file_sha256(teacher.ckpt) if teacher.ckpt else None}
         key["layer"] = units.layer
     return key
 

@@ -13,7 +13,7 @@ utterances (``eval_order``), which is the order of the prediction files.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,11 +27,26 @@ from s3prl_colld.downstream.task import DownstreamTask, register, write_ark
 
 
 class CTCTask(DownstreamTask):
-    """Shared CTC side of PR and ASR: label 0 is the blank, labels 1.. the sorted training tokens."""
+    """Shared CTC side of PR and ASR: label 0 is the blank, labels 1.. the sorted training tokens.
+
+    A subclass names its head (``head_class`` built from ``config.head`` parsed as ``head_config``) and
+    its metric function (``scorer(hyps, refs)``).
+    """
+
+    head_config: type
+    head_class: type[nn.Module]
+    scorer: Callable[[Sequence[str], Sequence[str]], float]
 
     def __init__(self, cfg: DownstreamConfig) -> None:
         super().__init__(cfg)
         self.tokens: list[str] = []
+        self.head_cfg = from_dict(self.head_config, cfg.head, "config.head")
+
+    def build_head(self, dim: int) -> nn.Module:
+        return self.head_class(dim, self.vocab_size, self.head_cfg)
+
+    def score(self, hyps: Sequence[str], refs: Sequence[str]) -> float:
+        return self.scorer(hyps, refs)
 
     def tokenize(self, text: str) -> list[str]:
         raise NotImplementedError
@@ -75,6 +90,7 @@ class PRTask(CTCTask):
     """Phoneme recognition: lexicon phones of the transcript; PER%."""
 
     metric, higher_better = "per", False
+    head_config, head_class, scorer = PRHeadConfig, LinearCTCHead, staticmethod(metrics.per)
     s3prl_defaults = {  # s3prl downstream/ctc/libriphone.yaml
         "runner": {"total_steps": 100000, "gradient_clipping": 1.0, "gradient_accumulate_steps": 2,
                    "log_step": 100, "eval_step": 1000, "save_step": 100, "max_keep": 1,
@@ -84,7 +100,6 @@ class PRTask(CTCTask):
 
     def __init__(self, cfg: DownstreamConfig) -> None:
         super().__init__(cfg)
-        self.head_cfg = from_dict(PRHeadConfig, cfg.head, "config.head")
         self._lexicon: dict[str, list[str]] | None = None
 
     def s3prl_batches(self, utts: Sequence[corpus.Utterance], samples: Sequence[int], rc: DownstreamRunnerConfig,
@@ -107,11 +122,6 @@ class PRTask(CTCTask):
     def detokenize(self, tokens: Sequence[str]) -> str:
         return " ".join(tokens)
 
-    def build_head(self, dim: int) -> nn.Module:
-        return LinearCTCHead(dim, self.vocab_size, self.head_cfg)
-
-    def score(self, hyps: Sequence[str], refs: Sequence[str]) -> float:
-        return metrics.per(hyps, refs)
 
 
 @register("asr")
@@ -119,6 +129,7 @@ class ASRTask(CTCTask):
     """Speech recognition: characters of the transcript (``|`` = word boundary); WER% without an LM."""
 
     metric, higher_better = "wer", False
+    head_config, head_class, scorer = ASRHeadConfig, BiLSTMCTCHead, staticmethod(metrics.wer)
     s3prl_defaults = {  # s3prl downstream/asr/config.yaml
         "runner": {"total_steps": 200000, "gradient_clipping": 1.0, "gradient_accumulate_steps": 1,
                    "log_step": 100, "eval_step": 2000, "save_step": 500, "max_keep": 1,
@@ -126,10 +137,6 @@ class ASRTask(CTCTask):
         "optimizer": {"name": "Adam", "lr": 1.0e-4},  # TorchOptim Adam: torch's betas and eps; no scheduler
         "specaug": {"enabled": True},  # the specaug block: SpecAugConfig's defaults are its values
     }
-
-    def __init__(self, cfg: DownstreamConfig) -> None:
-        super().__init__(cfg)
-        self.head_cfg = from_dict(ASRHeadConfig, cfg.head, "config.head")
 
     def utterances(self, role: str) -> list[corpus.Utterance]:
         return corpus.transcript_utterances(self.root(), self.split_name(role))
@@ -158,11 +165,6 @@ class ASRTask(CTCTask):
     def detokenize(self, tokens: Sequence[str]) -> str:
         return " ".join("".join(tokens).replace("|", " ").split())
 
-    def build_head(self, dim: int) -> nn.Module:
-        return BiLSTMCTCHead(dim, self.vocab_size, self.head_cfg)
-
-    def score(self, hyps: Sequence[str], refs: Sequence[str]) -> float:
-        return metrics.wer(hyps, refs)
 
 
 @register("st")
