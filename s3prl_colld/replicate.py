@@ -274,7 +274,11 @@ class Grid:
         if student.model is not None:
             model_yaml = run.parent / f"{slug(student.name)}.model.yaml"
             run.parent.mkdir(parents=True, exist_ok=True)
-            model_yaml.write_text(json.dumps(student.model))  # JSON is YAML
+            # -g replaces the task's model.yaml: start from it (the teacher-shaped CNN, conv_pos, ...)
+            from s3prl_colld.config import load_yaml
+
+            base = load_yaml(CONFIG_DIR / "pretrain" / student.task / "model.yaml")
+            model_yaml.write_text(json.dumps({**base, **student.model}))  # JSON is YAML
         finished = self.stage(f"student {student.name} seed {seed}", run / "DONE", lambda: (
             pretrain(student.task, run, overrides, model_yaml), (run / "DONE").touch()))
         return run if finished else None
