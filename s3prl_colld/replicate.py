@@ -77,7 +77,6 @@ class Scale:
     asr_top: int  # ASR for this many best students
     st_overrides: str | None
     seeds_cap: int | None = None  # at most this many distillation seeds per student
-    rest_seeds_cap: int | None = None  # ... and per student outside the main comparison (CoLLD vs DistilHuBERT)
     students: tuple[str, ...] | None = None  # None: all of STUDENTS
     rtf_utterances: int = 20
     curves: bool = True  # probe intermediate checkpoints of the main comparison (learning curve)
@@ -148,9 +147,6 @@ def plan_students(scale: Scale) -> list[Student]:
     chosen = [s for s in STUDENTS if scale.students is None or s.name in scale.students]
     if scale.seeds_cap is not None:
         chosen = [Student(**{**asdict(s), "seeds": min(s.seeds, scale.seeds_cap)}) for s in chosen]
-    if scale.rest_seeds_cap is not None:
-        chosen = [s if s.curve else Student(**{**asdict(s), "seeds": min(s.seeds, scale.rest_seeds_cap)})
-                  for s in chosen]
     return chosen
 
 
