@@ -279,11 +279,7 @@ class Grid:
         if student.model is not None:
             model_yaml = run.parent / f"{slug(student.name)}.model.yaml"
             run.parent.mkdir(parents=True, exist_ok=True)
-            # -g replaces the task's model.yaml: start from it (the teacher-shaped CNN, conv_pos, ...)
-            from s3prl_colld.config import load_yaml
-
-            base = load_yaml(CONFIG_DIR / "pretrain" / student.task / "model.yaml")
-            model_yaml.write_text(json.dumps({**base, **student.model}))  # JSON is YAML
+            model_yaml.write_text(json.dumps(student_model(student)))  # JSON is YAML
         finished = self.stage(f"student {student.name} seed {seed}", run / "DONE", lambda: (
             pretrain(student.task, run, overrides, model_yaml), (run / "DONE").touch()))
         return run if finished else None
@@ -331,6 +327,16 @@ class Grid:
         return [s for s in PR_SPLITS if (corpus / s).is_dir()]
 
 # --------------------------------------------------------------------------------------------- helpers
+def student_model(student: Student) -> dict[str, Any]:
+    """The ``-g`` model config of a student shape: its task's ``model.yaml`` with the shape's keys replaced.
+
+    (``-g`` replaces the task's ``model.yaml``: without it the student would get the default 512-channel CNN.)
+    """
+    from s3prl_colld.config import load_yaml
+
+    return {**load_yaml(CONFIG_DIR / "pretrain" / student.task / "model.yaml"), **(student.model or {})}
+
+
 def slug(name: str) -> str:
     """A folder name for a row name."""
     return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_").replace("__", "_")

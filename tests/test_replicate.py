@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from s3prl_colld.data.lengths import read_length_table
-from s3prl_colld.replicate import (SCALES, STUDENTS, Grid, compare, mean_std, plan_students, report, student_order,
-                                   write_mixed_corpus)
+from s3prl_colld.config import CONFIG_DIR, from_dict, load_yaml
+from s3prl_colld.models.student import StudentConfig, StudentEncoder
+from s3prl_colld.replicate import (SCALES, STUDENTS, Grid, compare, mean_std, plan_students, report, student_model,
+                                   student_order, write_mixed_corpus)
 
 
 def test_a_finished_stage_is_reused_and_its_time_kept(tmp_path: Path) -> None:
@@ -99,3 +101,17 @@ def test_report_and_verdicts(tmp_path: Path) -> None:
     assert "41.0 ± 1.0 (3)" in text and "Not run (the grid was cut short): x seed 1" in text
     assert json.loads((tmp_path / "results.json").read_text())["rows"][0]["name"] == "colld"
     assert (tmp_path / "per_vs_params.png").is_file()
+
+
+def test_student_shapes_keep_the_task_model_and_have_equal_parameters() -> None:
+    """Deep-thin and shallow-wide replace only their shape keys of colld's model.yaml (the teacher-shaped CNN stays),
+    and their encoders have the same number of parameters within 1%."""
+    shapes = [s for s in STUDENTS if s.model]
+    assert len(shapes) == 2
+    base = load_yaml(CONFIG_DIR / "pretrain" / "colld_distiller" / "model.yaml")
+    configs = [student_model(s) for s in shapes]
+    for shape, cfg in zip(shapes, configs):
+        assert cfg["cnn"] == base["cnn"] and cfg["conv_pos"] == base["conv_pos"]
+        assert all(cfg[k] == v for k, v in shape.model.items())
+    counts = [sum(p.numel() for p in StudentEncoder(from_dict(StudentConfig, cfg)).parameters()) for cfg in configs]
+    assert abs(counts[0] - counts[1]) / counts[0] < 0.01, counts
