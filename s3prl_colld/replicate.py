@@ -299,7 +299,7 @@ class Grid:
         done = run / "DONE.json"
         if done.is_file():
             result = json.loads(done.read_text())
-            self._record(f"probe {task} {name} p{seed}", result["seconds"])
+            self._record(f"probe {task} {name} p{seed}", result.get("seconds", 0.0))
             return result
         if self.report_only:
             return None
