@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterable
 
 from s3prl_colld.checkpoint import latest_checkpoint
 from s3prl_colld.config import CONFIG_DIR
+from s3prl_colld.constants import SAMPLE_RATE
 
 log = logging.getLogger("s3prl_colld.replicate")
 
@@ -187,6 +188,12 @@ class Grid:
         print(f"[replicate] {name}: done in {time.time() - start:.0f} s", flush=True)
         return True
 
+    def _record(self, name: str, seconds: float) -> None:
+        """Keep the wall time of a probe (once: a reused probe brings the time it took when it ran)."""
+        if name not in self.times:
+            self.times[name] = seconds
+            self.times_path.write_text(json.dumps(self.times, indent=1, sort_keys=True))
+
     # ---- corpora
     @property
     def corpus_en(self) -> Path:
@@ -296,7 +303,9 @@ class Grid:
         run = self.out / "probes" / task / f"{slug(name)}-p{seed}"
         done = run / "DONE.json"
         if done.is_file():
-            return json.loads(done.read_text())
+            result = json.loads(done.read_text())
+            self._record(f"probe {task} {name} p{seed}", result.get("seconds", 0.0))
+            return result
         if self.report_only:
             return None
         from s3prl_colld.downstream.cli import main as downstream_main
@@ -319,6 +328,7 @@ class Grid:
             result[split] = float(summary[best["metric"]])
         result["seconds"] = time.time() - start
         done.write_text(json.dumps(result, indent=1))
+        self._record(f"probe {task} {name} p{seed}", result["seconds"])
         print(f"[replicate] {task} {name} (probe seed {seed}): {result}", flush=True)
         return result
 
@@ -401,8 +411,12 @@ def mean_std(values: Iterable[float]) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------------------------- measures
-def measure_upstream(upstream: str, ckpt: Path | None, wavs: list[Path]) -> dict[str, float]:
-    """Parameters (M) and CPU real-time factor (compute seconds / audio seconds, one utterance at a time)."""
+def measure_upstream(upstream: str, ckpt: Path | None, wavs: list[Path], passes: int = 3) -> dict[str, float]:
+    """Parameters (M) and CPU real-time factor (compute seconds / audio seconds, one utterance at a time).
+
+    The RTF is that of the fastest of ``passes`` passes over ``wavs`` (after one warm-up pass), so that a
+    moment of contention on the machine does not decide it.
+    """
     import soundfile as sf
     import torch
 
@@ -413,14 +427,15 @@ def measure_upstream(upstream: str, ckpt: Path | None, wavs: list[Path]) -> dict
     model = S3PRLUpstream(upstream, path_or_url=str(ckpt) if ckpt else None).eval()
     params = sum(p.numel() for p in model.parameters()) / 1e6
     audio = [torch.from_numpy(sf.read(str(w), dtype="float32")[0])[None] for w in wavs]
+    times = []
     with torch.inference_mode():
-        model(audio[0], torch.tensor([audio[0].shape[1]]))  # warm-up
-        start = time.perf_counter()
-        for wav in audio:
-            model(wav, torch.tensor([wav.shape[1]]))
-        seconds = time.perf_counter() - start
-    total = sum(a.numel() for a in audio) / 16_000
-    return {"params_m": params, "rtf": seconds / total}
+        for _ in range(passes + 1):  # the first pass warms up
+            start = time.perf_counter()
+            for wav in audio:
+                model(wav, torch.tensor([wav.shape[1]]))
+            times.append(time.perf_counter() - start)
+    total = sum(a.numel() for a in audio) / SAMPLE_RATE
+    return {"params_m": params, "rtf": min(times[1:]) / total}
 
 
 # --------------------------------------------------------------------------------------------- the grid
@@ -574,9 +589,13 @@ def report(out: Path, results: dict[str, Any]) -> str:
                  f"{r['asr']['test']:.1f}" if "asr" in r else "-",
                  *[f"{st[d]['test']:.2f}" if d in st else "-" for d in ("en-de", "de-en")]]
         lines.append("| " + " | ".join(cells) + " |")
-    total = sum(results["stage_times"].values()) / 60
+    times = results["stage_times"]
+    probes = sum(v for k, v in times.items() if k.startswith("probe ")) / 60
+    total = sum(times.values()) / 60
     lines += ["", f"PER: mean ± std (n) over distillation seeds (students; one probe each) or probe seeds "
-                  f"(baselines). Stages took {total:.0f} min in all (`stage_times` in results.json)."]
+                  f"(baselines). The stages took {total:.0f} min in all: {total - probes:.0f} min of corpus, "
+                  f"teacher and distillation, {probes:.0f} min of probes (`stage_times` in results.json; "
+                  f"measures and report not counted)."]
     if results.get("not_run"):
         lines += ["", f"Not run (the grid was cut short): {', '.join(results['not_run'])}."]
     checks = verdicts(results)
