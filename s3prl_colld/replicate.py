@@ -136,7 +136,7 @@ SCALES: dict[str, Scale] = {
         seeds_cap=1, students=("distilhubert", "colld"), rtf_utterances=10, curves=False,
     ),
     # The test suite's end-to-end run (tests/test_demo.py): 60 utterances, a teacher that learns its 12 units in
-    # 120 steps of 1-2 s crops, 4-step students, 150-update probes.
+    # 120 steps of 1-2 s crops, 2-step students, 150-update probes.
     "tiny": Scale(
         en_args=("--utterances", "60"), de_args=None,
         teacher_overrides=",,config.runner.total_steps=120,,config.runner.save_step=120,,config.runner.log_step=10,,"
@@ -144,7 +144,7 @@ SCALES: dict[str, Scale] = {
                           "config.data.crop_min_sec=1.0,,config.data.crop_max_sec=2.0,,config.units.n_clusters=12,,"
                           "config.optimizer.warmup_steps=20",
         teacher_iter2_overrides=None,
-        student_steps=4, student_batch=4, frontend_steps=4,
+        student_steps=2, student_batch=4, frontend_steps=2,
         probe_overrides=",,config.runner.total_steps=150,,config.runner.eval_step=75,,config.runner.batch_size=8",
         probe_seeds=1, asr_overrides=None, asr_top=0, st_overrides=None,
         seeds_cap=1, students=("distilhubert", "colld"), rtf_utterances=2,

@@ -31,7 +31,7 @@ def test_tiny_grid_runs_every_stage_and_reuses_them(tmp_path: Path, capsys: pyte
             for name in ("teacher", "random_init")}
     assert mean["teacher"] < mean["random_init"] - 6, mean
     for name in ("distilhubert", "colld"):  # seed 0 saved every step: one curve point per checkpoint
-        assert [step for step, _ in results["curves"][name]] == [1, 2, 3, 4]
+        assert [step for step, _ in results["curves"][name]] == [1, 2]
     assert (out / "results.md").read_text().count("|") > 40
     assert (out / "per_vs_params.png").is_file() and (out / "learning_curve.png").is_file()
     capsys.readouterr()
