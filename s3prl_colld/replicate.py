@@ -655,13 +655,15 @@ def plot(out: Path, results: dict[str, Any]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for r in results["rows"]:
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    markers = "osD^v<>pP*Xh"
+    for i, r in enumerate(results["rows"]):
         stat = r["pr"]["test"]
-        if stat["n"]:
-            ax.errorbar(r["params_m"], stat["mean"], yerr=stat["std"], fmt="o", capsize=3)
-            ax.annotate(r["name"], (r["params_m"], stat["mean"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        if stat["n"]:  # a legend, not labels: the students sit on top of each other at one size
+            ax.errorbar(r["params_m"], stat["mean"], yerr=stat["std"], fmt=markers[i % len(markers)], capsize=3,
+                        label=f"{r['name']} ({stat['mean']:.1f})")
     ax.set(xlabel="parameters (M)", ylabel="PR test PER %", title="PER against parameters")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(out / "per_vs_params.png", dpi=110)
     plt.close(fig)
