@@ -198,7 +198,8 @@ def test_dicehubert_learns_the_units_and_loads_through_s3prl(teacher_run: Path, 
 
     import s3prl_colld.hub  # noqa: F401  (registers dicehubert_local)
     from s3prl_colld.pretrain.cli import main
-    from s3prl_colld.pretrain.tasks.hubert_tiny import units_of
+    from s3prl_colld.pretrain.tasks.hubert_tiny import units_location
+    from s3prl_colld.pretrain.unit_targets import load_units
 
     expdir = tmp_path / "dice"
     ckpt = _teacher_ckpt(teacher_run)
@@ -214,7 +215,7 @@ def test_dicehubert_learns_the_units_and_loads_through_s3prl(teacher_run: Path, 
     rows = [json.loads(x) for x in (expdir / "log.jsonl").read_text().splitlines()]
     state = load(expdir / "states-100.ckpt")
     cfg = from_dict(get_task("dicehubert").Config, state["config"])
-    labels = torch.cat(list(units_of(cfg, expdir)["units"].values()))
+    labels = torch.cat(list(load_units(units_location(cfg, expdir)[0])["units"].values()))
     chance = float(torch.bincount(labels, minlength=20).max()) / len(labels)  # always guessing the commonest unit
     first, last = rows[0]["acc_m"], sum(r["acc_m"] for r in rows[-3:]) / 3
     assert last > first + 0.05 and last > chance + 0.05, (first, last, chance)

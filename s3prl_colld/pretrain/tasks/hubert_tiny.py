@@ -276,8 +276,3 @@ def units_location(cfg: HubertTinyConfig, expdir: Path) -> tuple[Path, dict[str,
     rows = training_rows(cfg.data)
     clean = resolve_denoise(cfg.units, cfg.data, rows)
     return units_file(cfg.units, Path(expdir), units_key(cfg.units, cfg.teacher, cfg.data, bool(clean), rows)), clean
-
-
-def units_of(cfg: HubertTinyConfig, expdir: Path) -> dict[str, Any]:
-    """The cached unit file of a ``hubert_tiny`` / ``dicehubert`` run (see ``pretrain.unit_targets``)."""
-    return load_units(units_location(cfg, expdir)[0])
