@@ -24,37 +24,28 @@ from typing import Callable
 from s3prl_colld.checkpoint import CheckpointError
 
 
-def _entry(name: str) -> Callable[..., object]:
-    def entry(ckpt: str | None = None, model_config: str | None = None, refresh: bool = False, **kwargs: object) -> object:
-        from s3prl_colld.upstream.expert import UpstreamExpert
+def _entry(name: str, hubert: bool = False) -> Callable[..., object]:
+    """The hubconf entry of ``name``: our student expert, or, with ``hubert``, s3prl's own HuBERT expert (for our
+    ``HubertModel`` checkpoints: they carry the keys s3prl's ``hubert_local`` reads)."""
+    made_by = "run_pretrain.py -u dicehubert" if hubert else "run_pretrain.py"
 
+    def entry(ckpt: str | None = None, model_config: str | None = None, refresh: bool = False, **kwargs: object) -> object:
         if ckpt is None:
             raise CheckpointError(f"upstream {name} needs a checkpoint: S3PRLUpstream({name!r}, path_or_url=PATH) "
-                                  "or -k PATH (a states-STEP.ckpt of run_pretrain.py)")
+                                  f"or -k PATH (a states-STEP.ckpt of {made_by})")
         if not Path(ckpt).is_file():
             raise CheckpointError(f"upstream {name}: checkpoint not found: {ckpt}")
+        if hubert:
+            from s3prl.upstream.hubert.expert import UpstreamExpert as HubertExpert
+
+            return HubertExpert(str(ckpt), **kwargs)
+        from s3prl_colld.upstream.expert import UpstreamExpert
+
         return UpstreamExpert(ckpt, **kwargs)
 
     entry.__name__ = name
-    entry.__doc__ = f"s3prl-colld student upstream {name!r} (ckpt: a states-STEP.ckpt)."
-    return entry
-
-
-def _hubert_entry(name: str) -> Callable[..., object]:
-    """An upstream entry for our ``HubertModel`` checkpoints (they carry the keys s3prl's ``hubert_local`` reads)."""
-
-    def entry(ckpt: str | None = None, model_config: str | None = None, refresh: bool = False, **kwargs: object) -> object:
-        from s3prl.upstream.hubert.expert import UpstreamExpert as HubertExpert
-
-        if ckpt is None:
-            raise CheckpointError(f"upstream {name} needs a checkpoint: S3PRLUpstream({name!r}, path_or_url=PATH) "
-                                  "or -k PATH (a states-STEP.ckpt of run_pretrain.py -u dicehubert)")
-        if not Path(ckpt).is_file():
-            raise CheckpointError(f"upstream {name}: checkpoint not found: {ckpt}")
-        return HubertExpert(str(ckpt), **kwargs)
-
-    entry.__name__ = name
-    entry.__doc__ = f"s3prl-colld HuBERT-objective student upstream {name!r} (ckpt: a states-STEP.ckpt)."
+    kind = "HuBERT-objective student" if hubert else "student"
+    entry.__doc__ = f"s3prl-colld {kind} upstream {name!r} (ckpt: a states-STEP.ckpt)."
     return entry
 
 
@@ -83,7 +74,7 @@ def register(hub: ModuleType | None = None) -> list[str]:
             setattr(hub, name, _entry(name))
     for name in hubert_names():
         if not hasattr(hub, name):
-            setattr(hub, name, _hubert_entry(name))
+            setattr(hub, name, _entry(name, hubert=True))
         if getattr(getattr(hub, name), "__module__", None) == __name__:  # ours (hubert_local is s3prl's own)
             names.append(name)
     return names
