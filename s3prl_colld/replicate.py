@@ -183,16 +183,14 @@ class Grid:
         print(f"[replicate] {name}: running ...", flush=True)
         start = time.time()
         fn()
-        self.times[name] = self.times.get(name, 0.0) + time.time() - start
-        self.times_path.write_text(json.dumps(self.times, indent=1, sort_keys=True))
+        self._record(name, self.times.get(name, 0.0) + time.time() - start)
         print(f"[replicate] {name}: done in {time.time() - start:.0f} s", flush=True)
         return True
 
     def _record(self, name: str, seconds: float) -> None:
-        """Keep the wall time of a probe (once: a reused probe brings the time it took when it ran)."""
-        if name not in self.times:
-            self.times[name] = seconds
-            self.times_path.write_text(json.dumps(self.times, indent=1, sort_keys=True))
+        """Keep ``seconds`` as the wall time of ``name`` in ``stage_times.json``."""
+        self.times[name] = seconds
+        self.times_path.write_text(json.dumps(self.times, indent=1, sort_keys=True))
 
     # ---- corpora
     @property
@@ -282,13 +280,9 @@ class Grid:
             overrides += f",,config.init.frontend_ckpt={self.frontend(teacher)}"
         if student.overrides:
             overrides += ",," + student.overrides
-        model_yaml = None
-        if student.model is not None:
-            model_yaml = run.parent / f"{slug(student.name)}.model.yaml"
-            run.parent.mkdir(parents=True, exist_ok=True)
-            model_yaml.write_text(json.dumps(student_model(student)))  # JSON is YAML
+        overrides += model_overrides(student)
         finished = self.stage(f"student {student.name} seed {seed}", run / "DONE", lambda: (
-            pretrain(student.task, run, overrides, model_yaml), (run / "DONE").touch()))
+            pretrain(student.task, run, overrides), (run / "DONE").touch()))
         return run if finished else None
 
 
@@ -304,7 +298,8 @@ class Grid:
         done = run / "DONE.json"
         if done.is_file():
             result = json.loads(done.read_text())
-            self._record(f"probe {task} {name} p{seed}", result.get("seconds", 0.0))
+            if f"probe {task} {name} p{seed}" not in self.times:  # a probe of a grid from before probes were timed
+                self._record(f"probe {task} {name} p{seed}", result.get("seconds", 0.0))
             return result
         if self.report_only:
             return None
@@ -337,14 +332,12 @@ class Grid:
         return [s for s in PR_SPLITS if (corpus / s).is_dir()]
 
 # --------------------------------------------------------------------------------------------- helpers
-def student_model(student: Student) -> dict[str, Any]:
-    """The ``-g`` model config of a student shape: its task's ``model.yaml`` with the shape's keys replaced.
+def model_overrides(student: Student) -> str:
+    """``-o`` text setting a student shape's keys (``,,config.model.layers=4,,...``; empty without a shape).
 
-    (``-g`` replaces the task's ``model.yaml``: without it the student would get the default 512-channel CNN.)
+    ``-o`` merges them into the task's ``model.yaml``, so the rest of it (the teacher-shaped CNN) stays.
     """
-    from s3prl_colld.config import load_yaml
-
-    return {**load_yaml(CONFIG_DIR / "pretrain" / student.task / "model.yaml"), **(student.model or {})}
+    return "".join(f",,config.model.{k}={v}" for k, v in (student.model or {}).items())
 
 
 def slug(name: str) -> str:
@@ -364,17 +357,14 @@ def _latest(run: Path) -> Path:
     return last
 
 
-def pretrain(task: str, expdir: Path, overrides: str, model_yaml: Path | None = None,
-             runner_yaml: Path | None = None) -> Path:
-    """Run (or resume) ``run_pretrain.py -u task [-g model_yaml] [-c runner_yaml]`` in ``expdir``.
+def pretrain(task: str, expdir: Path, overrides: str, runner_yaml: Path | None = None) -> Path:
+    """Run (or resume) ``run_pretrain.py -u task [-c runner_yaml]`` in ``expdir``.
 
     Returns its final checkpoint.
     """
     from s3prl_colld.pretrain.cli import main as pretrain_main
 
     args = ["-u", task, "-p", str(expdir), "-o", overrides]
-    if model_yaml is not None:
-        args += ["-g", str(model_yaml)]
     if runner_yaml is not None:
         args += ["-c", str(runner_yaml)]
     last = latest_checkpoint(expdir)

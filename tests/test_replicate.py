@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from s3prl_colld.data.lengths import read_length_table
-from s3prl_colld.config import CONFIG_DIR, from_dict, load_yaml
-from s3prl_colld.models.student import StudentConfig, StudentEncoder
-from s3prl_colld.replicate import (SCALES, STUDENTS, Grid, compare, mean_std, plan_students, report, student_model,
+from s3prl_colld.config import CONFIG_DIR, load_yaml
+from s3prl_colld.models.student import StudentEncoder
+from s3prl_colld.pretrain.cli import resolve_config
+from s3prl_colld.pretrain.task import get_task
+from s3prl_colld.replicate import (SCALES, STUDENTS, Grid, compare, mean_std, plan_students, report, model_overrides,
                                    student_order, write_mixed_corpus)
 
 
@@ -109,9 +111,9 @@ def test_student_shapes_keep_the_task_model_and_have_equal_parameters() -> None:
     shapes = [s for s in STUDENTS if s.model]
     assert len(shapes) == 2
     base = load_yaml(CONFIG_DIR / "pretrain" / "colld_distiller" / "model.yaml")
-    configs = [student_model(s) for s in shapes]
-    for shape, cfg in zip(shapes, configs):
-        assert cfg["cnn"] == base["cnn"] and cfg["conv_pos"] == base["conv_pos"]
-        assert all(cfg[k] == v for k, v in shape.model.items())
-    counts = [sum(p.numel() for p in StudentEncoder(from_dict(StudentConfig, cfg)).parameters()) for cfg in configs]
+    models = [resolve_config(get_task(s.task), overrides=model_overrides(s).lstrip(",")).model for s in shapes]
+    for shape, model in zip(shapes, models):
+        assert model.cnn.conv_layers == base["cnn"]["conv_layers"] and model.conv_pos == base["conv_pos"]
+        assert all(getattr(model, k) == v for k, v in shape.model.items())
+    counts = [sum(p.numel() for p in StudentEncoder(model).parameters()) for model in models]
     assert abs(counts[0] - counts[1]) / counts[0] < 0.01, counts
