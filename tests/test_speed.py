@@ -180,9 +180,15 @@ def test_fairseq_sdpa_wrapper_on_a_padding_mask(teachers: dict[str, Path]) -> No
 # ---------------------------------------------------------------- the CNN
 @pytest.mark.parametrize("mode", ["default", "layer_norm"])
 def test_channels_last_cnn_equals_reference(mode: str) -> None:
+    """In the default mode the first block runs fused (conv + per-channel GroupNorm from the windows'
+    covariance); utterance 1 is half silent (zero padding)."""
+    from s3prl_colld.models.frontends import _norm_conv_parts
+
     torch.manual_seed(0)
     cnn = WavCNN(CNNConfig(conv_layers=TINY_CNN, mode=mode))
+    assert (_norm_conv_parts(cnn.layers[0]) is not None) == (mode == "default")
     wav = torch.randn(2, 6_000) * 0.1
+    wav[1, 3_000:] = 0
     lengths = torch.full((2,), 6_000)
     ref, _ = cnn(wav, lengths)
     cnn.channels_last = True

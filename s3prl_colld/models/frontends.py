@@ -154,6 +154,10 @@ def conv_stack(blocks: Iterable[nn.Module], wav: torch.Tensor, channels_last: bo
             x = _run_3d(block, x, low_precision_norm)
         return x
     x = wav[:, None, None, :]  # [B, 1, 1, N]
+    first = _norm_conv_parts(blocks[0]) if blocks else None
+    if first is not None:  # the first block's conv and per-channel GroupNorm as one batched matmul
+        x = first[2](_conv_group_norm(first[0], first[1], wav).transpose(1, 2).unsqueeze(2))  # GELU, channels-last
+        blocks = blocks[1:]
     for block in blocks:
         for m in _flat(block):
             if isinstance(m, nn.Conv1d):
@@ -169,6 +173,50 @@ def conv_stack(blocks: Iterable[nn.Module], wav: torch.Tensor, channels_last: bo
             elif type(m).__name__ != "TransposeLast":  # GELU, Dropout: elementwise, the layout is kept
                 x = m(x)
     return x[:, :, 0, :]
+
+
+def _norm_conv_parts(block: nn.Module) -> tuple[nn.Conv1d, nn.GroupNorm, nn.Module] | None:
+    """``(conv, norm, gelu)`` when ``block`` is HuBERT's first block: a bias-free ``Conv1d(1 -> C)`` without
+    padding, [an inactive Dropout], ``GroupNorm(C, C)``, GELU; else None."""
+    leaves = [m for m in _flat(block) if not (isinstance(m, nn.Dropout) and (m.p == 0 or not m.training))]
+    if len(leaves) != 3 or not isinstance(leaves[2], nn.GELU):
+        return None
+    conv, norm = leaves[0], leaves[1]
+    if not (isinstance(conv, nn.Conv1d) and conv.in_channels == 1 and conv.groups == 1 and conv.bias is None
+            and conv.padding == (0,) and conv.dilation == (1,) and isinstance(norm, nn.GroupNorm)
+            and norm.num_groups == norm.num_channels == conv.out_channels and norm.affine):
+        return None
+    return conv, norm, leaves[2]
+
+
+def _conv_group_norm(conv: nn.Conv1d, norm: nn.GroupNorm, wav: torch.Tensor) -> torch.Tensor:
+    """``norm(conv(wav[:, None]))`` for a one-channel conv and a per-channel GroupNorm, time-major.
+
+    ``wav [B, N]`` -> ``[B, T, C]``. The norm's per-(utterance, channel)
+    statistics over time follow from the ``k x k`` covariance of the
+    waveform's windows (``var = w^T Cov w``), so the conv output is never
+    normalised in a separate pass: one ``baddbmm`` with per-utterance weights
+    writes the normalised activation (the largest of the step), in the dtype
+    the conv would have (autocast's, else ``wav``'s). The statistics (a few
+    ``k x k`` products) are taken in fp64, which keeps the result as close to
+    the float64 truth as the reference's fp32 GroupNorm.
+    """
+    k, s = conv.kernel_size[0], conv.stride[0]
+    windows = wav.unfold(1, k, s)  # [B, T, k], a view
+    # var = w^T Cov w cancels: in fp32 it lost ~1e-4 of the output on a half-silent utterance (MPS has no fp64)
+    stats = torch.float32 if wav.device.type == "mps" else torch.float64
+    w = conv.weight[:, 0, :].to(stats)  # [C, k]
+    with torch.autocast(device_type=wav.device.type, enabled=False):
+        f = windows.to(stats)
+        mean = f.mean(1)  # [B, k]
+        centred = f - mean[:, None, :]
+        cov = centred.transpose(1, 2) @ centred / f.size(1)  # [B, k, k]
+        var = ((w @ cov) * w).sum(-1)  # [B, C]
+        scale = (norm.weight.to(stats) * torch.rsqrt(var + norm.eps)).float()  # [B, C]
+        shift = norm.bias.float() - (mean @ w.t()).float() * scale  # [B, C]
+        weight = w.t().float()[None] * scale[:, None, :]  # [B, k, C]
+    dtype = torch.get_autocast_dtype(wav.device.type) if torch.is_autocast_enabled(wav.device.type) else wav.dtype
+    return torch.baddbmm(shift[:, None, :].to(dtype), windows.to(dtype), weight.to(dtype))  # the conv's dtype
 
 
 def _flat(block: nn.Module) -> list[nn.Module]:
