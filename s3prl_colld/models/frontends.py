@@ -12,6 +12,7 @@ scaling of the CNN output, ``feature_grad_mult``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -103,10 +104,7 @@ class WavCNN(nn.Module):
 
     @property
     def downsample_rate(self) -> int:
-        rate = 1
-        for s in self.strides:
-            rate *= s
-        return rate
+        return math.prod(self.strides)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Frames per utterance for ``lengths`` samples."""
