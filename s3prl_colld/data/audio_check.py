@@ -207,9 +207,5 @@ def find_problems(paths: Sequence[Path], resample: bool = False, table_lengths: 
     """Facts of every file and ``(path, reason)`` of the unusable ones (see ``audio_problem``)."""
     facts = probe_files(paths, cache_name, workers, progress)
     lengths = list(table_lengths) if table_lengths is not None else [None] * len(paths)
-    problems = []
-    for path, f, n in zip(paths, facts, lengths):
-        reason = audio_problem(f, resample, n)
-        if reason is not None:
-            problems.append((Path(path), reason))
-    return facts, problems
+    reasons = [audio_problem(f, resample, n) for f, n in zip(facts, lengths)]
+    return facts, [(Path(path), reason) for path, reason in zip(paths, reasons) if reason is not None]

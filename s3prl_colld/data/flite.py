@@ -30,8 +30,8 @@ import io
 import random
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -101,11 +101,6 @@ class FliteSpeaker:
     def seconds_per_word(self) -> float:
         """Planning estimate of this speaker's speaking time per word."""
         return SECONDS_PER_WORD[self.voice] * self.stretch
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (for the manifest)."""
-        return {"speaker_id": self.speaker_id, "engine": self.engine, "family": self.family, **{
-            k: v for k, v in asdict(self).items() if k != "speaker_id"}}
 
 
 def make_speakers(voices: Sequence[str], count: int, rng: random.Random) -> list[FliteSpeaker]:

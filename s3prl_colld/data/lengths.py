@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import logging
 import sys
 from dataclasses import dataclass
@@ -160,13 +161,9 @@ class TableRow:
     label: str
     root: Path
 
-    @property
+    @functools.cached_property
     def path(self) -> Path:
-        cached = self.__dict__.get("_path")
-        if cached is None:
-            cached = self.root / self.rel
-            object.__setattr__(self, "_path", cached)
-        return cached
+        return self.root / self.rel
 
 
 def read_length_table(root: str | Path, split: str) -> list[TableRow]:

@@ -61,6 +61,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import asdict
 from multiprocessing import Pool
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -81,7 +82,7 @@ from s3prl_colld.data.phonemes import (PHONEME_VOICE, EspeakMissing, phonemize_w
                                        write_lexicon, write_phone_inventory)
 from s3prl_colld.data.sentences import (DICTIONARY_PATH, DictionaryMissing, load_sentence_pairs, normalise_transcript,
                                         require_dictionary, spoken_words)
-from s3prl_colld.data.voices import SynthesisError, installed_variants
+from s3prl_colld.data.voices import SynthesisError, installed_variants, speaker_record
 from s3prl_colld.data.voices import synthesize as espeak_synthesize
 
 __all__ = ["SPLITS", "SynthError", "generate", "main", "parser"]
@@ -281,7 +282,7 @@ def manifest(args: argparse.Namespace, argv: Sequence[str], utterances: Sequence
         mine = [u for u in utterances if u.split == split]
         counts[split] = len(mine)
         hours[split] = round(sum(lengths[split, u.uttid] for u in mine) / SAMPLE_RATE / 3600, 4)
-        speakers[split] = [s.to_dict() for s in dict.fromkeys(u.speaker for u in mine)]
+        speakers[split] = [speaker_record(s) for s in dict.fromkeys(u.speaker for u in mine)]
         conditions[split] = dict(sorted(Counter(u.condition for u in mine).items()))
     order = {s: i for i, s in enumerate(SPLITS)}
     return {
@@ -377,7 +378,7 @@ def generate(args: argparse.Namespace, argv: Sequence[str]) -> dict:
     settings = {"engines": list(engines), "unseen_family": unseen, "phone_set": "arpabet" if lang == "en" else "espeak-ipa",
                 "hours_target": sizes.hours, "augmentation": {
                     "noisy_fraction": args.noisy_fraction, "rt60_s": list(rt60), "snr_db": list(snr),
-                    "rooms": [r.to_dict() for r in rooms]}}
+                    "rooms": [asdict(r) for r in rooms]}}
     write_texts(out, utterances, lengths, lang, lexicon)
     info = manifest(args, argv, utterances, lengths, len(pairs), lexicon, settings)
     (out / "manifest.json").write_text(json.dumps(info, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -112,10 +112,11 @@ class Speaker:
         """Planning estimate of this speaker's speaking time per word."""
         return SECONDS_PER_WORD_AT_1_WPM[self.voice.split("-")[0]] / self.speed
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (for the manifest)."""
-        return {"speaker_id": self.speaker_id, "engine": self.engine, "family": self.family, **{
-            k: v for k, v in asdict(self).items() if k != "speaker_id"}}
+
+def speaker_record(speaker: Any) -> dict[str, Any]:
+    """A speaker of either engine (``Speaker``, ``flite.FliteSpeaker``) as the manifest lists it."""
+    return {"speaker_id": speaker.speaker_id, "engine": speaker.engine, "family": speaker.family, **{
+        k: v for k, v in asdict(speaker).items() if k != "speaker_id"}}
 
 
 @dataclass(frozen=True)
