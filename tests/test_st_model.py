@@ -27,7 +27,7 @@ def tiny_cfg(**kw) -> STHeadConfig:
 
 def test_sentencepiece_round_trip_and_checkpoint() -> None:
     assert len(SENTENCES) == 60
-    spm = SentencePieceText.from_bytes(train_sentencepiece(SENTENCES, vocab_size=60))
+    spm = SentencePieceText(train_sentencepiece(SENTENCES, vocab_size=60))
     assert 4 < spm.vocab_size <= 60 and (spm.pad_id, spm.bos_id, spm.eos_id) == (0, 2, 3)
     for s in SENTENCES:
         ids = spm.encode(s)
