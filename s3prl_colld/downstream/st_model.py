@@ -108,12 +108,6 @@ class Conv1dSubsampler(nn.Module):
         """Valid frames after one of the stride-2 convs."""
         return torch.div(lengths + 2 * (self.kernel // 2) - self.kernel, 2, rounding_mode="floor") + 1
 
-    def out_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        """Valid output frames ``[B]`` for valid input frames ``lengths`` ``[B]``."""
-        for _ in self.convs:
-            lengths = self._conv_lengths(lengths)
-        return lengths
-
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x [B, T, in_dim]``, ``lengths [B]`` -> ``(y [B, T', out_dim], lengths' [B])``.
 
@@ -262,9 +256,9 @@ class STHead(nn.Module):
             cand = (scores.reshape(-1, 1) + logp).reshape(b, beam * vocab)
             top, idx = cand.topk(min(2 * beam, cand.size(1)), dim=1)  # >= beam non-eos among 2 * beam
             top_l, idx_l = top.tolist(), idx.tolist()
-            next_rows, next_tokens, next_scores = [], [], []
+            following: list[tuple[int, int, float]] = []  # (source row, token, score) of each next row
             for i in range(b):
-                rows, toks, scs = [], [], []
+                live: list[tuple[int, int, float]] = []
                 done = len(finished[i]) >= beam or step > limits[i]
                 for rank, (score, j) in enumerate(zip(top_l[i], idx_l[i])):
                     if done or score == -math.inf:
@@ -274,20 +268,13 @@ class STHead(nn.Module):
                         if rank < beam:
                             finished[i].append((score / (step + 1) ** self.cfg.length_penalty,
                                                 tokens[src, 1:].tolist()))
-                        continue
-                    if len(rows) < beam:
-                        rows.append(src)
-                        toks.append(tok)
-                        scs.append(score)
-                while len(rows) < beam:  # a finished utterance, or too few live candidates: dead padding rows
-                    rows.append(i * beam)
-                    toks.append(self.eos_id)
-                    scs.append(-math.inf)
-                next_rows += rows
-                next_tokens += toks
-                next_scores += scs
+                    elif len(live) < beam:
+                        live.append((src, tok, score))
+                # a finished utterance, or too few live candidates: dead padding rows
+                following += live + [(i * beam, self.eos_id, -math.inf)] * (beam - len(live))
             if all(len(f) >= beam or step >= lim for f, lim in zip(finished, limits)):
                 break
-            tokens = torch.cat([tokens[next_rows], torch.tensor(next_tokens, device=x.device)[:, None]], 1)
-            scores = torch.tensor(next_scores, device=x.device).reshape(b, beam)
+            rows, toks, scs = zip(*following)
+            tokens = torch.cat([tokens[list(rows)], torch.tensor(toks, device=x.device)[:, None]], 1)
+            scores = torch.tensor(scs, device=x.device).reshape(b, beam)
         return [max(f, key=lambda h: h[0])[1] if f else [] for f in finished]

@@ -207,13 +207,6 @@ class Teacher(FrozenS3PRLUpstream):
         """``wav [B, N]``, ``lengths [B]`` -> ``L_T + 1`` float32 tensors ``[B, T, D_T]`` (plain, not inference tensors)."""
         return self.run(wav, lengths, padded=padded).hidden
 
-    def forward_with_frontend(self, wav: torch.Tensor, lengths: torch.Tensor, padded: bool = True
-                              ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """``forward`` plus the teacher's CNN output ``[B, T, C]`` (float32), captured in the same pass."""
-        out = self.run(wav, lengths, frontend=True, padded=padded)
-        assert out.frontend is not None
-        return out.hidden, out.frontend
-
     @torch.inference_mode()
     def _frontend_features(self, wav: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         module = self.frontend_module
