@@ -237,9 +237,6 @@ class Grid:
         return _latest(it2)
 
     # ---- students
-    def student_dir(self, student: Student, seed: int) -> Path:
-        return self.out / "students" / f"{slug(student.name)}-s{seed}"
-
     def frontend(self, teacher: Path) -> Path:
         """Stage 1 of input distillation (one run, shared by every seed of the Fbank student)."""
         run = self.out / "students" / "fbank_frontend"
@@ -252,7 +249,7 @@ class Grid:
 
     def distil(self, student: Student, seed: int, teacher: Path) -> Path | None:
         """Distil (or resume, or reuse) one seed of ``student``; its run folder (``None``: not run)."""
-        run = self.student_dir(student, seed)
+        run = self.out / "students" / f"{slug(student.name)}-s{seed}"
         if self.report_only and not (run / "DONE").exists():
             return None
         steps = self.scale.student_steps
@@ -510,18 +507,11 @@ def run_grid(grid: Grid) -> dict[str, Any]:
                         row.setdefault("st", {})[direction] = {"dev": res["dev"], "test": res["test"]}
     planned = {f"{s.name} seed {seed}" for s, seed in student_order(students)}
     missing = sorted(planned - {f"{n} seed {seed}" for n, seeds in finals.items() for seed in seeds})
-    return {"scale": scale_name(scale), "rows": rows, "curves": curves, "stage_times": grid.times,
-            "pr_splits": splits, "corpus": corpus_summary(grid.corpus_en), "not_run": missing}
-
-
-def scale_name(scale: Scale) -> str:
-    return next(k for k, v in SCALES.items() if v is scale)
-
-
-def corpus_summary(corpus: Path) -> dict[str, Any]:
-    """Hours and speakers per split, from the corpus manifest (what the synthesiser recorded)."""
-    manifest = json.loads((corpus / "manifest.json").read_text())
-    return {k: v for k, v in manifest.items() if k != "utterances"}
+    # the corpus: hours and speakers per split, from its manifest (what the synthesiser recorded)
+    manifest = json.loads((grid.corpus_en / "manifest.json").read_text())
+    return {"scale": next(k for k, v in SCALES.items() if v is scale), "rows": rows, "curves": curves,
+            "stage_times": grid.times, "pr_splits": splits, "not_run": missing,
+            "corpus": {k: v for k, v in manifest.items() if k != "utterances"}}
 
 
 def write_random_init(teacher: Path, path: Path) -> None:

@@ -152,7 +152,7 @@ def make_speaker_groups(lang: str, engines: Sequence[str], n_speakers: int, n_un
             voices = [v for v in flite_voices if f"flite:{v}" != unseen]
             made["flite"] = {s: flite.make_speakers(voices, c, rng) for s, c in per_engine["flite"].items()}
         if unseen.startswith("flite:"):
-            unseen_group: list[AnySpeaker] = list(flite.make_speakers([flite.family_voice(unseen)], n_unseen, rng))
+            unseen_group: list[AnySpeaker] = list(flite.make_speakers([unseen.partition(":")[2]], n_unseen, rng))
         else:
             unseen_group = list(make_espeak_speakers(lang, [n_unseen], rng, espeak_variants, family=unseen)[0])
     except ValueError as e:

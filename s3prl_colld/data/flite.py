@@ -70,12 +70,6 @@ def installed_voices(executable: str) -> list[str]:
     return [v for v in VOICES if v in found]
 
 
-def family_voice(family: str) -> str | None:
-    """``slt`` for the family ``flite:slt``; None for a family of another engine."""
-    engine, _, voice = family.partition(":")
-    return voice if engine == "flite" else None
-
-
 @dataclass(frozen=True)
 class FliteSpeaker:
     """One synthetic flite speaker (see the module docstring); ``f0`` is None for ``rms``."""

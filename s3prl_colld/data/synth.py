@@ -99,13 +99,6 @@ TSV_HEADER = ["id", "audio", "n_frames", "sr", "src_text", "tgt_text"]
 SYNTHESISERS: dict[str, Callable] = {"espeak": espeak_synthesize, "flite": flite.synthesize}
 
 
-def check_lang(lang: str) -> str:
-    """``lang`` if it is one we can synthesise, else :class:`SynthError` listing them."""
-    if lang not in LANGUAGES:
-        raise SynthError(f"unknown language {lang!r}: choose one of {', '.join(LANGUAGES)}")
-    return lang
-
-
 def prepare_output_dir(out: Path, force: bool) -> Path:
     """Create ``out`` (writable, and empty unless ``force``, which removes an earlier corpus there)."""
     try:
@@ -308,7 +301,9 @@ def _range(text: str, name: str) -> tuple[float, float]:
 def generate(args: argparse.Namespace, argv: Sequence[str]) -> dict:
     """Build the corpus described by the parsed CLI ``args``; returns the manifest."""
     begin = time.perf_counter()
-    lang = check_lang(args.lang)
+    lang = args.lang
+    if lang not in LANGUAGES:
+        raise SynthError(f"unknown language {lang!r}: choose one of {', '.join(LANGUAGES)}")
     engines = check_engines(lang, (args.engines or DEFAULT_ENGINES[lang]).split(","))
     unseen = args.unseen or default_unseen_family(engines)
     if args.workers < 1:

@@ -76,11 +76,6 @@ class SynthesisError(RuntimeError):
     """A TTS engine failed or produced no speech."""
 
 
-def espeak_family(voice: str, variant: str) -> str:
-    """The voice family of an espeak-ng speaker (see the module docstring)."""
-    return KLATT_FAMILY if variant.startswith("klatt") else f"espeak:{voice}"
-
-
 @dataclass(frozen=True)
 class Speaker:
     """One synthetic espeak-ng speaker; ``speaker_id`` is its LibriSpeech-style integer id."""
@@ -106,7 +101,7 @@ class Speaker:
     @property
     def family(self) -> str:
         """``espeak:klatt`` or ``espeak:<base voice>``."""
-        return espeak_family(self.voice, self.variant)
+        return KLATT_FAMILY if self.variant.startswith("klatt") else f"espeak:{self.voice}"
 
     def seconds_per_word(self) -> float:
         """Planning estimate of this speaker's speaking time per word."""

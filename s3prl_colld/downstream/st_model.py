@@ -104,10 +104,6 @@ class Conv1dSubsampler(nn.Module):
         self.convs = nn.ModuleList(nn.Conv1d(i, o, kernel, stride=2, padding=kernel // 2) for i, o in zip(dims, outs))
         self.kernel = kernel
 
-    def _conv_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        """Valid frames after one of the stride-2 convs."""
-        return torch.div(lengths + 2 * (self.kernel // 2) - self.kernel, 2, rounding_mode="floor") + 1
-
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x [B, T, in_dim]``, ``lengths [B]`` -> ``(y [B, T', out_dim], lengths' [B])``.
 
@@ -118,7 +114,7 @@ class Conv1dSubsampler(nn.Module):
         for conv in self.convs:
             y = y.masked_fill(padding_mask(lengths, y.size(2))[:, None], 0.0)
             y = F.glu(conv(y), dim=1)
-            lengths = self._conv_lengths(lengths)
+            lengths = torch.div(lengths + 2 * (self.kernel // 2) - self.kernel, 2, rounding_mode="floor") + 1
         return y.transpose(1, 2), lengths
 
 
