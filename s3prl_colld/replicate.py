@@ -435,8 +435,14 @@ def run_grid(grid: Grid) -> dict[str, Any]:
     splits = [s for s in PR_SPLITS if (grid.corpus_en / s).is_dir()]  # the PR test splits the corpus has
     test_wavs = sorted((grid.corpus_en / "test").rglob("*.flac"))[: scale.rtf_utterances]
     random_ckpt = grid.out / "random_init_teacher.ckpt"
-    if not random_ckpt.is_file():
-        write_random_init(teacher, random_ckpt)
+    if not random_ckpt.is_file():  # a teacher of the same shape with random weights (the random_init baseline)
+        from s3prl_colld.checkpoint import load
+        from s3prl_colld.config import from_dict
+        from s3prl_colld.pretrain.tasks.hubert_tiny import HubertTinyConfig, write_random_init_checkpoint
+
+        state = load(teacher)
+        write_random_init_checkpoint(from_dict(HubertTinyConfig, state["config"]),
+                                     len(state["dictionaries_symbols"][0]), random_ckpt)
 
     def measured(name: str, upstream: str, ckpt: Path | None) -> dict[str, float]:
         path = grid.out / "measures" / f"{slug(name)}.json"
@@ -512,17 +518,6 @@ def run_grid(grid: Grid) -> dict[str, Any]:
     return {"scale": next(k for k, v in SCALES.items() if v is scale), "rows": rows, "curves": curves,
             "stage_times": grid.times, "pr_splits": splits, "not_run": missing,
             "corpus": {k: v for k, v in manifest.items() if k != "utterances"}}
-
-
-def write_random_init(teacher: Path, path: Path) -> None:
-    """A teacher of the same shape with random weights (the ``random_init`` baseline)."""
-    from s3prl_colld.checkpoint import load
-    from s3prl_colld.config import from_dict
-    from s3prl_colld.pretrain.tasks.hubert_tiny import HubertTinyConfig, write_random_init_checkpoint
-
-    state = load(teacher)
-    write_random_init_checkpoint(from_dict(HubertTinyConfig, state["config"]),
-                                 len(state["dictionaries_symbols"][0]), path)
 
 
 # --------------------------------------------------------------------------------------------- report

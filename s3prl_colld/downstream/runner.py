@@ -171,12 +171,6 @@ class DownstreamRunner:
                 old.unlink(missing_ok=True)
         return path
 
-    def save_layer_weights(self) -> None:
-        weights = self.featurizer.layer_weights()
-        (self.expdir / "layer_weights.json").write_text(json.dumps({"step": self.step, "weights": weights}))
-        plot_layer_weights(weights, self.expdir / "layer_weights.png",
-                           f"{self.spec.upstream} {self.spec.task} step {self.step}")
-
     # ------------------------------------------------------------------ loops
     @torch.no_grad()
     def evaluate(self, role: str) -> dict[str, Any]:
@@ -246,7 +240,10 @@ class DownstreamRunner:
                     self.save("dev-best.ckpt")
                     self.task.write_predictions(self.expdir, "dev", self.task.split_name("dev"), result["ids"],
                                                 result["hyps"], result["refs"])
-                self.save_layer_weights()
+                weights = self.featurizer.layer_weights()
+                (self.expdir / "layer_weights.json").write_text(json.dumps({"step": self.step, "weights": weights}))
+                plot_layer_weights(weights, self.expdir / "layer_weights.png",
+                                   f"{self.spec.upstream} {self.spec.task} step {self.step}")
             if self.step % rc.save_step == 0 or self.step == rc.total_steps:
                 self.save()
         bar.close()

@@ -395,7 +395,12 @@ class Trainer:
             last save), "bad_steps", "stopped_by" (signal name or None)}``.
         """
         rc = self.rc
-        writer = self._tensorboard()
+        # TensorBoard events in the run folder (rank 0); those past the current step (an earlier attempt's) are purged
+        writer = None
+        if self.dist.main:
+            from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when training
+
+            writer = SummaryWriter(str(self.expdir), purge_step=self.step + 1)
         bar = tqdm(total=rc.total_steps, initial=self.step, desc=self.task_cls.name, unit="step",
                    disable=not (self.dist.main and rc.progress_bar), dynamic_ncols=True)
         batches = self.batches()
@@ -493,14 +498,6 @@ class Trainer:
                      row["lr"], row["steps_per_sec"])
         else:
             bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", refresh=False)
-
-    def _tensorboard(self) -> Any:
-        """A SummaryWriter in the run folder (rank 0); events past the current step (of an earlier attempt) are purged."""
-        if not self.dist.main:
-            return None
-        from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when training
-
-        return SummaryWriter(str(self.expdir), purge_step=self.step + 1)
 
     @contextmanager
     def _signal_handlers(self) -> Iterator[None]:
