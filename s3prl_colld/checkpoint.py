@@ -64,11 +64,8 @@ def state_nbytes(state: Any) -> int:
         if torch.is_tensor(x):
             storage = x.untyped_storage()
             seen[storage.data_ptr() or id(storage)] = storage.nbytes()
-        elif isinstance(x, dict):
-            for v in x.values():
-                walk(v)
-        elif isinstance(x, (list, tuple)):
-            for v in x:
+        elif isinstance(x, (dict, list, tuple)):
+            for v in x.values() if isinstance(x, dict) else x:
                 walk(v)
 
     walk(state)

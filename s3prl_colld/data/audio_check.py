@@ -163,15 +163,10 @@ def probe_files(paths: Sequence[Path], cache_name: str | None = None, workers: i
     cache_file = _cache_file(cache_name) if cache_name else None
     cached = _read_cache(cache_file) if cache_file else {}
     keys = [_stat_key(p) for p in paths]
-    out: list[AudioFacts | None] = []
-    todo = []
-    for i, (p, key) in enumerate(zip(paths, keys)):
-        hit = cached.get(str(p))
-        if key is not None and hit is not None and hit[0] == key:
-            out.append(AudioFacts(*hit[1:]))
-        else:
-            out.append(None)
-            todo.append(i)
+    hits = [cached.get(str(p)) for p in paths]
+    out: list[AudioFacts | None] = [AudioFacts(*hit[1:]) if key is not None and hit is not None and hit[0] == key
+                                    else None for hit, key in zip(hits, keys)]
+    todo = [i for i, facts in enumerate(out) if facts is None]
     if todo:
         workers = workers or min(8, os.cpu_count() or 1)
         with ThreadPoolExecutor(workers) as pool:  # libsndfile releases the GIL while decoding

@@ -61,6 +61,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import asdict
 from multiprocessing import Pool
 from pathlib import Path
@@ -182,18 +183,16 @@ def render_noisy(job: AugmentJob) -> list[int]:
 def run_jobs(fn: Callable, jobs: list, workers: int, desc: str, sizes: list[int],
              initializer: Callable | None = None, initargs: tuple = ()) -> Iterator[Any]:
     """``fn(job)`` for each job, in job order, from ``workers`` processes, with a progress bar counting ``sizes``."""
-    with tqdm(total=sum(sizes), desc=desc, unit="utt") as bar:
+    with tqdm(total=sum(sizes), desc=desc, unit="utt") as bar, ExitStack() as stack:
         if workers == 1:
             if initializer is not None:
                 initializer(*initargs)
-            for result, size in zip(map(fn, jobs), sizes):
-                bar.update(size)
-                yield result
-            return
-        with Pool(workers, initializer=initializer, initargs=initargs) as pool:  # leaving the block terminates them
-            for result, size in zip(pool.imap(fn, jobs), sizes):
-                bar.update(size)
-                yield result
+            results = map(fn, jobs)
+        else:  # leaving the block terminates the pool
+            results = stack.enter_context(Pool(workers, initializer=initializer, initargs=initargs)).imap(fn, jobs)
+        for result, size in zip(results, sizes):
+            bar.update(size)
+            yield result
 
 
 def room_bank(rooms: Sequence, workers: int) -> list[np.ndarray]:

@@ -89,14 +89,9 @@ class Speaker:
     engine = "espeak"  # class attribute, not a field
 
     @property
-    def espeak_voice(self) -> str:
-        """The ``-v`` argument of espeak-ng, e.g. ``en-gb+m3``."""
-        return f"{self.voice}+{self.variant}"
-
-    @property
     def voice_name(self) -> str:
-        """The voice as the manifest names it (``en-gb+m3``)."""
-        return self.espeak_voice
+        """The voice as the manifest names it and espeak-ng's ``-v`` argument, e.g. ``en-gb+m3``."""
+        return f"{self.voice}+{self.variant}"
 
     @property
     def family(self) -> str:
@@ -188,7 +183,7 @@ def _ssml(utterances: Sequence[UtteranceSpec]) -> str:
 
 def _espeak(speaker: Speaker, utterances: Sequence[UtteranceSpec], executable: str) -> np.ndarray:
     """int16 samples at 22.05 kHz of one espeak-ng call."""
-    cmd = [executable, "-m", "-v", speaker.espeak_voice, "-s", str(speaker.speed), "-p", str(speaker.pitch),
+    cmd = [executable, "-m", "-v", speaker.voice_name, "-s", str(speaker.speed), "-p", str(speaker.pitch),
            "--stdout", _ssml(utterances)]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0 or not proc.stdout:
@@ -243,4 +238,4 @@ def synthesize(speaker: Speaker, utterances: Sequence[UtteranceSpec], executable
     try:
         return [finish(p) for p in pieces], redone
     except SynthesisError as e:
-        raise SynthesisError(f"{e} for voice {speaker.espeak_voice} and one of {[u.text for u in utterances]}") from None
+        raise SynthesisError(f"{e} for voice {speaker.voice_name} and one of {[u.text for u in utterances]}") from None
