@@ -200,15 +200,10 @@ def crop_spans(lengths: Sequence[int], min_samples: int, max_samples: int, align
     else:
         span = int(torch.randint(min_samples, max_samples + 1, (1,), generator=generator))
         span = max(align, span // align * align)
-    out = []
-    for n in lengths:
-        if n <= span:
-            out.append((0, int(n)))
-            continue
-        slots = (n - span) // align + 1
-        start = int(torch.randint(slots, (1,), generator=generator)) * align
-        out.append((start, start + span))
-    return out
+    # a random multiple of align for each utterance longer than span (one draw each, in order), else 0
+    starts = [int(torch.randint((n - span) // align + 1, (1,), generator=generator)) * align if n > span else 0
+              for n in lengths]
+    return [(start, min(start + span, int(n))) for start, n in zip(starts, lengths)]
 
 
 def pad_batch(wavs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
