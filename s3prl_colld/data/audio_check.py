@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
+from s3prl_colld.checkpoint import CheckpointError, write_atomic
 from s3prl_colld.constants import FRAME_WINDOW, SAMPLE_RATE
 from s3prl_colld.data.audio import AudioError
 
@@ -142,12 +142,8 @@ def _read_cache(file: Path) -> dict[str, list]:
 def _write_cache(file: Path, name: str, files: dict[str, list]) -> None:
     """Atomic JSON write; a cache that cannot be written only costs the next run the decoding."""
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"version": CACHE_VERSION, "root": name, "files": files}, f)
-        os.replace(tmp, file)
-    except OSError as err:
+        write_atomic(file, lambda f: json.dump({"version": CACHE_VERSION, "root": name, "files": files}, f), "w")
+    except CheckpointError as err:
         log.warning("could not write the audio-check cache %s (%s): the next run checks the audio again", file, err)
 
 
