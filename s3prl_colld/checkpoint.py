@@ -246,8 +246,7 @@ def list_checkpoints(folder: str | Path) -> list[Path]:
 
 def latest_checkpoint(folder: str | Path) -> Path | None:
     """The ``states-STEP.ckpt`` with the highest step in ``folder``, if any."""
-    found = list_checkpoints(folder)
-    return found[-1] if found else None
+    return next(reversed(list_checkpoints(folder)), None)
 
 
 def exported(state: dict[str, Any], name: str, path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -173,18 +173,12 @@ def jitter(rng: random.Random) -> tuple[int, int]:
     return rng.randint(*RATE_JITTER), rng.randint(*PITCH_JITTER)
 
 
-def _ssml(utterances: Sequence[UtteranceSpec]) -> str:
-    pause = f'<break time="{BREAK_MS}ms"/>'
-    body = pause.join(
-        f'<prosody rate="{u.rate}%" pitch="{u.pitch}%">{escape(u.text)}</prosody>' for u in utterances
-    )
-    return f"<speak>{body}</speak>"
-
-
 def _espeak(speaker: Speaker, utterances: Sequence[UtteranceSpec], executable: str) -> np.ndarray:
-    """int16 samples at 22.05 kHz of one espeak-ng call."""
+    """int16 samples at 22.05 kHz of one espeak-ng call (SSML: each utterance's prosody, breaks between them)."""
+    body = f'<break time="{BREAK_MS}ms"/>'.join(
+        f'<prosody rate="{u.rate}%" pitch="{u.pitch}%">{escape(u.text)}</prosody>' for u in utterances)
     cmd = [executable, "-m", "-v", speaker.voice_name, "-s", str(speaker.speed), "-p", str(speaker.pitch),
-           "--stdout", _ssml(utterances)]
+           "--stdout", f"<speak>{body}</speak>"]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0 or not proc.stdout:
         raise SynthesisError(f"{' '.join(cmd[:7])} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')}")
