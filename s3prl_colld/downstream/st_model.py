@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 
 from s3prl_colld.config import ConfigError
 
@@ -179,15 +180,10 @@ class STHead(nn.Module):
     def teacher_forcing_batch(self, targets: list[list[int]], device: torch.device
                               ) -> tuple[torch.Tensor, torch.Tensor]:
         """``prev = [bos] + y`` and ``gold = y + [eos]``, padded: two ``[B, max len + 1]`` tensors."""
-        u = max(len(t) for t in targets) + 1
-        prev = torch.full((len(targets), u), self.pad_id, dtype=torch.long)
-        gold = torch.full((len(targets), u), self.pad_id, dtype=torch.long)
-        for i, t in enumerate(targets):
-            prev[i, 0] = self.bos_id
-            prev[i, 1: len(t) + 1] = torch.tensor(t, dtype=torch.long)
-            gold[i, : len(t)] = torch.tensor(t, dtype=torch.long)
-            gold[i, len(t)] = self.eos_id
-        return prev.to(device), gold.to(device)
+        def padded(seqs: list[list[int]]) -> torch.Tensor:
+            return pad_sequence([torch.tensor(s, dtype=torch.long) for s in seqs], True, self.pad_id).to(device)
+
+        return padded([[self.bos_id, *t] for t in targets]), padded([[*t, self.eos_id] for t in targets])
 
     def loss(self, x: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:
         """fairseq's label-smoothed cross entropy, summed over target tokens, divided by the sentences.
