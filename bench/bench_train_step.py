@@ -59,6 +59,10 @@ def _extra(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernels", choices=("fast", "reference"), default="fast",
                    help="our runner.fast_kernels (default fast: SDPA, direct teacher call, masks only when padded)")
     p.add_argument("--channels-last", action="store_true", help="our runner.cnn_channels_last (both CNNs)")
+    p.add_argument("--compile", action="store_true",
+                   help="our runner.compile (torch.compile of the student and the teacher's CNN; inductor on CPU)")
+    p.add_argument("--s3prl-precision", choices=("fp32", "bf16"), default=None,
+                   help="the s3prl side's autocast (default: --precision); the issue's baseline is s3prl fp32")
     p.add_argument("--with-reference", action="store_true",
                    help="also time ours with the reference kernels (a third contender, interleaved)")
     p.add_argument("--share-frontend", action="store_true",
@@ -69,13 +73,16 @@ def _extra(p: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------- ours
 def build_ours(teacher_ckpt: Path, expdir: Path, heads_kind: str, precision: str = "fp32",
                teacher_precision: str = "fp32", share_frontend: bool = False, fast: bool = True,
-               channels_last: bool = False):
-    return C.distill_task({"teacher": {"precision": teacher_precision},
+               channels_last: bool = False, compile: bool = False):
+    task, params, step = C.distill_task({"teacher": {"precision": teacher_precision},
                            "heads": {"map": "last", "targets": TARGETS, "kind": heads_kind},
                            "loss": {"kind": "regression", "cos_weight": 1.0},
                            "init": {"share_teacher_frontend": share_frontend},
                            "runner": {"fast_kernels": fast, "cnn_channels_last": channels_last}},
                           teacher_ckpt, expdir, precision)
+    if compile:
+        task.compile_modules()
+    return task, params, step
 
 
 # ---------------------------------------------------------------- s3prl
@@ -272,10 +279,12 @@ def main() -> None:
         ckpt = C.write_tiny_teacher(tmp)
         task, ours_params, ours_step = build_ours(ckpt, tmp / "exp", args.heads, args.precision,
                                                   args.teacher_precision, args.share_frontend,
-                                                  args.kernels == "fast", args.channels_last)
+                                                  args.kernels == "fast", args.channels_last,
+                                                  args.compile)
         # the same teacher weights, in s3prl's own module (ours may run its copy with other kernels or dtype)
         s3prl_teacher = C.load_teacher_upstream(ckpt)
-        distiller, s3prl_params, s3prl_step = build_s3prl(s3prl_teacher, args.precision)
+        s3prl_precision = args.s3prl_precision or args.precision
+        distiller, s3prl_params, s3prl_step = build_s3prl(s3prl_teacher, s3prl_precision)
         fns = {"ours": lambda: ours_step(batch), "s3prl": lambda: s3prl_step(batch)}
         if args.with_reference:
             _, _, ref_step = build_ours(ckpt, tmp / "exp_ref", args.heads, args.precision, args.teacher_precision,
@@ -295,10 +304,12 @@ def main() -> None:
 
     amp = "" if args.precision == "fp32" else f", student {args.precision} autocast"
     ours_label = f"ours DistillTask distilhubert (heads={args.heads}, {args.kernels} kernels" + (
-        ", channels-last CNNs" if args.channels_last else "") + f"{amp}" + (
+        ", channels-last CNNs" if args.channels_last else "") + (", compiled" if args.compile else "") + f"{amp}" + (
         "" if args.teacher_precision == "fp32" else f", teacher {args.teacher_precision}") + (
         ", CNN frozen and shared with the teacher" if args.share_frontend else "") + ")"
-    s3prl_label = "s3prl DistillerModel + expert step" + (f" ({amp[2:]}, teacher fp32)" if amp else "")
+    s3prl_precision = args.s3prl_precision or args.precision
+    s3prl_label = "s3prl DistillerModel + expert step" + (
+        f" (student {s3prl_precision} autocast, teacher fp32)" if s3prl_precision != "fp32" else "")
     rows, tput = [], {}
     contenders = [("s3prl", s3prl_label, s3prl_params), ("ours", ours_label, ours_params)]
     if args.with_reference:

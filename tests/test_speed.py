@@ -262,6 +262,45 @@ def test_distill_step_fast_equals_reference(kind: str, share: bool, padded: bool
         assert stats.keys() == ref_stats.keys()
 
 
+def _step_loss_and_grads(task, batch: dict, precision: str = "fp32") -> tuple[torch.Tensor, list[torch.Tensor]]:
+    from s3prl_colld.runtime.precision import autocast
+
+    params = [p for p in task.parameters() if p.requires_grad]
+    torch.manual_seed(3)
+    with autocast(precision, torch.device("cpu")):
+        loss, _ = task(batch)
+    grads = torch.autograd.grad(loss.float(), params, allow_unused=True)
+    return loss.detach().float(), [torch.zeros(()) if g is None else g.float() for g in grads]
+
+
+def test_compiled_distill_step_equals_eager(teachers: dict[str, Path], tmp_path: Path) -> None:
+    """``runner.compile`` (inductor on CPU: the student and the teacher's CNN) changes how, not what."""
+    task = _task(teachers["default"], tmp_path, "regression")
+    batch = {"wav": torch.randn(2, 6_000) * 0.1, "wav_lengths": torch.full((2,), 6_000), "padded": False}
+    ref_loss, ref_grads = _step_loss_and_grads(task, batch)
+    task.compile_modules()
+    assert hasattr(task.student, "_compiled_call_impl") and task.student._compiled_call_impl is not None
+    for _ in range(2):  # the second call runs the cached graph
+        loss, grads = _step_loss_and_grads(task, batch)
+        torch.testing.assert_close(loss, ref_loss, rtol=1e-4, atol=1e-5)
+        for a, b in zip(grads, ref_grads):
+            torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_bf16_distill_step_tracks_fp32(channels_last: bool, teachers: dict[str, Path], tmp_path: Path) -> None:
+    """``runner.precision=bf16`` on CPU (the setting of the CPU speed table): the same loss and gradient
+    directions as fp32, to bf16 rounding (8-bit mantissa)."""
+    task = _task(teachers["default"], tmp_path, "regression")
+    batch = {"wav": torch.randn(2, 6_000) * 0.1, "wav_lengths": torch.full((2,), 6_000), "padded": False}
+    ref_loss, ref_grads = _step_loss_and_grads(task, batch)
+    task.set_kernels(True, channels_last)
+    loss, grads = _step_loss_and_grads(task, batch, "bf16")
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-3, atol=0.0)  # measured 4e-5
+    flat, ref_flat = torch.cat([g.flatten() for g in grads]), torch.cat([g.flatten() for g in ref_grads])
+    assert F.cosine_similarity(flat, ref_flat, dim=0) > 0.99  # measured 0.9996; another batch gives 0.72
+
+
 def test_collate_says_whether_the_batch_is_padded() -> None:
     from s3prl_colld.data.bucket import crop_and_pad
 
