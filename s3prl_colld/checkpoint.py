@@ -64,11 +64,8 @@ def state_nbytes(state: Any) -> int:
         if torch.is_tensor(x):
             storage = x.untyped_storage()
             seen[storage.data_ptr() or id(storage)] = storage.nbytes()
-        elif isinstance(x, dict):
-            for v in x.values():
-                walk(v)
-        elif isinstance(x, (list, tuple)):
-            for v in x:
+        elif isinstance(x, (dict, list, tuple)):
+            for v in x.values() if isinstance(x, dict) else x:
                 walk(v)
 
     walk(state)
@@ -249,8 +246,7 @@ def list_checkpoints(folder: str | Path) -> list[Path]:
 
 def latest_checkpoint(folder: str | Path) -> Path | None:
     """The ``states-STEP.ckpt`` with the highest step in ``folder``, if any."""
-    found = list_checkpoints(folder)
-    return found[-1] if found else None
+    return next(reversed(list_checkpoints(folder)), None)
 
 
 def exported(state: dict[str, Any], name: str, path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

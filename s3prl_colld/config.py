@@ -104,18 +104,12 @@ def parse_overrides(text: str | None) -> dict[str, Any]:
     return out
 
 
-def _strip_optional(tp: Any) -> tuple[Any, bool]:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1 and len(typing.get_args(tp)) == 2:
-            return args[0], True
-    return tp, False
-
-
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against type ``tp`` (loosely: int -> float is allowed)."""
-    tp, optional = _strip_optional(tp)
+    args = typing.get_args(tp)
+    optional = typing.get_origin(tp) in (Union, types.UnionType) and len(args) == 2 and type(None) in args
+    if optional:  # Optional[X] / X | None -> X
+        tp = next(a for a in args if a is not type(None))
     if value is None:
         if optional or tp is Any:
             return None

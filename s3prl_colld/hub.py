@@ -51,16 +51,16 @@ def _entry(name: str, hubert: bool = False) -> Callable[..., object]:
 
 def student_names() -> list[str]:
     """The hub names of every registered pretrain task that exports a ``student``."""
-    from s3prl_colld.pretrain.task import all_tasks
+    from s3prl_colld.pretrain.task import TASKS
 
-    return [n for task in all_tasks().values() if "student" in task.exports for n in task.upstreams]
+    return [n for task in TASKS.all().values() if "student" in task.exports for n in task.upstreams]
 
 
 def hubert_names() -> list[str]:
     """The hub names of every registered pretrain task whose checkpoints are s3prl HuBERT checkpoints."""
-    from s3prl_colld.pretrain.task import all_tasks
+    from s3prl_colld.pretrain.task import TASKS
 
-    return [n for task in all_tasks().values() if getattr(task, "hubert_checkpoint", False) for n in task.upstreams]
+    return [n for task in TASKS.all().values() if getattr(task, "hubert_checkpoint", False) for n in task.upstreams]
 
 
 def register(hub: ModuleType | None = None) -> list[str]:

@@ -50,13 +50,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 128 + sig.value
     except ChildFailedError as err:
-        codes = []
-        for rank, failure in sorted(err.failures.items()):
-            codes.append(failure.exitcode)
+        failures = sorted(err.failures.items())
+        for rank, failure in failures:
             how = f"signal {-failure.exitcode}" if failure.exitcode < 0 else f"exit code {failure.exitcode}"
             print(f"{PROG}: rank {rank} (pid {failure.pid}) failed with {how}; its error is printed above",
                   file=sys.stderr)
-        first = codes[0] if codes else 1
+        first = failures[0][1].exitcode if failures else 1
         return first if first > 0 else 1
     return 0
 

@@ -42,8 +42,6 @@ from s3prl_colld.checkpoint import latest_checkpoint
 from s3prl_colld.config import CONFIG_DIR
 from s3prl_colld.constants import SAMPLE_RATE
 
-log = logging.getLogger("s3prl_colld.replicate")
-
 PR_SPLITS = ("test", "test_noisy", "test_unseen")
 
 
@@ -85,7 +83,6 @@ class Scale:
     pretrain_every: int = 1  # teacher and students train on every N-th training utterance (1: all)
 
 
-SMALL = {"layers": 2, "dim": 192, "ffn_dim": 768, "heads": 4}  # the size of every 2-layer student
 # Deep-thin against shallow-wide at equal parameters (Wang et al. at mini scale): 1.140 M and 1.139 M.
 DEEP_THIN = {"layers": 4, "dim": 128, "ffn_dim": 512, "heads": 4}
 SHALLOW_WIDE = {"layers": 2, "dim": 192, "ffn_dim": 524, "heads": 4}
@@ -166,6 +163,7 @@ class Grid:
 
     def __init__(self, out: Path, scale: Scale, seed: int, report_only: bool = False) -> None:
         self.out, self.scale, self.seed, self.report_only = out, scale, seed, report_only
+        self.corpus_en, self.corpus_de, self.corpus_mix = out / "corpus_en", out / "corpus_de", out / "corpus_mix"
         self.times_path = out / "stage_times.json"
         self.times: dict[str, float] = json.loads(self.times_path.read_text()) if self.times_path.is_file() else {}
 
@@ -193,18 +191,6 @@ class Grid:
         self.times_path.write_text(json.dumps(self.times, indent=1, sort_keys=True))
 
     # ---- corpora
-    @property
-    def corpus_en(self) -> Path:
-        return self.out / "corpus_en"
-
-    @property
-    def corpus_de(self) -> Path:
-        return self.out / "corpus_de"
-
-    @property
-    def corpus_mix(self) -> Path:
-        return self.out / "corpus_mix"
-
     def corpora(self) -> None:
         from s3prl_colld.data import synth
 
@@ -251,9 +237,6 @@ class Grid:
         return _latest(it2)
 
     # ---- students
-    def student_dir(self, student: Student, seed: int) -> Path:
-        return self.out / "students" / f"{slug(student.name)}-s{seed}"
-
     def frontend(self, teacher: Path) -> Path:
         """Stage 1 of input distillation (one run, shared by every seed of the Fbank student)."""
         run = self.out / "students" / "fbank_frontend"
@@ -266,7 +249,7 @@ class Grid:
 
     def distil(self, student: Student, seed: int, teacher: Path) -> Path | None:
         """Distil (or resume, or reuse) one seed of ``student``; its run folder (``None``: not run)."""
-        run = self.student_dir(student, seed)
+        run = self.out / "students" / f"{slug(student.name)}-s{seed}"
         if self.report_only and not (run / "DONE").exists():
             return None
         steps = self.scale.student_steps
@@ -284,7 +267,6 @@ class Grid:
         finished = self.stage(f"student {student.name} seed {seed}", run / "DONE", lambda: (
             pretrain(student.task, run, overrides), (run / "DONE").touch()))
         return run if finished else None
-
 
     # ---- probes
     def probe(self, task: str, name: str, upstream: str, ckpt: Path | None, seed: int, overrides: str,
@@ -326,10 +308,6 @@ class Grid:
         self._record(f"probe {task} {name} p{seed}", result["seconds"])
         print(f"[replicate] {task} {name} (probe seed {seed}): {result}", flush=True)
         return result
-
-    def pr_splits(self, corpus: Path) -> list[str]:
-        """The PR test splits this corpus has (``test`` always)."""
-        return [s for s in PR_SPLITS if (corpus / s).is_dir()]
 
 # --------------------------------------------------------------------------------------------- helpers
 def model_overrides(student: Student) -> str:
@@ -443,12 +421,9 @@ def student_order(students: list[Student]) -> list[tuple[Student, int]]:
     first, then seed 0 of every other student, then their seed 1, ...; so a grid cut short keeps the
     seeds of the main comparison and has every other method at least once before any extra seed.
     """
-    main = [s for s in students if s.curve]
-    rest = [s for s in students if not s.curve]
-    most_main = max((s.seeds for s in main), default=0)
-    most_rest = max((s.seeds for s in rest), default=0)
-    return ([(s, seed) for seed in range(most_main) for s in main if seed < s.seeds]
-            + [(s, seed) for seed in range(most_rest) for s in rest if seed < s.seeds])
+    groups = ([s for s in students if s.curve], [s for s in students if not s.curve])
+    return [(s, seed) for group in groups for seed in range(max((s.seeds for s in group), default=0))
+            for s in group if seed < s.seeds]
 
 
 def run_grid(grid: Grid) -> dict[str, Any]:
@@ -457,11 +432,17 @@ def run_grid(grid: Grid) -> dict[str, Any]:
     grid.corpora()
     teacher = grid.teacher()
     students = plan_students(scale)
-    splits = grid.pr_splits(grid.corpus_en)
+    splits = [s for s in PR_SPLITS if (grid.corpus_en / s).is_dir()]  # the PR test splits the corpus has
     test_wavs = sorted((grid.corpus_en / "test").rglob("*.flac"))[: scale.rtf_utterances]
     random_ckpt = grid.out / "random_init_teacher.ckpt"
-    if not random_ckpt.is_file():
-        write_random_init(teacher, random_ckpt)
+    if not random_ckpt.is_file():  # a teacher of the same shape with random weights (the random_init baseline)
+        from s3prl_colld.checkpoint import load
+        from s3prl_colld.config import from_dict
+        from s3prl_colld.pretrain.tasks.hubert_tiny import HubertTinyConfig, write_random_init_checkpoint
+
+        state = load(teacher)
+        write_random_init_checkpoint(from_dict(HubertTinyConfig, state["config"]),
+                                     len(state["dictionaries_symbols"][0]), random_ckpt)
 
     def measured(name: str, upstream: str, ckpt: Path | None) -> dict[str, float]:
         path = grid.out / "measures" / f"{slug(name)}.json"
@@ -532,29 +513,11 @@ def run_grid(grid: Grid) -> dict[str, Any]:
                         row.setdefault("st", {})[direction] = {"dev": res["dev"], "test": res["test"]}
     planned = {f"{s.name} seed {seed}" for s, seed in student_order(students)}
     missing = sorted(planned - {f"{n} seed {seed}" for n, seeds in finals.items() for seed in seeds})
-    return {"scale": scale_name(scale), "rows": rows, "curves": curves, "stage_times": grid.times,
-            "pr_splits": splits, "corpus": corpus_summary(grid.corpus_en), "not_run": missing}
-
-
-def scale_name(scale: Scale) -> str:
-    return next(k for k, v in SCALES.items() if v is scale)
-
-
-def corpus_summary(corpus: Path) -> dict[str, Any]:
-    """Hours and speakers per split, from the corpus manifest (what the synthesiser recorded)."""
-    manifest = json.loads((corpus / "manifest.json").read_text())
-    return {k: v for k, v in manifest.items() if k != "utterances"}
-
-
-def write_random_init(teacher: Path, path: Path) -> None:
-    """A teacher of the same shape with random weights (the ``random_init`` baseline)."""
-    from s3prl_colld.checkpoint import load
-    from s3prl_colld.config import from_dict
-    from s3prl_colld.pretrain.tasks.hubert_tiny import HubertTinyConfig, write_random_init_checkpoint
-
-    state = load(teacher)
-    write_random_init_checkpoint(from_dict(HubertTinyConfig, state["config"]),
-                                 len(state["dictionaries_symbols"][0]), path)
+    # the corpus: hours and speakers per split, from its manifest (what the synthesiser recorded)
+    manifest = json.loads((grid.corpus_en / "manifest.json").read_text())
+    return {"scale": next(k for k, v in SCALES.items() if v is scale), "rows": rows, "curves": curves,
+            "stage_times": grid.times, "pr_splits": splits, "not_run": missing,
+            "corpus": {k: v for k, v in manifest.items() if k != "utterances"}}
 
 
 # --------------------------------------------------------------------------------------------- report

@@ -169,7 +169,8 @@ def test_shared_teacher_frontend_equals_the_students_own(synth_corpus_en: Path, 
     wav = torch.randn(2, 24000) * 0.1
     lengths = torch.tensor([24000, 17000])
     wav[1, 17000:] = 0
-    targets, cnn = task.teacher.forward_with_frontend(wav, lengths)
+    out = task.teacher.run(wav, lengths, frontend=True)  # the CNN output, captured in the same pass
+    targets, cnn = out.hidden, out.frontend
     plain = task.teacher(wav, lengths)
     assert all(torch.equal(a, b) for a, b in zip(targets, plain))
     shared, valid_s, _ = task.student(wav, lengths, frontend_out=cnn)

@@ -94,7 +94,7 @@ def test_cached_features_equal_recomputed(teacher_upstream: FrozenUpstream, synt
                                           tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     utts = corpus.transcript_utterances(synth_corpus_en, "dev")
     cached = feature_source(teacher_upstream, utts, "asr-dev", tmp_path, max_gb=1.0)
-    assert isinstance(cached, CachedFeatures) and cached.uttids == [u.uttid for u in utts]
+    assert isinstance(cached, CachedFeatures) and cached.index["uttids"] == [u.uttid for u in utts]
     live = LiveFeatures(teacher_upstream, utts)
     for i in (0, 5, 11):
         c, r = cached.get([i])[0], live.get([i])[0]

@@ -27,7 +27,7 @@ def tiny_cfg(**kw) -> STHeadConfig:
 
 def test_sentencepiece_round_trip_and_checkpoint() -> None:
     assert len(SENTENCES) == 60
-    spm = SentencePieceText.from_bytes(train_sentencepiece(SENTENCES, vocab_size=60))
+    spm = SentencePieceText(train_sentencepiece(SENTENCES, vocab_size=60))
     assert 4 < spm.vocab_size <= 60 and (spm.pad_id, spm.bos_id, spm.eos_id) == (0, 2, 3)
     for s in SENTENCES:
         ids = spm.encode(s)
@@ -57,7 +57,6 @@ def test_subsampler_lengths_and_padding_independence() -> None:
     y, out = sub(x, lengths)
     half = lambda n: (n - 1) // 2 + 1  # noqa: E731
     assert out.tolist() == [half(half(n)) for n in lengths.tolist()] and y.shape == (3, half(half(37)), 12)
-    assert sub.out_lengths(lengths).tolist() == out.tolist()
     for i, n in enumerate(lengths.tolist()):
         alone, n_out = sub(x[i: i + 1, :n], lengths[i: i + 1])
         torch.testing.assert_close(y[i, : int(n_out)], alone[0])

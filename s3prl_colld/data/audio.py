@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from contextlib import contextmanager
 from math import gcd
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -29,17 +31,23 @@ class AudioError(RuntimeError):
     """An audio file that cannot be read, or is not 16 kHz mono."""
 
 
+@contextmanager
+def reading(path: str | Path) -> Iterator[None]:
+    """Turn soundfile's errors inside the block into an ``AudioError`` naming ``path``."""
+    try:
+        yield
+    except (RuntimeError, OSError, TypeError) as e:  # soundfile.LibsndfileError is a RuntimeError
+        raise AudioError(f"cannot read audio file {path}: {e}") from None
+
+
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     """``([frames, channels] float32, sample rate)`` of any file soundfile reads.
 
     Raises:
         AudioError: naming ``path``, when it is missing or not readable audio.
     """
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, OSError, TypeError) as e:  # soundfile.LibsndfileError is a RuntimeError
-        raise AudioError(f"cannot read audio file {path}: {e}") from None
-    return data, rate
+    with reading(path):
+        return sf.read(str(path), dtype="float32", always_2d=True)
 
 
 def num_samples(path: str | Path) -> int:
@@ -48,10 +56,8 @@ def num_samples(path: str | Path) -> int:
     Raises:
         AudioError: naming ``path``, when it is missing or not readable audio.
     """
-    try:
+    with reading(path):
         return sf.info(str(path)).frames
-    except (RuntimeError, OSError, TypeError) as e:  # soundfile.LibsndfileError is a RuntimeError
-        raise AudioError(f"cannot read audio file {path}: {e}") from None
 
 
 def num_samples_16k(path: str | Path, sample_rate: int = SAMPLE_RATE) -> int:
@@ -60,10 +66,8 @@ def num_samples_16k(path: str | Path, sample_rate: int = SAMPLE_RATE) -> int:
     Raises:
         AudioError: naming ``path``, when it is missing or not readable audio.
     """
-    try:
+    with reading(path):
         info = sf.info(str(path))
-    except (RuntimeError, OSError, TypeError) as e:
-        raise AudioError(f"cannot read audio file {path}: {e}") from None
     return info.frames if info.samplerate == sample_rate else round(info.frames * sample_rate / info.samplerate)
 
 

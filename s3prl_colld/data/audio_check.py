@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
+from s3prl_colld.checkpoint import CheckpointError, write_atomic
 from s3prl_colld.constants import FRAME_WINDOW, SAMPLE_RATE
 from s3prl_colld.data.audio import AudioError
 
@@ -142,12 +142,8 @@ def _read_cache(file: Path) -> dict[str, list]:
 def _write_cache(file: Path, name: str, files: dict[str, list]) -> None:
     """Atomic JSON write; a cache that cannot be written only costs the next run the decoding."""
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"version": CACHE_VERSION, "root": name, "files": files}, f)
-        os.replace(tmp, file)
-    except OSError as err:
+        write_atomic(file, lambda f: json.dump({"version": CACHE_VERSION, "root": name, "files": files}, f), "w")
+    except CheckpointError as err:
         log.warning("could not write the audio-check cache %s (%s): the next run checks the audio again", file, err)
 
 
@@ -163,15 +159,10 @@ def probe_files(paths: Sequence[Path], cache_name: str | None = None, workers: i
     cache_file = _cache_file(cache_name) if cache_name else None
     cached = _read_cache(cache_file) if cache_file else {}
     keys = [_stat_key(p) for p in paths]
-    out: list[AudioFacts | None] = []
-    todo = []
-    for i, (p, key) in enumerate(zip(paths, keys)):
-        hit = cached.get(str(p))
-        if key is not None and hit is not None and hit[0] == key:
-            out.append(AudioFacts(*hit[1:]))
-        else:
-            out.append(None)
-            todo.append(i)
+    hits = [cached.get(str(p)) for p in paths]
+    out: list[AudioFacts | None] = [AudioFacts(*hit[1:]) if key is not None and hit is not None and hit[0] == key
+                                    else None for hit, key in zip(hits, keys)]
+    todo = [i for i, facts in enumerate(out) if facts is None]
     if todo:
         workers = workers or min(8, os.cpu_count() or 1)
         with ThreadPoolExecutor(workers) as pool:  # libsndfile releases the GIL while decoding
@@ -207,9 +198,5 @@ def find_problems(paths: Sequence[Path], resample: bool = False, table_lengths: 
     """Facts of every file and ``(path, reason)`` of the unusable ones (see ``audio_problem``)."""
     facts = probe_files(paths, cache_name, workers, progress)
     lengths = list(table_lengths) if table_lengths is not None else [None] * len(paths)
-    problems = []
-    for path, f, n in zip(paths, facts, lengths):
-        reason = audio_problem(f, resample, n)
-        if reason is not None:
-            problems.append((Path(path), reason))
-    return facts, problems
+    reasons = [audio_problem(f, resample, n) for f, n in zip(facts, lengths)]
+    return facts, [(Path(path), reason) for path, reason in zip(paths, reasons) if reason is not None]

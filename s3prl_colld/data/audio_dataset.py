@@ -41,6 +41,7 @@ class AudioDataset(Dataset):
         rows = rows if resample else [r for r in rows if in_range(r.num_samples)]
         self.skipped: list[tuple[Path, str]] = []
         lengths = [r.num_samples for r in rows]  # aligned with rows (no Path keys: 281k rows at every start)
+        bad: set[Path] = set()
         if check and rows:
             facts, problems = find_problems([r.path for r in rows], resample, lengths,
                                             cache_name=str(Path(root).resolve()))
@@ -56,10 +57,7 @@ class AudioDataset(Dataset):
                 log.warning("skipped %d of %d audio files (config.data.on_bad_audio=skip)", len(problems), len(rows))
             bad = {p for p, _ in problems}
             self.skipped = list(problems)
-            keep = [r.path not in bad for r in rows]
-            rows = [r for r, k in zip(rows, keep) if k]
-            lengths = [n for n, k in zip(lengths, keep) if k]
-        kept = [(r, n) for r, n in zip(rows, lengths) if in_range(n)]
+        kept = [(r, n) for r, n in zip(rows, lengths) if in_range(n) and (not bad or r.path not in bad)]
         self.rows: list[TableRow] = [r for r, _ in kept]
         if not self.rows:
             raise ValueError(f"no utterances of {min_sec}-{max_sec} s in {root} splits {splits}")

@@ -29,7 +29,7 @@ The output has exactly the length of the clean input and a peak of 0.9.
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -58,10 +58,6 @@ class Room:
     dims: tuple[float, float, float]
     source: tuple[float, float, float]
     mic: tuple[float, float, float]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (for the manifest)."""
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -107,21 +107,13 @@ class BucketBatchSampler(Sampler[list[tuple[int, int]]]):
         self._cache = (self.epoch, batches)
         return batches
 
-    def batches_per_rank(self) -> int:
-        """Batches each rank gets in a whole epoch."""
-        return len(self.epoch_batches()) // self.world_size
-
-    def batch_seed(self, k: int) -> int:
-        """The seed of this rank's batch ``k`` of the current epoch."""
-        return mix_seed(self.seed, self.epoch, k, self.rank)
-
     def __len__(self) -> int:
-        return max(0, self.batches_per_rank() - self.start_batch)
+        return max(0, len(self.epoch_batches()) // self.world_size - self.start_batch)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         mine = self.epoch_batches()[self.rank:: self.world_size]
         for k in range(self.start_batch, len(mine)):
-            seed = self.batch_seed(k)
+            seed = mix_seed(self.seed, self.epoch, k, self.rank)  # this rank's batch k of the epoch
             yield [(i, seed) for i in mine[k]]
 
 
@@ -208,15 +200,10 @@ def crop_spans(lengths: Sequence[int], min_samples: int, max_samples: int, align
     else:
         span = int(torch.randint(min_samples, max_samples + 1, (1,), generator=generator))
         span = max(align, span // align * align)
-    out = []
-    for n in lengths:
-        if n <= span:
-            out.append((0, int(n)))
-            continue
-        slots = (n - span) // align + 1
-        start = int(torch.randint(slots, (1,), generator=generator)) * align
-        out.append((start, start + span))
-    return out
+    # a random multiple of align for each utterance longer than span (one draw each, in order), else 0
+    starts = [int(torch.randint((n - span) // align + 1, (1,), generator=generator)) * align if n > span else 0
+              for n in lengths]
+    return [(start, min(start + span, int(n))) for start, n in zip(starts, lengths)]
 
 
 def pad_batch(wavs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

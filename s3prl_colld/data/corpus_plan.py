@@ -18,6 +18,7 @@ another speaker.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from dataclasses import dataclass, replace
@@ -151,7 +152,7 @@ def make_speaker_groups(lang: str, engines: Sequence[str], n_speakers: int, n_un
             voices = [v for v in flite_voices if f"flite:{v}" != unseen]
             made["flite"] = {s: flite.make_speakers(voices, c, rng) for s, c in per_engine["flite"].items()}
         if unseen.startswith("flite:"):
-            unseen_group: list[AnySpeaker] = list(flite.make_speakers([flite.family_voice(unseen)], n_unseen, rng))
+            unseen_group: list[AnySpeaker] = list(flite.make_speakers([unseen.partition(":")[2]], n_unseen, rng))
         else:
             unseen_group = list(make_espeak_speakers(lang, [n_unseen], rng, espeak_variants, family=unseen)[0])
     except ValueError as e:
@@ -161,13 +162,9 @@ def make_speaker_groups(lang: str, engines: Sequence[str], n_speakers: int, n_un
         taken = {e: iter(made[e][split]) for e in engines}
         groups[split] = [next(taken[engines[i % len(engines)]]) for i in range(counts[split])]
     groups["test_unseen"] = unseen_group
-    next_id = FIRST_SPEAKER_ID
+    ids = itertools.count(FIRST_SPEAKER_ID)
     for split in ("train", "dev", "test", "test_unseen"):
-        numbered = []
-        for speaker in groups[split]:
-            numbered.append(replace(speaker, speaker_id=next_id))
-            next_id += 1
-        groups[split] = numbered
+        groups[split] = [replace(speaker, speaker_id=next(ids)) for speaker in groups[split]]
     return groups
 
 
@@ -233,10 +230,6 @@ def auto_rooms(n_noisy: int) -> int:
     return min(24, max(2, math.ceil(n_noisy / 16)))
 
 
-def _babble_pool(utterances: Sequence[Utterance], rng: random.Random) -> list[Utterance]:
-    return rng.sample(list(utterances), min(BABBLE_POOL, len(utterances)))
-
-
 def plan_conditions(utterances: Sequence[Utterance], noisy_fraction: float, rooms: Sequence[Room],
                     snr_range: tuple[float, float], rng: random.Random) -> list[Utterance]:
     """All utterances of the corpus: ``noisy_fraction`` of train given a condition, dev and test copied
@@ -247,7 +240,7 @@ def plan_conditions(utterances: Sequence[Utterance], noisy_fraction: float, room
     train = by_split["train"]
     noisy_ids = {u.uttid for u in rng.sample(train, round(noisy_fraction * len(train)))}
     out: list[Utterance] = []
-    pools = {s: _babble_pool(by_split[s], rng) for s in ("train", *NOISY_SPLITS.values())}
+    pools = {s: rng.sample(by_split[s], min(BABBLE_POOL, len(by_split[s]))) for s in ("train", *NOISY_SPLITS.values())}
 
     def condition(u: Utterance, source_split: str) -> Augmentation:
         talkers = [b.uttid for b in pools[source_split] if b.speaker.speaker_id != u.speaker.speaker_id]

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from s3prl_colld.constants import SAMPLE_RATE
-from s3prl_colld.data.audio import AudioError, load_audio
+from s3prl_colld.data.audio import load_audio, reading
 
 
 def load_audio_span(path: str | Path, start: int, stop: int) -> torch.Tensor:
@@ -33,15 +33,12 @@ def load_audio_span(path: str | Path, start: int, stop: int) -> torch.Tensor:
     Raises:
         AudioError: naming ``path``, when it is missing, unreadable or not 16 kHz mono.
     """
-    try:
-        with sf.SoundFile(str(path)) as f:
-            if f.channels != 1 or f.samplerate != SAMPLE_RATE:
-                return load_audio(path)[start:stop]  # raises the error that says what to do
-            start = min(max(start, 0), f.frames)
-            f.seek(start)
-            data = f.read(max(0, min(stop, f.frames) - start), dtype="float32", always_2d=True)
-    except (RuntimeError, OSError, TypeError) as e:  # soundfile.LibsndfileError is a RuntimeError
-        raise AudioError(f"cannot read audio file {path}: {e}") from None
+    with reading(path), sf.SoundFile(str(path)) as f:
+        if f.channels != 1 or f.samplerate != SAMPLE_RATE:
+            return load_audio(path)[start:stop]  # raises the error that says what to do
+        start = min(max(start, 0), f.frames)
+        f.seek(start)
+        data = f.read(max(0, min(stop, f.frames) - start), dtype="float32", always_2d=True)
     return torch.from_numpy(np.ascontiguousarray(data[:, 0]))
 
 

@@ -30,8 +30,8 @@ import io
 import random
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -70,12 +70,6 @@ def installed_voices(executable: str) -> list[str]:
     return [v for v in VOICES if v in found]
 
 
-def family_voice(family: str) -> str | None:
-    """``slt`` for the family ``flite:slt``; None for a family of another engine."""
-    engine, _, voice = family.partition(":")
-    return voice if engine == "flite" else None
-
-
 @dataclass(frozen=True)
 class FliteSpeaker:
     """One synthetic flite speaker (see the module docstring); ``f0`` is None for ``rms``."""
@@ -101,11 +95,6 @@ class FliteSpeaker:
     def seconds_per_word(self) -> float:
         """Planning estimate of this speaker's speaking time per word."""
         return SECONDS_PER_WORD[self.voice] * self.stretch
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (for the manifest)."""
-        return {"speaker_id": self.speaker_id, "engine": self.engine, "family": self.family, **{
-            k: v for k, v in asdict(self).items() if k != "speaker_id"}}
 
 
 def make_speakers(voices: Sequence[str], count: int, rng: random.Random) -> list[FliteSpeaker]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import logging
 import sys
 from dataclasses import dataclass
@@ -109,14 +110,6 @@ def split_rows(root: str | Path, split: str, workers: int = 8, resample: bool = 
     ]
 
 
-def write_split_lengths(root: str | Path, split: str, out_dir: str | Path | None = None, workers: int = 8,
-                        resample: bool = False, on_bad_audio: str = "error") -> Path:
-    """Write ``<out_dir or root/len_for_bucket>/<split>.csv`` for ``root/split``; returns its path."""
-    out_dir = Path(out_dir) if out_dir is not None else Path(root) / "len_for_bucket"
-    rows = split_rows(root, split, workers, resample, on_bad_audio)
-    return write_length_csv(rows, out_dir / f"{split}.csv")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: one length table per ``--split``; unusable audio files are listed (exit 2) or left out."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -132,10 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    out_dir = Path(args.out) if args.out is not None else Path(args.root) / "len_for_bucket"
     try:
         for split in args.split:
-            path = write_split_lengths(args.root, split, args.out, args.workers, args.resample, args.on_bad_audio)
-            print(f"wrote {path}")
+            rows = split_rows(args.root, split, args.workers, args.resample, args.on_bad_audio)
+            print(f"wrote {write_length_csv(rows, out_dir / f'{split}.csv')}")
     except (OSError, AudioError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -160,13 +154,9 @@ class TableRow:
     label: str
     root: Path
 
-    @property
+    @functools.cached_property
     def path(self) -> Path:
-        cached = self.__dict__.get("_path")
-        if cached is None:
-            cached = self.root / self.rel
-            object.__setattr__(self, "_path", cached)
-        return cached
+        return self.root / self.rel
 
 
 def read_length_table(root: str | Path, split: str) -> list[TableRow]:

@@ -61,6 +61,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from contextlib import ExitStack
+from dataclasses import asdict
 from multiprocessing import Pool
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -81,7 +83,7 @@ from s3prl_colld.data.phonemes import (PHONEME_VOICE, EspeakMissing, phonemize_w
                                        write_lexicon, write_phone_inventory)
 from s3prl_colld.data.sentences import (DICTIONARY_PATH, DictionaryMissing, load_sentence_pairs, normalise_transcript,
                                         require_dictionary, spoken_words)
-from s3prl_colld.data.voices import SynthesisError, installed_variants
+from s3prl_colld.data.voices import SynthesisError, installed_variants, speaker_record
 from s3prl_colld.data.voices import synthesize as espeak_synthesize
 
 __all__ = ["SPLITS", "SynthError", "generate", "main", "parser"]
@@ -96,13 +98,6 @@ AUGMENT_BATCH = 16  # noisy utterances per augmentation job
 OUTPUTS = (*SPLITS, "clean", "covost", "len_for_bucket", "lexicon.txt", "phones.txt", "manifest.json")
 TSV_HEADER = ["id", "audio", "n_frames", "sr", "src_text", "tgt_text"]
 SYNTHESISERS: dict[str, Callable] = {"espeak": espeak_synthesize, "flite": flite.synthesize}
-
-
-def check_lang(lang: str) -> str:
-    """``lang`` if it is one we can synthesise, else :class:`SynthError` listing them."""
-    if lang not in LANGUAGES:
-        raise SynthError(f"unknown language {lang!r}: choose one of {', '.join(LANGUAGES)}")
-    return lang
 
 
 def prepare_output_dir(out: Path, force: bool) -> Path:
@@ -188,18 +183,16 @@ def render_noisy(job: AugmentJob) -> list[int]:
 def run_jobs(fn: Callable, jobs: list, workers: int, desc: str, sizes: list[int],
              initializer: Callable | None = None, initargs: tuple = ()) -> Iterator[Any]:
     """``fn(job)`` for each job, in job order, from ``workers`` processes, with a progress bar counting ``sizes``."""
-    with tqdm(total=sum(sizes), desc=desc, unit="utt") as bar:
+    with tqdm(total=sum(sizes), desc=desc, unit="utt") as bar, ExitStack() as stack:
         if workers == 1:
             if initializer is not None:
                 initializer(*initargs)
-            for result, size in zip(map(fn, jobs), sizes):
-                bar.update(size)
-                yield result
-            return
-        with Pool(workers, initializer=initializer, initargs=initargs) as pool:  # leaving the block terminates them
-            for result, size in zip(pool.imap(fn, jobs), sizes):
-                bar.update(size)
-                yield result
+            results = map(fn, jobs)
+        else:  # leaving the block terminates the pool
+            results = stack.enter_context(Pool(workers, initializer=initializer, initargs=initargs)).imap(fn, jobs)
+        for result, size in zip(results, sizes):
+            bar.update(size)
+            yield result
 
 
 def room_bank(rooms: Sequence, workers: int) -> list[np.ndarray]:
@@ -281,7 +274,7 @@ def manifest(args: argparse.Namespace, argv: Sequence[str], utterances: Sequence
         mine = [u for u in utterances if u.split == split]
         counts[split] = len(mine)
         hours[split] = round(sum(lengths[split, u.uttid] for u in mine) / SAMPLE_RATE / 3600, 4)
-        speakers[split] = [s.to_dict() for s in dict.fromkeys(u.speaker for u in mine)]
+        speakers[split] = [speaker_record(s) for s in dict.fromkeys(u.speaker for u in mine)]
         conditions[split] = dict(sorted(Counter(u.condition for u in mine).items()))
     order = {s: i for i, s in enumerate(SPLITS)}
     return {
@@ -307,7 +300,9 @@ def _range(text: str, name: str) -> tuple[float, float]:
 def generate(args: argparse.Namespace, argv: Sequence[str]) -> dict:
     """Build the corpus described by the parsed CLI ``args``; returns the manifest."""
     begin = time.perf_counter()
-    lang = check_lang(args.lang)
+    lang = args.lang
+    if lang not in LANGUAGES:
+        raise SynthError(f"unknown language {lang!r}: choose one of {', '.join(LANGUAGES)}")
     engines = check_engines(lang, (args.engines or DEFAULT_ENGINES[lang]).split(","))
     unseen = args.unseen or default_unseen_family(engines)
     if args.workers < 1:
@@ -377,7 +372,7 @@ def generate(args: argparse.Namespace, argv: Sequence[str]) -> dict:
     settings = {"engines": list(engines), "unseen_family": unseen, "phone_set": "arpabet" if lang == "en" else "espeak-ipa",
                 "hours_target": sizes.hours, "augmentation": {
                     "noisy_fraction": args.noisy_fraction, "rt60_s": list(rt60), "snr_db": list(snr),
-                    "rooms": [r.to_dict() for r in rooms]}}
+                    "rooms": [asdict(r) for r in rooms]}}
     write_texts(out, utterances, lengths, lang, lexicon)
     info = manifest(args, argv, utterances, lengths, len(pairs), lexicon, settings)
     (out / "manifest.json").write_text(json.dumps(info, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -45,8 +45,7 @@ def mfcc_50hz(wav: torch.Tensor) -> torch.Tensor:
         d1 = torchaudio.functional.compute_deltas(feats)
         d2 = torchaudio.functional.compute_deltas(d1)
         full = torch.cat([feats, d1, d2], dim=0).transpose(0, 1)  # [T100, 39]
-    out = full[::2].contiguous()
-    return out[: num_frames(wav.numel())]
+    return full[::2][: num_frames(wav.numel())].contiguous()
 
 
 class UnitQuantizer:

@@ -76,11 +76,6 @@ class SynthesisError(RuntimeError):
     """A TTS engine failed or produced no speech."""
 
 
-def espeak_family(voice: str, variant: str) -> str:
-    """The voice family of an espeak-ng speaker (see the module docstring)."""
-    return KLATT_FAMILY if variant.startswith("klatt") else f"espeak:{voice}"
-
-
 @dataclass(frozen=True)
 class Speaker:
     """One synthetic espeak-ng speaker; ``speaker_id`` is its LibriSpeech-style integer id."""
@@ -94,28 +89,24 @@ class Speaker:
     engine = "espeak"  # class attribute, not a field
 
     @property
-    def espeak_voice(self) -> str:
-        """The ``-v`` argument of espeak-ng, e.g. ``en-gb+m3``."""
-        return f"{self.voice}+{self.variant}"
-
-    @property
     def voice_name(self) -> str:
-        """The voice as the manifest names it (``en-gb+m3``)."""
-        return self.espeak_voice
+        """The voice as the manifest names it and espeak-ng's ``-v`` argument, e.g. ``en-gb+m3``."""
+        return f"{self.voice}+{self.variant}"
 
     @property
     def family(self) -> str:
         """``espeak:klatt`` or ``espeak:<base voice>``."""
-        return espeak_family(self.voice, self.variant)
+        return KLATT_FAMILY if self.variant.startswith("klatt") else f"espeak:{self.voice}"
 
     def seconds_per_word(self) -> float:
         """Planning estimate of this speaker's speaking time per word."""
         return SECONDS_PER_WORD_AT_1_WPM[self.voice.split("-")[0]] / self.speed
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (for the manifest)."""
-        return {"speaker_id": self.speaker_id, "engine": self.engine, "family": self.family, **{
-            k: v for k, v in asdict(self).items() if k != "speaker_id"}}
+
+def speaker_record(speaker: Any) -> dict[str, Any]:
+    """A speaker of either engine (``Speaker``, ``flite.FliteSpeaker``) as the manifest lists it."""
+    return {"speaker_id": speaker.speaker_id, "engine": speaker.engine, "family": speaker.family, **{
+        k: v for k, v in asdict(speaker).items() if k != "speaker_id"}}
 
 
 @dataclass(frozen=True)
@@ -182,18 +173,12 @@ def jitter(rng: random.Random) -> tuple[int, int]:
     return rng.randint(*RATE_JITTER), rng.randint(*PITCH_JITTER)
 
 
-def _ssml(utterances: Sequence[UtteranceSpec]) -> str:
-    pause = f'<break time="{BREAK_MS}ms"/>'
-    body = pause.join(
-        f'<prosody rate="{u.rate}%" pitch="{u.pitch}%">{escape(u.text)}</prosody>' for u in utterances
-    )
-    return f"<speak>{body}</speak>"
-
-
 def _espeak(speaker: Speaker, utterances: Sequence[UtteranceSpec], executable: str) -> np.ndarray:
-    """int16 samples at 22.05 kHz of one espeak-ng call."""
-    cmd = [executable, "-m", "-v", speaker.espeak_voice, "-s", str(speaker.speed), "-p", str(speaker.pitch),
-           "--stdout", _ssml(utterances)]
+    """int16 samples at 22.05 kHz of one espeak-ng call (SSML: each utterance's prosody, breaks between them)."""
+    body = f'<break time="{BREAK_MS}ms"/>'.join(
+        f'<prosody rate="{u.rate}%" pitch="{u.pitch}%">{escape(u.text)}</prosody>' for u in utterances)
+    cmd = [executable, "-m", "-v", speaker.voice_name, "-s", str(speaker.speed), "-p", str(speaker.pitch),
+           "--stdout", f"<speak>{body}</speak>"]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0 or not proc.stdout:
         raise SynthesisError(f"{' '.join(cmd[:7])} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')}")
@@ -247,4 +232,4 @@ def synthesize(speaker: Speaker, utterances: Sequence[UtteranceSpec], executable
     try:
         return [finish(p) for p in pieces], redone
     except SynthesisError as e:
-        raise SynthesisError(f"{e} for voice {speaker.espeak_voice} and one of {[u.text for u in utterances]}") from None
+        raise SynthesisError(f"{e} for voice {speaker.voice_name} and one of {[u.text for u in utterances]}") from None

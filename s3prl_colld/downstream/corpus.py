@@ -33,8 +33,8 @@ class Utterance:
     text: str
 
 
-def librispeech_transcripts(root: str | Path, split: str) -> list[tuple[str, Path, str]]:
-    """``(uttid, audio path, transcript)`` of every utterance of ``ROOT/SPLIT``, sorted by uttid.
+def transcript_utterances(root: str | Path, split: str) -> list[Utterance]:
+    """ASR examples: every utterance of ``ROOT/SPLIT`` (LibriSpeech layout) with its transcript, sorted by uttid.
 
     Raises:
         DataError: the split folder is missing or holds no ``*.trans.txt``.
@@ -43,10 +43,10 @@ def librispeech_transcripts(root: str | Path, split: str) -> list[tuple[str, Pat
     if not folder.is_dir():
         raise DataError(f"split folder {folder} not found: set config.data.root to a LibriSpeech-layout corpus "
                         f"(ROOT/{split}/SPK/CHAPTER/*.flac) and config.data.*_split to its split names")
-    rows = [(uttid, path, text) for uttid, (path, text) in read_transcripts(folder).items()]
+    rows = [Utterance(uttid, path, text) for uttid, (path, text) in sorted(read_transcripts(folder).items())]
     if not rows:
         raise DataError(f"no transcripts (*/*/*.trans.txt) under {folder}: is it a LibriSpeech-layout split?")
-    return sorted(rows)
+    return rows
 
 
 def read_lexicon(path: str | Path) -> dict[str, list[str]]:
@@ -65,17 +65,6 @@ def read_lexicon(path: str | Path) -> dict[str, list[str]]:
     return lexicon
 
 
-def to_phones(transcript: str, lexicon: dict[str, list[str]]) -> list[str] | None:
-    """The phones of ``transcript`` word by word, or None if a word is not in the lexicon."""
-    out: list[str] = []
-    for word in transcript.split():
-        phones = lexicon.get(word)
-        if phones is None:
-            return None
-        out += phones
-    return out
-
-
 def phone_utterances(root: str | Path, split: str, lexicon: dict[str, list[str]]) -> list[Utterance]:
     """PR examples: audio with the lexicon's phones of its transcript.
 
@@ -83,22 +72,16 @@ def phone_utterances(root: str | Path, split: str, lexicon: dict[str, list[str]]
         DataError: some words are missing from the lexicon (names a few).
     """
     out, missing = [], set()
-    for uttid, path, text in librispeech_transcripts(root, split):
-        phones = to_phones(text, lexicon)
-        if phones is None:
-            missing.update(w for w in text.split() if w not in lexicon)
-        else:
-            out.append(Utterance(uttid, path, " ".join(phones)))
+    for u in transcript_utterances(root, split):
+        unknown = {w for w in u.text.split() if w not in lexicon}
+        missing |= unknown
+        if not unknown:
+            out.append(Utterance(u.uttid, u.path, " ".join(p for w in u.text.split() for p in lexicon[w])))
     if missing:
         raise DataError(f"{len(missing)} words of {Path(root) / split} are not in the lexicon, e.g. "
                         f"{', '.join(sorted(missing)[:5])}: use a lexicon that covers the corpus "
                         "(s3prl's g2p lexicons cover LibriSpeech)")
     return out
-
-
-def transcript_utterances(root: str | Path, split: str) -> list[Utterance]:
-    """ASR examples: audio with its transcript."""
-    return [Utterance(u, p, t) for u, p, t in librispeech_transcripts(root, split)]
 
 
 def covost_utterances(tsv: str | Path, audio_dir: str | Path) -> list[Utterance]:

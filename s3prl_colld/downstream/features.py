@@ -100,10 +100,6 @@ class CachedFeatures:
     def __len__(self) -> int:
         return len(self.index["uttids"])
 
-    @property
-    def uttids(self) -> list[str]:
-        return list(self.index["uttids"])
-
     def verify(self, i: int) -> None:
         """Check entry ``i`` against its audio file; StaleCacheError (naming the folder) if it no longer fits."""
         frames, samples = self.index["frames"][i], self.index["samples"][i]

@@ -76,8 +76,5 @@ def plot_layer_weights(weights: Sequence[float], path: str | Path, title: str = 
 def pad_features(feats: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """``[L, T_i, D]`` each -> zero-padded ``[B, L, T, D]`` and lengths ``[B]``."""
     lengths = torch.tensor([f.size(1) for f in feats])
-    L, D = feats[0].size(0), feats[0].size(2)
-    out = feats[0].new_zeros(len(feats), L, int(lengths.max()), D)
-    for i, f in enumerate(feats):
-        out[i, :, : f.size(1)] = f
-    return out, lengths
+    padded = torch.nn.utils.rnn.pad_sequence([f.transpose(0, 1) for f in feats], batch_first=True)  # [B, T, L, D]
+    return padded.transpose(1, 2).contiguous(), lengths

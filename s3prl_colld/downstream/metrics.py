@@ -24,14 +24,12 @@ def error_rate(hyps: Sequence[Sequence], refs: Sequence[Sequence]) -> float:
     return 100.0 * errors / total
 
 
-def per(hyps: Sequence[str], refs: Sequence[str]) -> float:
-    """Phone error rate (%) of space-separated phone strings."""
-    return error_rate([h.split() for h in hyps], [r.split() for r in refs])
-
-
 def wer(hyps: Sequence[str], refs: Sequence[str]) -> float:
     """Word error rate (%) of transcripts (words split on whitespace, case kept)."""
     return error_rate([h.split() for h in hyps], [r.split() for r in refs])
+
+
+per = wer  # phone error rate (%): the same count over space-separated phone strings
 
 
 def bleu(hyps: Sequence[str], refs: Sequence[str]) -> float:

@@ -104,11 +104,6 @@ class DownstreamRunner:
             self.lengths[role] = [num_samples(u.path) for u in self._utterances(role)]
         return self.lengths[role]
 
-    def cache_dir(self) -> Path | None:
-        if not self.cfg.cache.enabled:
-            return None
-        return Path(self.cfg.cache.dir) if self.cfg.cache.dir else self.expdir.parent / "_feature_cache"
-
     def source(self, role: str) -> FeatureSource:
         """Features of ``role``'s split (cached on first use when caching is on and it fits)."""
         if role not in self.sources:
@@ -116,8 +111,11 @@ class DownstreamRunner:
             check_audio(utts, self.cfg.data.resample, self.task.split_name(role),
                         str(Path(self.cfg.data.root).resolve()))
             # the same audio files share a cache across tasks (PR and ASR read the same LibriSpeech split)
-            self.sources[role] = feature_source(self.upstream, utts, self.task.split_name(role), self.cache_dir(),
-                                                self.cfg.cache.max_gb, self.cfg.data.resample,
+            cache, cache_dir = self.cfg.cache, None
+            if cache.enabled:
+                cache_dir = Path(cache.dir) if cache.dir else self.expdir.parent / "_feature_cache"
+            self.sources[role] = feature_source(self.upstream, utts, self.task.split_name(role), cache_dir,
+                                                cache.max_gb, self.cfg.data.resample,
                                                 self.cfg.runner.progress_bar)
         return self.sources[role]
 
@@ -170,12 +168,6 @@ class DownstreamRunner:
             for old in ckpt_io.list_checkpoints(self.expdir)[: -self.cfg.runner.max_keep]:
                 old.unlink(missing_ok=True)
         return path
-
-    def save_layer_weights(self) -> None:
-        weights = self.featurizer.layer_weights()
-        (self.expdir / "layer_weights.json").write_text(json.dumps({"step": self.step, "weights": weights}))
-        plot_layer_weights(weights, self.expdir / "layer_weights.png",
-                           f"{self.spec.upstream} {self.spec.task} step {self.step}")
 
     # ------------------------------------------------------------------ loops
     @torch.no_grad()
@@ -246,7 +238,10 @@ class DownstreamRunner:
                     self.save("dev-best.ckpt")
                     self.task.write_predictions(self.expdir, "dev", self.task.split_name("dev"), result["ids"],
                                                 result["hyps"], result["refs"])
-                self.save_layer_weights()
+                weights = self.featurizer.layer_weights()
+                (self.expdir / "layer_weights.json").write_text(json.dumps({"step": self.step, "weights": weights}))
+                plot_layer_weights(weights, self.expdir / "layer_weights.png",
+                                   f"{self.spec.upstream} {self.spec.task} step {self.step}")
             if self.step % rc.save_step == 0 or self.step == rc.total_steps:
                 self.save()
         bar.close()

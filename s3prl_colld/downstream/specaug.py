@@ -27,17 +27,13 @@ import torch.nn.functional as F
 from s3prl_colld.downstream.schema import SpecAugConfig
 
 
-def _randint(low: int, high: int, size: tuple[int, ...] = ()) -> torch.Tensor:
-    return torch.randint(low, high, size)
-
-
 def time_warp(x: torch.Tensor, window: int, mode: str = "bicubic") -> torch.Tensor:
     """Warp one utterance ``x [T, D]`` along time; returns ``[T, D]`` (``x`` itself when too short)."""
     t = x.size(0)
     if window < 1 or t - window <= window:
         return x
-    centre = int(_randint(window, t - window))
-    warped = int(_randint(centre - window, centre + window)) + 1
+    centre = int(torch.randint(window, t - window, ()))
+    warped = int(torch.randint(centre - window, centre + window, ())) + 1
     img = x[None, None]  # [1, 1, T, D]
     left = F.interpolate(img[:, :, :centre], size=(warped, x.size(1)), mode=mode, align_corners=False)
     right = F.interpolate(img[:, :, centre:], size=(t - warped, x.size(1)), mode=mode, align_corners=False)
@@ -49,8 +45,8 @@ def band_mask(batch: int, size: int, num: int, width_range: list[int], device: t
     if num < 1:
         return torch.zeros(batch, size, dtype=torch.bool, device=device)
     low, high = width_range
-    widths = _randint(low, high, (batch, num))[..., None]  # [B, num, 1]
-    starts = _randint(0, max(1, size - int(widths.max())), (batch, num))[..., None]
+    widths = torch.randint(low, high, (batch, num))[..., None]  # [B, num, 1]
+    starts = torch.randint(0, max(1, size - int(widths.max())), (batch, num))[..., None]
     pos = torch.arange(size)[None, None]  # [1, 1, size]
     return ((starts <= pos) & (pos < starts + widths)).any(1).to(device)
 

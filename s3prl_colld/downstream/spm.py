@@ -53,11 +53,6 @@ class SentencePieceText:
         self.proto = proto
         self.sp = spm.SentencePieceProcessor(model_proto=proto)
 
-    @classmethod
-    def from_bytes(cls, proto: bytes) -> "SentencePieceText":
-        """Load a proto returned by ``train_sentencepiece``."""
-        return cls(proto)
-
     def to_tensor(self) -> torch.Tensor:
         """The proto as a uint8 tensor (``torch.load(weights_only=True)``-safe)."""
         return torch.frombuffer(bytearray(self.proto), dtype=torch.uint8).clone()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 
 from s3prl_colld.config import ConfigError
 
@@ -104,16 +105,6 @@ class Conv1dSubsampler(nn.Module):
         self.convs = nn.ModuleList(nn.Conv1d(i, o, kernel, stride=2, padding=kernel // 2) for i, o in zip(dims, outs))
         self.kernel = kernel
 
-    def _conv_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        """Valid frames after one of the stride-2 convs."""
-        return torch.div(lengths + 2 * (self.kernel // 2) - self.kernel, 2, rounding_mode="floor") + 1
-
-    def out_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        """Valid output frames ``[B]`` for valid input frames ``lengths`` ``[B]``."""
-        for _ in self.convs:
-            lengths = self._conv_lengths(lengths)
-        return lengths
-
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x [B, T, in_dim]``, ``lengths [B]`` -> ``(y [B, T', out_dim], lengths' [B])``.
 
@@ -124,7 +115,7 @@ class Conv1dSubsampler(nn.Module):
         for conv in self.convs:
             y = y.masked_fill(padding_mask(lengths, y.size(2))[:, None], 0.0)
             y = F.glu(conv(y), dim=1)
-            lengths = self._conv_lengths(lengths)
+            lengths = torch.div(lengths + 2 * (self.kernel // 2) - self.kernel, 2, rounding_mode="floor") + 1
         return y.transpose(1, 2), lengths
 
 
@@ -189,15 +180,10 @@ class STHead(nn.Module):
     def teacher_forcing_batch(self, targets: list[list[int]], device: torch.device
                               ) -> tuple[torch.Tensor, torch.Tensor]:
         """``prev = [bos] + y`` and ``gold = y + [eos]``, padded: two ``[B, max len + 1]`` tensors."""
-        u = max(len(t) for t in targets) + 1
-        prev = torch.full((len(targets), u), self.pad_id, dtype=torch.long)
-        gold = torch.full((len(targets), u), self.pad_id, dtype=torch.long)
-        for i, t in enumerate(targets):
-            prev[i, 0] = self.bos_id
-            prev[i, 1: len(t) + 1] = torch.tensor(t, dtype=torch.long)
-            gold[i, : len(t)] = torch.tensor(t, dtype=torch.long)
-            gold[i, len(t)] = self.eos_id
-        return prev.to(device), gold.to(device)
+        def padded(seqs: list[list[int]]) -> torch.Tensor:
+            return pad_sequence([torch.tensor(s, dtype=torch.long) for s in seqs], True, self.pad_id).to(device)
+
+        return padded([[self.bos_id, *t] for t in targets]), padded([[*t, self.eos_id] for t in targets])
 
     def loss(self, x: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:
         """fairseq's label-smoothed cross entropy, summed over target tokens, divided by the sentences.
@@ -262,9 +248,9 @@ class STHead(nn.Module):
             cand = (scores.reshape(-1, 1) + logp).reshape(b, beam * vocab)
             top, idx = cand.topk(min(2 * beam, cand.size(1)), dim=1)  # >= beam non-eos among 2 * beam
             top_l, idx_l = top.tolist(), idx.tolist()
-            next_rows, next_tokens, next_scores = [], [], []
+            following: list[tuple[int, int, float]] = []  # (source row, token, score) of each next row
             for i in range(b):
-                rows, toks, scs = [], [], []
+                live: list[tuple[int, int, float]] = []
                 done = len(finished[i]) >= beam or step > limits[i]
                 for rank, (score, j) in enumerate(zip(top_l[i], idx_l[i])):
                     if done or score == -math.inf:
@@ -274,20 +260,13 @@ class STHead(nn.Module):
                         if rank < beam:
                             finished[i].append((score / (step + 1) ** self.cfg.length_penalty,
                                                 tokens[src, 1:].tolist()))
-                        continue
-                    if len(rows) < beam:
-                        rows.append(src)
-                        toks.append(tok)
-                        scs.append(score)
-                while len(rows) < beam:  # a finished utterance, or too few live candidates: dead padding rows
-                    rows.append(i * beam)
-                    toks.append(self.eos_id)
-                    scs.append(-math.inf)
-                next_rows += rows
-                next_tokens += toks
-                next_scores += scs
+                    elif len(live) < beam:
+                        live.append((src, tok, score))
+                # a finished utterance, or too few live candidates: dead padding rows
+                following += live + [(i * beam, self.eos_id, -math.inf)] * (beam - len(live))
             if all(len(f) >= beam or step >= lim for f, lim in zip(finished, limits)):
                 break
-            tokens = torch.cat([tokens[next_rows], torch.tensor(next_tokens, device=x.device)[:, None]], 1)
-            scores = torch.tensor(next_scores, device=x.device).reshape(b, beam)
+            rows, toks, scs = zip(*following)
+            tokens = torch.cat([tokens[list(rows)], torch.tensor(toks, device=x.device)[:, None]], 1)
+            scores = torch.tensor(scs, device=x.device).reshape(b, beam)
         return [max(f, key=lambda h: h[0])[1] if f else [] for f in finished]

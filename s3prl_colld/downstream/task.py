@@ -27,11 +27,7 @@ TASKS: Registry[type["DownstreamTask"]] = Registry("downstream task", "s3prl_col
 def register(name: str) -> Callable[[type["DownstreamTask"]], type["DownstreamTask"]]:
     """Class decorator: make a task available as ``run_downstream.py -d NAME``."""
     return TASKS.register(name)
-
-
-def get_task(name: str) -> type["DownstreamTask"]:
-    """The task class of ``-d NAME`` (a ``ConfigError`` with close matches for an unknown name)."""
-    return TASKS.get(name)
+get_task = TASKS.get  # the task class of -d NAME (a ConfigError with close matches for an unknown name)
 
 
 class DownstreamTask:

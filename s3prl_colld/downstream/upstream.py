@@ -60,9 +60,7 @@ class FrozenUpstream(FrozenS3PRLUpstream):
         for i in range(0, len(wavs), self.batch_size):
             chunk = wavs[i: i + self.batch_size]
             lengths = torch.tensor([w.numel() for w in chunk])
-            padded = torch.zeros(len(chunk), int(lengths.max()))
-            for j, w in enumerate(chunk):
-                padded[j, : w.numel()] = w
+            padded = torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True).float()
             hs, hs_len = self.upstream(padded.to(self.device), lengths.to(self.device))
             stacked = torch.stack(hs, 1).float().cpu()  # [B, L, T, D]
             out += [stacked[j, :, : int(hs_len[0][j])].clone() for j in range(len(chunk))]

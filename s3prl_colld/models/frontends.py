@@ -12,6 +12,7 @@ scaling of the CNN output, ``feature_grad_mult``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -103,10 +104,7 @@ class WavCNN(nn.Module):
 
     @property
     def downsample_rate(self) -> int:
-        rate = 1
-        for s in self.strides:
-            rate *= s
-        return rate
+        return math.prod(self.strides)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Frames per utterance for ``lengths`` samples."""
@@ -246,14 +244,6 @@ def _run_3d(block: nn.Module, x: torch.Tensor, low_precision_norm: bool) -> torc
     return x
 
 
-def _lowp_autocast(x: torch.Tensor) -> bool:
-    return x.dtype in (torch.float16, torch.bfloat16) and torch.is_autocast_enabled(x.device.type)
-
-
-def _is_fp32_norm(m: nn.Module) -> bool:
-    return type(m).__name__.startswith("Fp32")  # fairseq's Fp32GroupNorm / Fp32LayerNorm
-
-
 def _norm(m: nn.GroupNorm | nn.LayerNorm, x: torch.Tensor, low_precision_norm: bool) -> torch.Tensor:
     """``m(x)`` for a group norm or a layer norm (over its last dims) with fairseq's precision rules.
 
@@ -266,10 +256,10 @@ def _norm(m: nn.GroupNorm | nn.LayerNorm, x: torch.Tensor, low_precision_norm: b
     else:
         def norm(x: torch.Tensor, w: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor:
             return F.layer_norm(x, m.normalized_shape, w, b, m.eps)
-    if _is_fp32_norm(m):
+    if type(m).__name__.startswith("Fp32"):  # fairseq's Fp32GroupNorm / Fp32LayerNorm
         w, b = (None if p is None else p.float() for p in (m.weight, m.bias))
         return norm(x.float(), w, b).type_as(x)
-    if low_precision_norm and _lowp_autocast(x):
+    if low_precision_norm and x.dtype in (torch.float16, torch.bfloat16) and torch.is_autocast_enabled(x.device.type):
         w, b = (None if p is None else p.to(x.dtype) for p in (m.weight, m.bias))
         with torch.autocast(device_type=x.device.type, enabled=False):
             return norm(x, w, b)

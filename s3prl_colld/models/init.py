@@ -32,6 +32,11 @@ def _copy(dst: torch.Tensor, src: torch.Tensor, name: str, skipped: list[str]) -
     return True
 
 
+def _copy_affine(dst: nn.Module, src: nn.Module, name: str, skipped: list[str]) -> int:
+    """``_copy`` of ``weight`` and ``bias`` (a linear layer or a norm); returns how many fitted."""
+    return sum(_copy(getattr(dst, p), getattr(src, p), f"{name}.{p}", skipped) for p in ("weight", "bias"))
+
+
 def _norm_and_conv(seq: nn.Module) -> tuple[nn.Conv1d | None, nn.Module | None]:
     conv = next((m for m in seq.modules() if isinstance(m, nn.Conv1d)), None)
     norm = next((m for m in seq.modules() if isinstance(m, (nn.GroupNorm, nn.LayerNorm))), None)
@@ -49,8 +54,7 @@ def _copy_cnn(student_cnn: nn.Module, teacher_fx: nn.Module, skipped: list[str])
         if s_conv is not None and t_conv is not None:
             copied += _copy(s_conv.weight, t_conv.weight, f"cnn.{k}.conv", skipped)
         if s_norm is not None and t_norm is not None:
-            for p in ("weight", "bias"):
-                copied += _copy(getattr(s_norm, p), getattr(t_norm, p), f"cnn.{k}.norm.{p}", skipped)
+            copied += _copy_affine(s_norm, t_norm, f"cnn.{k}.norm", skipped)
     return copied
 
 
@@ -59,18 +63,12 @@ def _copy_layer(s_layer: nn.TransformerEncoderLayer, t_layer: Any, k: int, skipp
     att = t_layer.self_attn
     w = torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight])
     b = torch.cat([att.q_proj.bias, att.k_proj.bias, att.v_proj.bias])
-    pairs = [
-        (s_layer.self_attn.in_proj_weight, w, "in_proj.weight"), (s_layer.self_attn.in_proj_bias, b, "in_proj.bias"),
-        (s_layer.self_attn.out_proj.weight, att.out_proj.weight, "out_proj.weight"),
-        (s_layer.self_attn.out_proj.bias, att.out_proj.bias, "out_proj.bias"),
-        (s_layer.linear1.weight, t_layer.fc1.weight, "fc1.weight"), (s_layer.linear1.bias, t_layer.fc1.bias, "fc1.bias"),
-        (s_layer.linear2.weight, t_layer.fc2.weight, "fc2.weight"), (s_layer.linear2.bias, t_layer.fc2.bias, "fc2.bias"),
-        (s_layer.norm1.weight, t_layer.self_attn_layer_norm.weight, "norm1.weight"),
-        (s_layer.norm1.bias, t_layer.self_attn_layer_norm.bias, "norm1.bias"),
-        (s_layer.norm2.weight, t_layer.final_layer_norm.weight, "norm2.weight"),
-        (s_layer.norm2.bias, t_layer.final_layer_norm.bias, "norm2.bias"),
-    ]
-    return sum(_copy(d, s, f"layer{k}.{n}", skipped) for d, s, n in pairs)
+    copied = (_copy(s_layer.self_attn.in_proj_weight, w, f"layer{k}.in_proj.weight", skipped)
+              + _copy(s_layer.self_attn.in_proj_bias, b, f"layer{k}.in_proj.bias", skipped))
+    pairs = ((s_layer.self_attn.out_proj, att.out_proj, "out_proj"), (s_layer.linear1, t_layer.fc1, "fc1"),
+             (s_layer.linear2, t_layer.fc2, "fc2"), (s_layer.norm1, t_layer.self_attn_layer_norm, "norm1"),
+             (s_layer.norm2, t_layer.final_layer_norm, "norm2"))
+    return copied + sum(_copy_affine(d, s, f"layer{k}.{n}", skipped) for d, s, n in pairs)
 
 
 def init_student_from_teacher(student: nn.Module, teacher: Teacher, cfg: Any) -> dict[str, int]:
@@ -86,11 +84,9 @@ def init_student_from_teacher(student: nn.Module, teacher: Teacher, cfg: Any) ->
     if cfg.frontend_from_teacher and student.cfg.frontend == "cnn":
         copied["frontend"] += _copy_cnn(student.frontend, model.feature_extractor, skipped)
         if getattr(model, "layer_norm", None) is not None and isinstance(student.frontend_norm, nn.LayerNorm):
-            copied["frontend"] += _copy(student.frontend_norm.weight, model.layer_norm.weight, "frontend_norm.weight", skipped)
-            copied["frontend"] += _copy(student.frontend_norm.bias, model.layer_norm.bias, "frontend_norm.bias", skipped)
+            copied["frontend"] += _copy_affine(student.frontend_norm, model.layer_norm, "frontend_norm", skipped)
         if getattr(model, "post_extract_proj", None) is not None:
-            copied["frontend"] += _copy(student.proj.weight, model.post_extract_proj.weight, "proj.weight", skipped)
-            copied["frontend"] += _copy(student.proj.bias, model.post_extract_proj.bias, "proj.bias", skipped)
+            copied["frontend"] += _copy_affine(student.proj, model.post_extract_proj, "proj", skipped)
     if cfg.layers_from_teacher:
         enc = model.encoder
         t_pos = enc.pos_conv[0]
@@ -99,8 +95,7 @@ def init_student_from_teacher(student: nn.Module, teacher: Teacher, cfg: Any) ->
             copied["layers"] += _copy(s_pos.parametrizations.weight.original0, t_pos.weight_g, "pos_conv.g", skipped)
             copied["layers"] += _copy(s_pos.parametrizations.weight.original1, t_pos.weight_v, "pos_conv.v", skipped)
             copied["layers"] += _copy(s_pos.bias, t_pos.bias, "pos_conv.bias", skipped)
-        copied["layers"] += _copy(student.norm.weight, enc.layer_norm.weight, "norm.weight", skipped)
-        copied["layers"] += _copy(student.norm.bias, enc.layer_norm.bias, "norm.bias", skipped)
+        copied["layers"] += _copy_affine(student.norm, enc.layer_norm, "norm", skipped)
         for k, (s_layer, t_layer) in enumerate(zip(student.layers, enc.layers)):
             copied["layers"] += _copy_layer(s_layer, t_layer, k, skipped)
     if skipped:

@@ -149,9 +149,7 @@ class StudentEncoder(nn.Module):
         x = self.dropout(x)
         hidden = [x]
         pad = ~valid if padded else None
-        for i, layer in enumerate(self.layers):
-            x = layer(x, src_key_padding_mask=pad)
-            if i == len(self.layers) - 1:
-                x = self.final_norm(x)
-            hidden.append(x)
+        for layer in self.layers:
+            hidden.append(layer(hidden[-1], src_key_padding_mask=pad))
+        hidden[-1] = self.final_norm(hidden[-1])  # pre-norm (layer_norm_first) students end with a LayerNorm
         return hidden, valid, mask

@@ -207,47 +207,33 @@ class Teacher(FrozenS3PRLUpstream):
         """``wav [B, N]``, ``lengths [B]`` -> ``L_T + 1`` float32 tensors ``[B, T, D_T]`` (plain, not inference tensors)."""
         return self.run(wav, lengths, padded=padded).hidden
 
-    def forward_with_frontend(self, wav: torch.Tensor, lengths: torch.Tensor, padded: bool = True
-                              ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """``forward`` plus the teacher's CNN output ``[B, T, C]`` (float32), captured in the same pass."""
-        out = self.run(wav, lengths, frontend=True, padded=padded)
-        assert out.frontend is not None
-        return out.hidden, out.frontend
-
-    @torch.inference_mode()
-    def _frontend_features(self, wav: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        module = self.frontend_module
-        if module is None:
-            raise ConfigError(f"teacher {self.cfg.name} has no waveform CNN (feature_extractor)")
-        if self.normalizes_waveform:
-            wav = normalize_waveform(wav, lengths)
-        with torch.autocast(device_type=wav.device.type, enabled=False):
-            return module(wav.to(self.dtype))
-
     def frontend_features(self, wav: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The teacher's CNN output ``[B, T, C]`` (float32) of the waveform as the teacher sees it (normalised
         per utterance when the teacher normalises), without running its transformer."""
-        return self._frontend_features(wav, lengths).transpose(1, 2).float().clone()
-
-    @torch.inference_mode()
-    def _unit_log_probs(self, last: torch.Tensor) -> torch.Tensor:
-        from s3prl_colld.objectives.losses import unit_log_probs
-
-        model = self.hubert
-        assert model is not None
-        with torch.autocast(device_type=last.device.type, enabled=False):
-            proj = model.final_proj(last.to(self.dtype))
-            codebook = model.label_embs_concat.split(model.num_classes, 0)[0]
-            return unit_log_probs(proj, codebook, float(model.logit_temp))
+        module = self.frontend_module
+        if module is None:
+            raise ConfigError(f"teacher {self.cfg.name} has no waveform CNN (feature_extractor)")
+        with torch.inference_mode():
+            if self.normalizes_waveform:
+                wav = normalize_waveform(wav, lengths)
+            with torch.autocast(device_type=wav.device.type, enabled=False):
+                out = module(wav.to(self.dtype))
+        return out.transpose(1, 2).float().clone()
 
     def unit_log_probs(self, last: torch.Tensor) -> torch.Tensor:
         """HuBERT's unit distribution ``log p_T(c|t)`` from the last hidden state ``[B, T, D]`` -> ``[B, T, C]``."""
-        if not self.has_unit_head:
+        from s3prl_colld.objectives.losses import unit_log_probs
+
+        model = self.hubert
+        if model is None:
             raise ConfigError(
                 f"the discriminative loss needs a HuBERT teacher with its unit-prediction head "
                 f"(final_proj and label_embs_concat); {self.cfg.name} has none"
             )
-        return self._unit_log_probs(last).float().clone()
+        with torch.inference_mode(), torch.autocast(device_type=last.device.type, enabled=False):
+            proj = model.final_proj(last.to(self.dtype))
+            out = unit_log_probs(proj, model.label_embs_concat.split(model.num_classes, 0)[0], float(model.logit_temp))
+        return out.float().clone()
 
     def codebook(self) -> torch.Tensor:
         """The frozen unit embeddings ``[C, final_dim]`` (first label set)."""

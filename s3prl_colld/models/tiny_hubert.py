@@ -8,6 +8,7 @@ Our config lists the CNN as ``[[dim, kernel, stride], ...]``; s3prl's
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,10 +56,7 @@ class TinyHubertConfig:
 
     @property
     def total_stride(self) -> int:
-        out = 1
-        for _, _, stride in self.conv_layers:
-            out *= stride
-        return out
+        return math.prod(stride for _, _, stride in self.conv_layers)
 
 
 def hubert_configs(cfg: TinyHubertConfig, label_rate: float) -> tuple[HubertConfig, HubertPretrainingConfig]:
@@ -95,10 +93,4 @@ def hubert_local_keys(model: HubertModel, cfg: TinyHubertConfig, n_units: int, l
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
     """Enum-like values -> str, tuples stay (``weights_only`` accepts them)."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if v is None or isinstance(v, (bool, int, float, str, tuple, list)):
-            out[k] = v
-        else:
-            out[k] = str(v)
-    return out
+    return {k: v if v is None or isinstance(v, (bool, int, float, str, tuple, list)) else str(v) for k, v in d.items()}

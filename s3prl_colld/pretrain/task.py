@@ -122,11 +122,4 @@ class PretrainTask(nn.Module):
                 "modules": {n: {"config": to_dict(getattr(self, n).cfg), "prefix": f"{n}."} for n in self.exports}}
 
 
-def get_task(name: str) -> type[PretrainTask]:
-    """The task class registered as ``name``; ``UnknownTaskError`` names the close matches and every task."""
-    return TASKS.get(name)
-
-
-def all_tasks() -> dict[str, type[PretrainTask]]:
-    """Every registered task by name."""
-    return TASKS.all()
+get_task = TASKS.get  # the task class registered as NAME; UnknownTaskError names the close matches and every task

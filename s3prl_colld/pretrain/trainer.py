@@ -35,7 +35,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ContextManager, Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -324,12 +324,6 @@ class Trainer:
         return True
 
     # ---------------------------------------------------------------- one step
-    def _no_sync(self, last: bool) -> ContextManager[Any]:
-        """DDP's ``no_sync`` for the micro-batches before the last one."""
-        if last or not isinstance(self.model, DistributedDataParallel):
-            return nullcontext()
-        return self.model.no_sync()
-
     def train_step(self, batches: Iterator[tuple[dict[str, Any], int, int]], fetch_next: bool = True) -> StepResult:
         """Accumulate ``gradient_accumulate_steps`` micro-batches, then step (or skip, on non-finite values).
 
@@ -348,7 +342,8 @@ class Trainer:
         for k, (batch, epoch, position) in enumerate(micro):
             self.epoch, self.batch_in_epoch = epoch, position  # the data position moves as batches are used
             batch = to_device(batch, dev)
-            with self._no_sync(last=k == n - 1):
+            ddp = isinstance(self.model, DistributedDataParallel)
+            with self.model.no_sync() if ddp and k < n - 1 else nullcontext():  # DDP syncs the last micro-batch
                 with autocast(self.precision, dev):
                     loss, step_stats = self.model(batch)
                 if loss.dim() != 0:
@@ -400,7 +395,12 @@ class Trainer:
             last save), "bad_steps", "stopped_by" (signal name or None)}``.
         """
         rc = self.rc
-        writer = self._tensorboard()
+        # TensorBoard events in the run folder (rank 0); those past the current step (an earlier attempt's) are purged
+        writer = None
+        if self.dist.main:
+            from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when training
+
+            writer = SummaryWriter(str(self.expdir), purge_step=self.step + 1)
         bar = tqdm(total=rc.total_steps, initial=self.step, desc=self.task_cls.name, unit="step",
                    disable=not (self.dist.main and rc.progress_bar), dynamic_ncols=True)
         batches = self.batches()
@@ -498,14 +498,6 @@ class Trainer:
                      row["lr"], row["steps_per_sec"])
         else:
             bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", refresh=False)
-
-    def _tensorboard(self) -> Any:
-        """A SummaryWriter in the run folder (rank 0); events past the current step (of an earlier attempt) are purged."""
-        if not self.dist.main:
-            return None
-        from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when training
-
-        return SummaryWriter(str(self.expdir), purge_step=self.step + 1)
 
     @contextmanager
     def _signal_handlers(self) -> Iterator[None]:

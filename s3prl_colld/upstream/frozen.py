@@ -23,19 +23,14 @@ class UpstreamError(ConfigError):
     """An upstream name that s3prl does not know, or a missing checkpoint."""
 
 
-def available_upstreams() -> list[str]:
-    """Every name ``S3PRLUpstream`` accepts, ours included."""
+def check_upstream_name(name: str) -> None:
+    """Raise an ``UpstreamError`` listing close matches if s3prl does not know ``name`` (ours included)."""
     from s3prl.nn import S3PRLUpstream
 
     from s3prl_colld.hub import register
 
     register()
-    return S3PRLUpstream.available_names()
-
-
-def check_upstream_name(name: str) -> None:
-    """Raise an ``UpstreamError`` listing close matches if s3prl does not know ``name``."""
-    names = available_upstreams()
+    names = S3PRLUpstream.available_names()
     if name not in names:
         close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
         hint = f" Close matches: {', '.join(close)}." if close else ""

@@ -196,7 +196,7 @@ class STTask(DownstreamTask):
         from s3prl_colld.downstream.spm import SentencePieceText, train_sentencepiece
 
         proto = train_sentencepiece([u.text for u in train], self.head_cfg.vocab_size, self.head_cfg.spm_model_type)
-        self.spm = SentencePieceText.from_bytes(proto)
+        self.spm = SentencePieceText(proto)
 
     def vocab_state(self) -> dict[str, Any]:
         return {"spm": self.spm.to_tensor()}
