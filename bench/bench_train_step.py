@@ -58,7 +58,8 @@ def _extra(p: argparse.ArgumentParser) -> None:
                    help="our config.teacher.precision (s3prl's expert always runs the teacher in fp32)")
     p.add_argument("--kernels", choices=("fast", "reference"), default="fast",
                    help="our runner.fast_kernels (default fast: SDPA, direct teacher call, masks only when padded)")
-    p.add_argument("--channels-last", action="store_true", help="our runner.cnn_channels_last (both CNNs)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                   help="our runner.cnn_channels_last (both CNNs; default on, as the trainer)")
     p.add_argument("--compile", action="store_true",
                    help="our runner.compile (torch.compile of the student and the teacher's CNN; inductor on CPU)")
     p.add_argument("--s3prl-precision", choices=("fp32", "bf16"), default=None,

@@ -25,8 +25,8 @@ QUICK = ["--device", "cpu", "--quick", "--iters", "1", "--warmup", "1", "--phase
 
 def test_quick_cpu_run_covers_s3prl_ours_and_colld(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "gpu_bench.json"
-    names = ["s3prl_fp16", "ours_bf16_cl", "colld_bf16"]
-    rc = bench.main(QUICK + ["--only", ",".join(names), "--profile", "ours_bf16_cl", "--json", str(out)])
+    names = ["s3prl_fp16", "ours_bf16_ncl", "colld_bf16"]
+    rc = bench.main(QUICK + ["--only", ",".join(names), "--profile", "ours_bf16_ncl", "--json", str(out)])
     assert rc == 0
     data = json.loads(out.read_text())
     assert list(data["results"]) == names and data["shapes"]["batch"] == 2
@@ -36,8 +36,8 @@ def test_quick_cpu_run_covers_s3prl_ours_and_colld(tmp_path: Path, capsys: pytes
         assert r["ms_median"] > 0 and r["audio_sec_per_s"] > 0 and math.isfinite(r["loss"])
         assert set(r["phases_ms"]) == set(bench.PHASES) and r["phases_ms"]["total"] > 0
         assert r["phases_ms"]["teacher"] > 0 and r["phases_ms"]["backward"] > 0
-    assert data["results"]["ours_bf16_cl"]["phases_ms"]["student CNN"] > 0
-    assert "aten::" in data["results"]["ours_bf16_cl"]["profile"]
+    assert data["results"]["ours_bf16_ncl"]["phases_ms"]["student CNN"] > 0
+    assert "aten::" in data["results"]["ours_bf16_ncl"]["profile"]
     assert "profile" not in data["results"]["colld_bf16"]
     printed = capsys.readouterr().out
     assert "| contender | ms / step" in printed and "Per phase" in printed

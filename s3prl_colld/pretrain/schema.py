@@ -31,7 +31,7 @@ class RunnerConfig:
     find_unused_parameters: bool = False  # DDP: set true if some trainable parameters get no gradient in a step
     # speed: how a step runs, not what it learns (bench/README.md has the measurements)
     fast_kernels: bool = True  # SDPA attention, no padding masks on unpadded batches, direct teacher call, CNN norms in bf16/fp16 under autocast
-    cnn_channels_last: bool = False  # run the waveform CNNs (student and teacher) as channels-last conv2d
+    cnn_channels_last: bool = True  # the waveform CNNs (student and teacher) as channels-last conv2d, first block fused
     cudnn_benchmark: bool = True  # GPU: cuDNN times its conv algorithms once per input shape and keeps the fastest
     tf32: bool = False  # GPU, precision=fp32: TF32 matmuls (10-bit mantissa products; cuDNN convs use TF32 by default)
     compile: bool = False  # torch.compile the task's hot modules (the student); the first steps of each shape are slow
