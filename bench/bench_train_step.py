@@ -76,11 +76,11 @@ def build_ours(teacher_ckpt: Path, expdir: Path, heads_kind: str, precision: str
                teacher_precision: str = "fp32", share_frontend: bool = False, fast: bool = True,
                channels_last: bool = False, compile: bool = False):
     task, params, step = C.distill_task({"teacher": {"precision": teacher_precision},
-                           "heads": {"map": "last", "targets": TARGETS, "kind": heads_kind},
-                           "loss": {"kind": "regression", "cos_weight": 1.0},
-                           "init": {"share_teacher_frontend": share_frontend},
-                           "runner": {"fast_kernels": fast, "cnn_channels_last": channels_last}},
-                          teacher_ckpt, expdir, precision)
+                                         "heads": {"map": "last", "targets": TARGETS, "kind": heads_kind},
+                                         "loss": {"kind": "regression", "cos_weight": 1.0},
+                                         "init": {"share_teacher_frontend": share_frontend},
+                                         "runner": {"fast_kernels": fast, "cnn_channels_last": channels_last}},
+                                        teacher_ckpt, expdir, precision)
     if compile:
         task.compile_modules()
     return task, params, step
@@ -274,6 +274,7 @@ def main() -> None:
     args = C.parse_args(__doc__.splitlines()[0], batch=(8, 3.0), quick_batch=(4, 2.0),
                         iters=20, quick_iters=8, warmup=3, extra=_extra)
     batch, audio_sec = C.start(args)
+    s3prl_precision = args.s3prl_precision or args.precision
 
     with C.tmpdir() as tmp:
         tmp = Path(tmp)
@@ -284,7 +285,6 @@ def main() -> None:
                                                   args.compile)
         # the same teacher weights, in s3prl's own module (ours may run its copy with other kernels or dtype)
         s3prl_teacher = C.load_teacher_upstream(ckpt)
-        s3prl_precision = args.s3prl_precision or args.precision
         distiller, s3prl_params, s3prl_step = build_s3prl(s3prl_teacher, s3prl_precision)
         fns = {"ours": lambda: ours_step(batch), "s3prl": lambda: s3prl_step(batch)}
         if args.with_reference:
@@ -308,7 +308,6 @@ def main() -> None:
         ", channels-last CNNs" if args.channels_last else "") + (", compiled" if args.compile else "") + f"{amp}" + (
         "" if args.teacher_precision == "fp32" else f", teacher {args.teacher_precision}") + (
         ", CNN frozen and shared with the teacher" if args.share_frontend else "") + ")"
-    s3prl_precision = args.s3prl_precision or args.precision
     s3prl_label = "s3prl DistillerModel + expert step" + (
         f" (student {s3prl_precision} autocast, teacher fp32)" if s3prl_precision != "fp32" else "")
     rows, tput = [], {}

@@ -154,7 +154,8 @@ def conv_stack(blocks: Iterable[nn.Module], wav: torch.Tensor, channels_last: bo
     x = wav[:, None, None, :]  # [B, 1, 1, N]
     first = _norm_conv_parts(blocks[0]) if blocks else None
     if first is not None:  # the first block's conv and per-channel GroupNorm as one batched matmul
-        x = first[2](_conv_group_norm(first[0], first[1], wav).transpose(1, 2).unsqueeze(2))  # GELU, channels-last
+        conv, norm, gelu = first
+        x = gelu(_conv_group_norm(conv, norm, wav).transpose(1, 2).unsqueeze(2))  # [B, C, 1, T], channels-last
         blocks = blocks[1:]
     for block in blocks:
         for m in _flat(block):
