@@ -112,6 +112,7 @@ class Contender:
     teacher_precision: str = "fp32"
     fast: bool = True  # runner.fast_kernels
     channels_last: bool = True  # runner.cnn_channels_last (the trainer's default)
+    fft: bool = True  # runner.fft_pos_conv (the trainer's default)
     cudnn_benchmark: bool = False
     compile: bool = False
     share: bool = False  # init.share_teacher_frontend
@@ -121,11 +122,14 @@ CONTENDERS = [  # the baseline and the headline first: a run cut short by its ti
     Contender("s3prl_fp32", "s3prl DistillerModel + expert step, fp32", "s3prl"),
     Contender("ours_bf16", "ours, bf16 autocast + bf16 teacher, fast kernels + cuDNN benchmark", "ours",
               precision="bf16", teacher_precision="bf16", cudnn_benchmark=True),
-    Contender("ours_fp32_ref", "ours distilhubert, fp32, reference kernels", "ours", fast=False, channels_last=False),
+    Contender("ours_bf16_nofft", "ours_bf16 with the position conv run directly (fft_pos_conv=false)", "ours",
+              precision="bf16", teacher_precision="bf16", cudnn_benchmark=True, fft=False),
+    Contender("ours_fp32_ref", "ours distilhubert, fp32, reference kernels", "ours", fast=False, channels_last=False,
+              fft=False),
     Contender("ours_fp32", "ours distilhubert, fp32, fast kernels + cuDNN benchmark", "ours", cudnn_benchmark=True),
     Contender("s3prl_fp16", "s3prl, fp16 autocast + GradScaler (teacher fp32)", "s3prl", precision="fp16"),
     Contender("ours_bf16_ref", "ours, bf16 autocast + bf16 teacher, reference kernels", "ours", precision="bf16",
-              teacher_precision="bf16", fast=False, channels_last=False),
+              teacher_precision="bf16", fast=False, channels_last=False, fft=False),
     Contender("ours_bf16_ncl", "ours_bf16 with the CNNs in the reference layout (cnn_channels_last=false)", "ours",
               precision="bf16", teacher_precision="bf16", cudnn_benchmark=True, channels_last=False),
     Contender("ours_bf16_nobench", "ours_bf16 without cuDNN benchmark", "ours", precision="bf16",
@@ -133,7 +137,7 @@ CONTENDERS = [  # the baseline and the headline first: a run cut short by its ti
     Contender("ours_bf16_shared", "ours, bf16 autocast, fp32 teacher, shared teacher CNN (frozen student CNN)", "ours",
               precision="bf16", cudnn_benchmark=True, share=True),
     Contender("colld_fp32_ref", "ours colld_distiller, fp32, reference kernels", "ours", task="colld_distiller",
-              fast=False, channels_last=False),
+              fast=False, channels_last=False, fft=False),
     Contender("colld_bf16", "ours colld_distiller, bf16 + bf16 teacher, fast kernels + cuDNN benchmark", "ours",
               task="colld_distiller", precision="bf16", teacher_precision="bf16", cudnn_benchmark=True),
     Contender("ours_bf16_compile", "ours_bf16 + torch.compile(student)", "ours", precision="bf16",
@@ -380,7 +384,7 @@ def ours_config(c: Contender, ckpt: Path, shapes: Shapes, device: torch.device) 
     return {
         "runner": {"total_steps": 10**9, "log_step": 10**9, "save_step": 10**9, "precision": c.precision,
                    "device": device.type, "num_workers": 0, "progress_bar": False, "gradient_clipping": 10.0,
-                   "fast_kernels": c.fast, "cnn_channels_last": c.channels_last,
+                   "fast_kernels": c.fast, "cnn_channels_last": c.channels_last, "fft_pos_conv": c.fft,
                    "cudnn_benchmark": c.cudnn_benchmark, "tf32": True, "compile": c.compile},
         "optimizer": {"name": "AdamW", "lr": 2e-4, "betas": [0.9, 0.98], "eps": 1e-6, "decay": "constant"},
         "data": {"root": "unused", "batch_size": shapes.batch},

@@ -142,11 +142,15 @@ def test_teacher_fast_paths_equal_s3prl_upstream(kind: str, teachers: dict[str, 
     lengths = torch.full((3,), 8_000)
     teacher.set_kernels(direct=False, sdpa=False, cnn_channels_last=False)
     ref = teacher(wav, lengths)
+    from s3prl_colld.models.fftconv import use_fft_pos_conv
+
+    assert use_fft_pos_conv(teacher.upstream, False) == 1  # the FFT position conv reaches this teacher's encoder
     with torch.inference_mode():  # the direct call is really taken on this teacher
         assert direct_hidden_states(teacher.upstream, wav, padded=False) is not None
         assert direct_hidden_states(teacher.upstream, wav, padded=True) is None
-    for direct, sdpa, cl in [(True, False, False), (False, True, False), (False, False, True), (True, True, True)]:
-        teacher.set_kernels(direct=direct, sdpa=sdpa, cnn_channels_last=cl)
+    for direct, sdpa, cl, fft in [(True, False, False, False), (False, True, False, False),
+                                  (False, False, True, False), (False, False, False, True), (True, True, True, True)]:
+        teacher.set_kernels(direct=direct, sdpa=sdpa, cnn_channels_last=cl, fft_pos_conv=fft)
         fast = teacher(wav, lengths, padded=False)
         assert [h.shape for h in fast] == [h.shape for h in ref] and len(ref) == 3
         for a, b in zip(fast, ref):
@@ -156,7 +160,7 @@ def test_teacher_fast_paths_equal_s3prl_upstream(kind: str, teachers: dict[str, 
     wav[1, 5_000:] = 0
     teacher.set_kernels(direct=False, sdpa=False, cnn_channels_last=False)
     ref = teacher(wav, lengths)
-    teacher.set_kernels(direct=True, sdpa=True, cnn_channels_last=True)
+    teacher.set_kernels(direct=True, sdpa=True, cnn_channels_last=True, fft_pos_conv=True)
     for a, b in zip(teacher(wav, lengths, padded=True), ref):
         torch.testing.assert_close(a[[0, 2]], b[[0, 2]], rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(a[1, :15], b[1, :15], rtol=1e-4, atol=1e-5)
@@ -253,14 +257,16 @@ def test_distill_step_fast_equals_reference(kind: str, share: bool, padded: bool
     batch = {"wav": wav, "wav_lengths": lengths, "padded": padded}
     params = [p for p in task.parameters() if p.requires_grad]
     results = {}
-    for name, fast, cl in [("reference", False, False), ("fast", True, False), ("fast+channels_last", True, True)]:
-        task.set_kernels(fast, cl)
+    variants = [("reference", False, False, False), ("fast", True, False, False),
+                ("fast+channels_last", True, True, False), ("fast+channels_last+fft", True, True, True)]
+    for name, fast, cl, fft in variants:
+        task.set_kernels(fast, cl, fft)
         torch.manual_seed(3)  # the same masks and negatives
         loss, stats = task(batch)
         grads = torch.autograd.grad(loss, params, allow_unused=True)  # mask_emb is unused without masking
         results[name] = (loss.detach(), [torch.zeros(()) if g is None else g for g in grads], stats)
     ref_loss, ref_grads, ref_stats = results["reference"]
-    for name in ("fast", "fast+channels_last"):
+    for name, *_ in variants[1:]:
         loss, grads, stats = results[name]
         torch.testing.assert_close(loss, ref_loss, rtol=1e-4, atol=1e-5)
         for a, b in zip(grads, ref_grads):
@@ -300,11 +306,57 @@ def test_bf16_distill_step_tracks_fp32(channels_last: bool, teachers: dict[str, 
     task = _task(teachers["default"], tmp_path, "regression")
     batch = {"wav": torch.randn(2, 6_000) * 0.1, "wav_lengths": torch.full((2,), 6_000), "padded": False}
     ref_loss, ref_grads = _step_loss_and_grads(task, batch)
-    task.set_kernels(True, channels_last)
+    task.set_kernels(True, channels_last, True)
     loss, grads = _step_loss_and_grads(task, batch, "bf16")
     torch.testing.assert_close(loss, ref_loss, rtol=1e-3, atol=0.0)  # measured 4e-5
     flat, ref_flat = torch.cat([g.flatten() for g in grads]), torch.cat([g.flatten() for g in ref_grads])
     assert F.cosine_similarity(flat, ref_flat, dim=0) > 0.99  # measured 0.9996; another batch gives 0.72
+
+
+@pytest.mark.parametrize("b, c, t, k, groups", [(3, 64, 37, 16, 4), (2, 48, 60, 128, 16), (2, 6, 10, 3, 3),
+                                                 (1, 8, 5, 4, 2)])
+def test_conv1d_fft_equals_conv1d(b: int, c: int, t: int, k: int, groups: int) -> None:
+    """The FFT position conv against float64 ``F.conv1d``: outputs and gradients, odd and even kernels, a kernel
+    longer than the input."""
+    from s3prl_colld.models.fftconv import conv1d_fft
+
+    torch.manual_seed(0)
+    x, w, bias = (torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+                  for shape in ((b, c, t), (c, c // groups, k), (c,)))
+    ref = F.conv1d(x, w, bias, padding=k // 2, groups=groups)
+    g = torch.randn_like(ref)
+    ref_grads = torch.autograd.grad(ref, (x, w, bias), g)
+    xs = [v.detach().float().requires_grad_() for v in (x, w, bias)]
+    out = conv1d_fft(*xs, padding=k // 2, groups=groups)
+    assert out.shape == ref.shape and out.dtype == torch.float32
+    grads = torch.autograd.grad(out, xs, g.float())
+    for a, r in zip([out] + list(grads), [ref] + list(ref_grads)):
+        torch.testing.assert_close(a.double(), r, rtol=0, atol=1e-5 * float(r.detach().abs().max()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the dtype the conv would give under autocast
+        assert conv1d_fft(xs[0], xs[1], None, k // 2, groups).dtype == torch.bfloat16
+
+
+def test_fft_size_has_small_factors() -> None:
+    from s3prl_colld.models.fftconv import fft_size
+
+    assert [fft_size(n) for n in (1, 11, 13, 427, 1000)] == [1, 12, 14, 432, 1000]
+
+
+def test_student_pos_conv_fft_equals_direct() -> None:
+    from s3prl_colld.models.student import ConvPositionEmbedding
+
+    torch.manual_seed(0)
+    module = ConvPositionEmbedding(32, 16, 4)
+    x = torch.randn(2, 25, 32, requires_grad=True)
+    params = [x] + list(module.parameters())
+    results = []
+    for fft in (False, True):
+        module.fft = fft
+        y = module(x)
+        results.append([y] + list(torch.autograd.grad(y.square().sum(), params)))
+    assert len(params) == 4  # weight norm's g and v, the bias, and x
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_collate_says_whether_the_batch_is_padded() -> None:

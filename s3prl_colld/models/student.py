@@ -16,6 +16,7 @@ from torch import nn
 
 from s3prl_colld.config import ConfigError, choice
 from s3prl_colld.models.attention import EncoderLayer
+from s3prl_colld.models.fftconv import conv1d_fft
 from s3prl_colld.models.frontends import (CNNConfig, FbankConfig, FbankFrontend, GradMultiply, WavCNN,
                                           normalize_waveform)
 
@@ -54,7 +55,11 @@ class StudentConfig:
 
 
 class ConvPositionEmbedding(nn.Module):
-    """wav2vec 2.0's relative position embedding: a grouped, weight-normed conv over time."""
+    """wav2vec 2.0's relative position embedding: a grouped, weight-normed conv over time.
+
+    ``fft`` (set by ``runner.fft_pos_conv``) computes the conv as an FFT product (``models/fftconv.py``):
+    the same function, far faster on a GPU.
+    """
 
     def __init__(self, dim: int, kernel: int, groups: int) -> None:
         super().__init__()
@@ -63,10 +68,13 @@ class ConvPositionEmbedding(nn.Module):
         nn.init.zeros_(conv.bias)
         self.conv = nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2)
         self.even = kernel % 2 == 0
+        self.fft = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, T, D]`` -> ``[B, T, D]``."""
-        y = self.conv(x.transpose(1, 2))
+        conv = self.conv
+        y = (conv1d_fft(x.transpose(1, 2), conv.weight, conv.bias, conv.padding[0], conv.groups) if self.fft
+             else conv(x.transpose(1, 2)))
         if self.even:
             y = y[..., :-1]
         return nn.functional.gelu(y).transpose(1, 2)

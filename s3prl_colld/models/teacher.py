@@ -115,15 +115,19 @@ class Teacher(FrozenS3PRLUpstream):
             self.ffn_modules()  # fail early with a clear message
         self.direct = True  # unpadded batches skip S3PRLUpstream's list round trip (models/teacher_fast.py)
 
-    def set_kernels(self, direct: bool = True, sdpa: bool = True, cnn_channels_last: bool = False) -> None:
+    def set_kernels(self, direct: bool = True, sdpa: bool = True, cnn_channels_last: bool = False,
+                    fft_pos_conv: bool = False) -> None:
         """How the teacher runs (not what it computes): the direct call on unpadded batches, SDPA attention,
-        a channels-last CNN (HuBERT teachers; see ``models/teacher_fast.py`` and ``models/attention.py``)."""
+        a channels-last CNN (HuBERT teachers), the position conv as an FFT product (see
+        ``models/teacher_fast.py``, ``models/attention.py``, ``models/fftconv.py``)."""
         from s3prl_colld.models.attention import use_fairseq_sdpa
+        from s3prl_colld.models.fftconv import use_fft_pos_conv
         from s3prl_colld.models.teacher_fast import use_channels_last_cnn
 
         self.direct = direct
         use_fairseq_sdpa(self.upstream, sdpa)
         use_channels_last_cnn(self.upstream, cnn_channels_last)
+        use_fft_pos_conv(self.upstream, fft_pos_conv)
 
     @property
     def fairseq_model(self) -> nn.Module | None:

@@ -120,10 +120,11 @@ class DistillTask(AudioTask):
         if cfg.init.share_teacher_frontend:
             self._check_shared_frontend()
             self.student.frontend.requires_grad_(False)
-        self.set_kernels(cfg.runner.fast_kernels, cfg.runner.cnn_channels_last)
+        self.set_kernels(cfg.runner.fast_kernels, cfg.runner.cnn_channels_last, cfg.runner.fft_pos_conv)
 
-    def set_kernels(self, fast: bool = True, cnn_channels_last: bool = False) -> None:
-        """How the step runs, not what it computes (``runner.fast_kernels``, ``runner.cnn_channels_last``).
+    def set_kernels(self, fast: bool = True, cnn_channels_last: bool = False, fft_pos_conv: bool = False) -> None:
+        """How the step runs, not what it computes (``runner.fast_kernels``, ``runner.cnn_channels_last``,
+        ``runner.fft_pos_conv``).
 
         ``fast``: SDPA attention in student and teacher, no padding masks on
         unpadded batches, the direct teacher call, CNN norms in the autocast
@@ -136,7 +137,8 @@ class DistillTask(AudioTask):
         if hasattr(frontend, "channels_last"):
             frontend.channels_last = cnn_channels_last
             frontend.low_precision_norm = fast
-        self.teacher.set_kernels(direct=fast, sdpa=fast, cnn_channels_last=cnn_channels_last)
+        self.student.pos_conv.fft = fft_pos_conv
+        self.teacher.set_kernels(direct=fast, sdpa=fast, cnn_channels_last=cnn_channels_last, fft_pos_conv=fft_pos_conv)
 
     def compile_modules(self) -> None:
         """``runner.compile``: ``torch.compile`` in place the student and the teacher's CNN (its largest part;
