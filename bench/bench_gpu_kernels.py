@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     warmup = 1 if args.quick else 3
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark = False  # the trainer's default (runner.cudnn_benchmark)
     G.say(f"device: {G.device_name(device)}; torch {torch.__version__}; batch {shapes.batch} x {shapes.seconds:g} s")
     rows: list[list[Any]] = []
     for part in (pos_conv_rows, cnn_conv_rows, model_rows):

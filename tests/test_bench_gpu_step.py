@@ -69,3 +69,18 @@ def test_deadline_stops_a_contender_and_budget_skips_the_rest(tmp_path: Path) ->
     assert rc == 1 and results["ours_fp32_ref"]["status"] == "error"
     assert "DeadlineExceeded" in results["ours_fp32_ref"]["error"]
     assert results["ours_bf16_compile"]["status"] == "skipped"
+
+
+def test_kernels_bench_runs_every_piece_on_cpu(tmp_path: Path) -> None:
+    """bench/bench_gpu_kernels.py at tiny shapes: every piece (position conv direct and FFT, CNN conv variants,
+    teacher and student with the FFT conv on and off) reports a time."""
+    import bench_gpu_kernels as kernels
+
+    out = tmp_path / "kernels.json"
+    assert kernels.main(["--device", "cpu", "--quick", "--iters", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    names = [r[0] for r in rows]
+    assert {"pos conv, fp32, fft", "pos conv, bf16, direct", "teacher forward (bf16), fft pos conv",
+            "student forward (bf16 autocast), direct pos conv"} <= set(names)
+    assert sum(n.startswith("CNN conv") for n in names) == 3
+    assert all(isinstance(r[1], float) and r[1] > 0 for r in rows)

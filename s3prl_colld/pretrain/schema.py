@@ -33,7 +33,9 @@ class RunnerConfig:
     fast_kernels: bool = True  # SDPA attention, no padding masks on unpadded batches, direct teacher call, CNN norms in bf16/fp16 under autocast
     cnn_channels_last: bool = True  # the waveform CNNs (student and teacher) as channels-last conv2d, first block fused
     fft_pos_conv: bool = True  # the position-embedding conv (K=128, 16 groups) of student and teacher as an FFT product
-    cudnn_benchmark: bool = True  # GPU: cuDNN times its conv algorithms once per input shape and keeps the fastest
+    # GPU: cuDNN times its conv algorithms once per input shape (random crops: many shapes) and keeps the fastest;
+    # no gain measured on an H100 or an H200, and a worse pick in one of two H100 runs (bench/README.md)
+    cudnn_benchmark: bool = False
     tf32: bool = False  # GPU, precision=fp32: TF32 matmuls (10-bit mantissa products; cuDNN convs use TF32 by default)
     compile: bool = False  # torch.compile the task's hot modules (the student); the first steps of each shape are slow
 
