@@ -51,10 +51,15 @@ def timed(fn: Callable[[], Any], device: torch.device, iters: int, warmup: int) 
     return round(statistics.median(ms), 3)
 
 
-def fwd_bwd(fn: Callable[[], torch.Tensor]) -> Callable[[], None]:
-    def run() -> None:
+def fwd_and_bwd(fn: Callable[[], torch.Tensor], device: torch.device, iters: int, warmup: int
+                ) -> tuple[float, float]:
+    """``(forward ms under no_grad, forward + backward ms)`` of ``fn``."""
+    def both() -> None:
         fn().float().square().mean().backward()
-    return run
+
+    with torch.no_grad():
+        f = timed(fn, device, iters, warmup)
+    return f, timed(both, device, iters, warmup)
 
 
 def pos_conv_rows(shapes: G.Shapes, device: torch.device, iters: int, warmup: int) -> list[list[Any]]:
@@ -74,10 +79,7 @@ def pos_conv_rows(shapes: G.Shapes, device: torch.device, iters: int, warmup: in
                 with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
                     return module(x)
 
-            with torch.no_grad():
-                f = timed(fwd, device, iters, warmup)
-            fb = timed(fwd_bwd(fwd), device, iters, warmup)
-            rows.append([f"pos conv, {prec}, {'fft' if fft else 'direct'}", f, fb])
+            rows.append([f"pos conv, {prec}, {'fft' if fft else 'direct'}", *fwd_and_bwd(fwd, device, iters, warmup)])
     return rows
 
 
@@ -101,9 +103,7 @@ def cnn_conv_rows(shapes: G.Shapes, device: torch.device, iters: int, warmup: in
     }
     rows = []
     for name, fn in variants.items():
-        with torch.no_grad():
-            f = timed(fn, device, iters, warmup)
-        fb = timed(fwd_bwd(fn), device, iters, warmup)
+        f, fb = fwd_and_bwd(fn, device, iters, warmup)
         rows.append([f"CNN conv 512x3/2, {name} ({flops / f / 1e9:.0f} TFLOP/s fwd)", f, fb])
     return rows
 
@@ -132,10 +132,7 @@ def model_rows(shapes: G.Shapes, device: torch.device, iters: int, warmup: int) 
                 with torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda"):
                     return student(wav_d, lengths, padded=False)[0][-1]
 
-            with torch.no_grad():
-                f = timed(student_fwd, device, iters, warmup)
-            rows.append([f"student forward (bf16 autocast), {tag}", f,
-                         timed(fwd_bwd(student_fwd), device, iters, warmup)])
+            rows.append([f"student forward (bf16 autocast), {tag}", *fwd_and_bwd(student_fwd, device, iters, warmup)])
         cnn = teacher.frontend_module
         with torch.inference_mode():
             rows.append(["teacher CNN alone (bf16)", timed(lambda: cnn(wav_d.to(teacher.dtype)), device, iters,
@@ -145,9 +142,7 @@ def model_rows(shapes: G.Shapes, device: torch.device, iters: int, warmup: int) 
             with torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda"):
                 return student.frontend_features(wav_d, lengths)[0]
 
-        with torch.no_grad():
-            f = timed(student_cnn, device, iters, warmup)
-        rows.append(["student CNN (bf16 autocast)", f, timed(fwd_bwd(student_cnn), device, iters, warmup)])
+        rows.append(["student CNN (bf16 autocast)", *fwd_and_bwd(student_cnn, device, iters, warmup)])
     return rows
 
 
