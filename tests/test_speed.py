@@ -135,6 +135,7 @@ def _teacher(ckpt: Path):
 
 @pytest.mark.parametrize("kind", ["default", "layer_norm", "normalize"])
 def test_teacher_fast_paths_equal_s3prl_upstream(kind: str, teachers: dict[str, Path]) -> None:
+    from s3prl_colld.models.fftconv import use_fft_pos_conv
     from s3prl_colld.models.teacher_fast import direct_hidden_states
 
     teacher = _teacher(teachers[kind])
@@ -142,8 +143,6 @@ def test_teacher_fast_paths_equal_s3prl_upstream(kind: str, teachers: dict[str, 
     lengths = torch.full((3,), 8_000)
     teacher.set_kernels(direct=False, sdpa=False, cnn_channels_last=False)
     ref = teacher(wav, lengths)
-    from s3prl_colld.models.fftconv import use_fft_pos_conv
-
     assert use_fft_pos_conv(teacher.upstream, False) == 1  # the FFT position conv reaches this teacher's encoder
     with torch.inference_mode():  # the direct call is really taken on this teacher
         assert direct_hidden_states(teacher.upstream, wav, padded=False) is not None

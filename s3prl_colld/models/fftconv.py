@@ -55,7 +55,8 @@ def conv1d_fft(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
         raise ValueError(f"conv1d_fft: weight {tuple(weight.shape)} does not fit x {tuple(x.shape)} with "
                          f"groups={groups}")
     dev = x.device.type
-    dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else torch.promote_types(x.dtype, weight.dtype)
+    dtype = (torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev)
+             else torch.promote_types(x.dtype, weight.dtype))
     t_out = t + 2 * padding - k + 1
     n = fft_size(t + 2 * padding)  # a circular correlation of this length wraps nothing into the first t_out
     with torch.autocast(device_type=dev, enabled=False):
@@ -70,8 +71,10 @@ def conv1d_fft(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     return y.to(dtype)
 
 
-def _fft_conv_forward(self: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
-    return conv1d_fft(x, self.weight, self.bias, self.padding[0], self.groups)
+def fft_conv_forward(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` (``[B, C_in, T]`` -> ``[B, C_out, T']``) through ``conv1d_fft``; ``conv`` must be
+    ``fft_supported``."""
+    return conv1d_fft(x, conv.weight, conv.bias, conv.padding[0], conv.groups)
 
 
 def fft_supported(conv: nn.Module) -> bool:
@@ -89,7 +92,7 @@ def use_fft_pos_conv(model: nn.Module, enable: bool = True) -> int:
         pos = getattr(module, "pos_conv", None)
         if isinstance(pos, nn.Sequential) and len(pos) and fft_supported(pos[0]):
             if enable:
-                pos[0].forward = types.MethodType(_fft_conv_forward, pos[0])
+                pos[0].forward = types.MethodType(fft_conv_forward, pos[0])
             else:
                 pos[0].__dict__.pop("forward", None)
             n += 1

@@ -16,7 +16,7 @@ from torch import nn
 
 from s3prl_colld.config import ConfigError, choice
 from s3prl_colld.models.attention import EncoderLayer
-from s3prl_colld.models.fftconv import conv1d_fft
+from s3prl_colld.models.fftconv import fft_conv_forward
 from s3prl_colld.models.frontends import (CNNConfig, FbankConfig, FbankFrontend, GradMultiply, WavCNN,
                                           normalize_waveform)
 
@@ -72,9 +72,8 @@ class ConvPositionEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, T, D]`` -> ``[B, T, D]``."""
-        conv = self.conv
-        y = (conv1d_fft(x.transpose(1, 2), conv.weight, conv.bias, conv.padding[0], conv.groups) if self.fft
-             else conv(x.transpose(1, 2)))
+        x = x.transpose(1, 2)
+        y = fft_conv_forward(self.conv, x) if self.fft else self.conv(x)
         if self.even:
             y = y[..., :-1]
         return nn.functional.gelu(y).transpose(1, 2)
