@@ -35,7 +35,7 @@ from s3prl_colld.config import ConfigError, choice
 from s3prl_colld.models.heads import HeadConfig, PredictionHeads
 from s3prl_colld.models.init import init_student_from_teacher, load_frontend
 from s3prl_colld.models.student import StudentConfig, StudentEncoder
-from s3prl_colld.models.teacher import Teacher, TeacherConfig, resolve_normalization
+from s3prl_colld.s3prl_bridge.teacher import Teacher, TeacherConfig, resolve_normalization
 from s3prl_colld.objectives.losses import discriminative_kl, info_nce, l1_cosine, unit_log_probs
 from s3prl_colld.objectives.masking import span_mask
 from s3prl_colld.pretrain.schema import TaskConfig
