@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from s3prl_colld.data.lengths import read_length_table
-from s3prl_colld.config import CONFIG_DIR, load_yaml
+from s3prl_colld.config import load_yaml
 from s3prl_colld.models.student import StudentEncoder
 from s3prl_colld.pretrain.cli import resolve_config
 from s3prl_colld.pretrain.task import get_task
@@ -110,7 +110,7 @@ def test_student_shapes_keep_the_task_model_and_have_equal_parameters() -> None:
     and their encoders have the same number of parameters within 1%."""
     shapes = [s for s in STUDENTS if s.model]
     assert len(shapes) == 2
-    base = load_yaml(CONFIG_DIR / "pretrain" / "colld_distiller" / "model.yaml")
+    base = load_yaml(get_task("colld_distiller").default_config_paths()[0])
     models = [resolve_config(get_task(s.task), overrides=model_overrides(s).lstrip(",")).model for s in shapes]
     for shape, model in zip(shapes, models):
         assert model.cnn.conv_layers == base["cnn"]["conv_layers"] and model.conv_pos == base["conv_pos"]
