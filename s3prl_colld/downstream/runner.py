@@ -272,8 +272,9 @@ def evaluate_checkpoint(path: Path, split: str = "test", overrides: dict[str, An
     role = split if split in ("dev", "test") else "test"
     if role != split:
         overrides = deep_merge(overrides, {"data": {"test_split": split}})
-    config_cls = get_task(state["spec"]["task"]).Config
-    cfg = from_dict(config_cls, drop_legacy_keys(config_cls, deep_merge(state["config"], overrides), state["spec"]["task"]))
+    task = state["spec"]["task"]
+    config_cls = get_task(task).Config  # the task's own config; a checkpoint of the shared schema loads too
+    cfg = from_dict(config_cls, drop_legacy_keys(config_cls, deep_merge(state["config"], overrides), task))
     out_dir = Path(out_dir or Path(path).parent)
     name = f"{cfg.data.test_split if role == 'test' else cfg.data.dev_split}"
     results = out_dir / f"{name}-results.json"

@@ -113,7 +113,7 @@ class PretrainTask(nn.Module):
         """Inverse of ``trainable_state_dict``."""
         self.load_state_dict(state)
 
-    def export(self) -> dict[str, Any]:
+    def checkpoint_extras(self) -> dict[str, Any]:
         """Extra top-level checkpoint keys (plain values and tensors), e.g. for s3prl's own upstream loaders.
 
         They must not reuse the trainer's keys (``task``, ``config``, ``model``, ``optimizer``, ...).

@@ -74,7 +74,8 @@ def run_grid(grid: Grid) -> dict[str, Any]:
             continue
         upstream, first = upstream_of(student.task), min(finals[student.name].items())[1]
         times = [grid.times.get(f"student {student.name} seed {seed}") for seed in finals[student.name]]
-        rows.append({"key": student.key, "name": student.name, "task": student.task, "upstream": upstream, "ckpt": str(first),
+        rows.append({"key": student.key, "name": student.name, "task": student.task, "upstream": upstream,
+                     "ckpt": str(first),
                      "seeds": len(finals[student.name]), **measured(student.name, upstream, first),
                      "distil_minutes": mean_std(t / 60 for t in times if t is not None)["mean"],
                      "pr": pr(probes_of[student.name])})
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m s3prl_colld.replicate``; returns the exit code."""
     from s3prl_colld import replicate as _package  # its docstring is the help text
 
-    p = argparse.ArgumentParser(prog="python -m s3prl_colld.replicate", description=_package.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m s3prl_colld.replicate", description=_package.__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="where every stage writes")
     p.add_argument("--scale", choices=sorted(SCALES), default="full")
     p.add_argument("--seed", type=int, default=0, help="corpus seed")

@@ -260,7 +260,7 @@ class HubertTinyTask(PretrainTask):
     def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.hubert.load_state_dict(state)
 
-    def export(self) -> dict[str, Any]:
+    def checkpoint_extras(self) -> dict[str, Any]:
         return hubert_local_keys(self.hubert, self.cfg.model, self.n_units)
 
 
