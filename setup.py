@@ -80,7 +80,7 @@ setup(
     entry_points={
         "console_scripts": [
             "colld-pretrain=s3prl_colld.pretrain.cli:main",
-            "colld-synth=s3prl_colld.data.synth:main",
+            "colld-synth=s3prl_colld.data.synth.generate:main",
             "colld-downstream=s3prl_colld.downstream.cli:main",
             "colld-submit=s3prl_colld.downstream.submit:main",
             "colld-torchrun=s3prl_colld.launch:main",

@@ -121,7 +121,7 @@ def write_tiny_teacher(folder: Path, n_units: int = 50) -> Path:
 
 def load_teacher_upstream(ckpt: Path) -> torch.nn.Module:
     """The teacher as s3prl loads it (``S3PRLUpstream("hubert_local")``), frozen, eval mode, fp32."""
-    from s3prl_colld.upstream.frozen import FrozenS3PRLUpstream
+    from s3prl_colld.s3prl_bridge.frozen import FrozenS3PRLUpstream
 
     return FrozenS3PRLUpstream("hubert_local", ckpt).upstream
 

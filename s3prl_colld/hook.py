@@ -54,7 +54,7 @@ def _patch() -> None:
 
 
 def _register(hub: ModuleType) -> None:
-    from s3prl_colld.hub import register
+    from s3prl_colld.s3prl_bridge.hub import register
 
     register(hub)
 

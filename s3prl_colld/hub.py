@@ -1,83 +1,11 @@
-"""Our students as ``s3prl.hub`` names, derived from the registered pretrain tasks.
+"""``import s3prl_colld.hub``: our names in ``s3prl.hub`` now (kept for scripts and docs that import it).
 
-Every pretrain task that exports a ``student`` declares the hub names of its
-checkpoints (``@register(name, upstreams=...)``): today ``colld_local`` /
-``colld_small`` (CoLLD), ``distilhubert_colld_local`` and ``l2l_local``. Each
-entry takes s3prl's hubconf signature ``(ckpt=None, model_config=None,
-refresh=False, **kw)`` and loads ``upstream.expert.UpstreamExpert``.
-
-Tasks whose checkpoints are s3prl HuBERT checkpoints (``hubert_checkpoint = True``: the keys
-s3prl's ``hubert_local`` reads) get entries that load s3prl's own HuBERT expert: ``dicehubert_local``
-(``-u dicehubert``); ``hubert_local`` itself is s3prl's.
-
-``register()`` runs by itself once ``s3prl.hub`` is imported (``s3prl_colld.hook``,
-started by the package's ``.pth`` file or by ``import s3prl_colld``), so s3prl's
-own runner finds the names with no import of ours; ``import s3prl_colld.hub`` does it too.
+The names and their loaders live in ``s3prl_colld.s3prl_bridge.hub``; this alias
+imports ``s3prl.hub`` and registers them, as the module of this name always did.
 """
 
-from __future__ import annotations
+from s3prl_colld.s3prl_bridge.hub import HUBERT_NAMES, STUDENT_NAMES, hubert_names, register, student_names
 
-from pathlib import Path
-from types import ModuleType
-from typing import Callable
-
-from s3prl_colld.checkpoint import CheckpointError
-
-
-def _entry(name: str, hubert: bool = False) -> Callable[..., object]:
-    """The hubconf entry of ``name``: our student expert, or, with ``hubert``, s3prl's own HuBERT expert (for our
-    ``HubertModel`` checkpoints: they carry the keys s3prl's ``hubert_local`` reads)."""
-    made_by = "run_pretrain.py -u dicehubert" if hubert else "run_pretrain.py"
-
-    def entry(ckpt: str | None = None, model_config: str | None = None, refresh: bool = False, **kwargs: object) -> object:
-        if ckpt is None:
-            raise CheckpointError(f"upstream {name} needs a checkpoint: S3PRLUpstream({name!r}, path_or_url=PATH) "
-                                  f"or -k PATH (a states-STEP.ckpt of {made_by})")
-        if not Path(ckpt).is_file():
-            raise CheckpointError(f"upstream {name}: checkpoint not found: {ckpt}")
-        if hubert:
-            from s3prl.upstream.hubert.expert import UpstreamExpert as HubertExpert
-
-            return HubertExpert(str(ckpt), **kwargs)
-        from s3prl_colld.upstream.expert import UpstreamExpert
-
-        return UpstreamExpert(ckpt, **kwargs)
-
-    entry.__name__ = name
-    kind = "HuBERT-objective student" if hubert else "student"
-    entry.__doc__ = f"s3prl-colld {kind} upstream {name!r} (ckpt: a states-STEP.ckpt)."
-    return entry
-
-
-def student_names() -> list[str]:
-    """The hub names of every registered pretrain task that exports a ``student``."""
-    from s3prl_colld.pretrain.task import TASKS
-
-    return [n for task in TASKS.all().values() if "student" in task.exports for n in task.upstreams]
-
-
-def hubert_names() -> list[str]:
-    """The hub names of every registered pretrain task whose checkpoints are s3prl HuBERT checkpoints."""
-    from s3prl_colld.pretrain.task import TASKS
-
-    return [n for task in TASKS.all().values() if getattr(task, "hubert_checkpoint", False) for n in task.upstreams]
-
-
-def register(hub: ModuleType | None = None) -> list[str]:
-    """Add our names to ``hub`` (default: ``s3prl.hub``) where s3prl lacks them (idempotent); returns them."""
-    if hub is None:
-        import s3prl.hub as hub
-
-    names = student_names()
-    for name in names:
-        if not hasattr(hub, name):
-            setattr(hub, name, _entry(name))
-    for name in hubert_names():
-        if not hasattr(hub, name):
-            setattr(hub, name, _entry(name, hubert=True))
-        if getattr(getattr(hub, name), "__module__", None) == __name__:  # ours (hubert_local is s3prl's own)
-            names.append(name)
-    return names
-
+__all__ = ["HUBERT_NAMES", "STUDENT_NAMES", "hubert_names", "register", "student_names"]
 
 register()

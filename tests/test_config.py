@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -159,3 +160,34 @@ def test_task_config_errors() -> None:
         resolve_config(task, model_yaml="no/such/model.yaml")
     with pytest.raises(UnknownTaskError, match="Did you mean toy_regression"):
         get_task("toy_regresion")
+
+
+# The model.yaml that configs/pretrain/{distilhubert,l2l_distiller,colld_distiller}/ each shipped before the three
+# tasks shared configs/students/tiny.yaml (identical files; comments dropped).
+OLD_DISTILL_MODEL_YAML = """\
+frontend: cnn
+cnn:
+  conv_layers: [[128, 10, 5], [128, 3, 2], [128, 3, 2], [128, 3, 2], [128, 3, 2], [128, 2, 2], [128, 2, 2]]
+layers: 2
+dim: 192
+ffn_dim: 768
+heads: 4
+conv_pos: 64
+fbank:
+  n_mels: 80
+  hidden: 256
+  out_dim: 128
+"""
+
+
+@pytest.mark.parametrize("name", ["distilhubert", "l2l_distiller", "colld_distiller"])
+def test_shared_student_config_resolves_as_the_three_copies_did(name: str, tmp_path) -> None:
+    """The shared student (``DistillTask.model_config``) gives each task the resolved config its own copy gave."""
+    task = get_task(name)
+    model_yaml, runner_yaml = task.default_config_paths()
+    assert model_yaml.name == "tiny.yaml" and model_yaml.is_file() and runner_yaml.parent.name == name
+    old = tmp_path / "model.yaml"
+    old.write_text(OLD_DISTILL_MODEL_YAML)
+    assert to_dict(resolve_config(task)) == to_dict(resolve_config(task, model_yaml=str(old)))
+    # an explicit class statement (inspect finds no source for a class made by type())
+    assert inspect.getsource(task).startswith(f'@register("{name}"')

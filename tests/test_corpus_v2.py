@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from s3prl_colld.data import flite
-from s3prl_colld.data.arpabet import ARPABET, arpabet_lexicon, require_t2p, to_arpabet
-from s3prl_colld.data.augment import (Augmentation, Room, augment, coloured_noise, plan_augmentation, reverberate,
+from s3prl_colld.data.synth import flite
+from s3prl_colld.data.synth.arpabet import ARPABET, arpabet_lexicon, require_t2p, to_arpabet
+from s3prl_colld.data.synth.augment import (Augmentation, Room, augment, coloured_noise, plan_augmentation, reverberate,
                                       room_impulse_response, telephone)
 from s3prl_colld.data.synth import main as synth_main
-from s3prl_colld.data.voices import UtteranceSpec
+from s3prl_colld.data.synth.voices import UtteranceSpec
 
 from test_synth import read_keyed, read_tsv, transcripts
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from s3prl_colld.checkpoint import latest_checkpoint
 from s3prl_colld.config import from_dict
 from s3prl_colld.data.audio import load_audio
-from s3prl_colld.models.teacher import Teacher, TeacherConfig
+from s3prl_colld.s3prl_bridge.teacher import Teacher, TeacherConfig
 from s3prl_colld.pretrain.cli import main
 from s3prl_colld.pretrain.tasks.distill import DistillConfig, DistillTask
 

@@ -19,8 +19,8 @@ from s3prl_colld.downstream.cli import main
 from s3prl_colld.downstream.featurizer import Featurizer
 from s3prl_colld.downstream.features import CachedFeatures, LiveFeatures, feature_source
 from s3prl_colld.downstream.runner import DownstreamRunner, RunSpec, load_downstream_checkpoint
-from s3prl_colld.downstream.schema import DownstreamConfig
 from s3prl_colld.downstream.submit import main as submit_main
+from s3prl_colld.downstream.task import get_task
 from s3prl_colld.downstream.upstream import FrozenUpstream, UpstreamError
 
 QUIET = "config.runner.progress_bar=false"
@@ -135,7 +135,7 @@ def pr_run(teacher_run: Path, synth_corpus_en: Path, tmp_path_factory: pytest.Te
 
 def test_pr_beats_an_untrained_head(pr_run: Path, synth_corpus_en: Path) -> None:
     state = load_downstream_checkpoint(pr_run / "dev-best.ckpt")
-    cfg = DownstreamConfig()
+    cfg = get_task("pr").Config()  # the task's own config (its data and head sections)
     cfg.data.root, cfg.runner.progress_bar = str(synth_corpus_en), False
     cfg.cache.dir = str(pr_run.parent / "cache")
     untrained = DownstreamRunner(RunSpec(**state["spec"]), cfg, pr_run.parent / "untrained", train=False)

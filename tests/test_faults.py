@@ -33,7 +33,7 @@ from s3prl_colld.downstream import corpus
 from s3prl_colld.downstream.cli import main as downstream_main
 from s3prl_colld.downstream.features import CachedFeatures, LiveFeatures, StaleCacheError, feature_source
 from s3prl_colld.downstream.upstream import FrozenUpstream
-from s3prl_colld.models.teacher import Teacher, TeacherConfig
+from s3prl_colld.s3prl_bridge.teacher import Teacher, TeacherConfig
 from s3prl_colld.pretrain.cli import main as pretrain_main
 from s3prl_colld.pretrain.task import get_task
 

@@ -12,6 +12,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PTH = "s3prl_colld_hub.pth"
+# what `import s3prl.hub` imports of ours: the hook, the torchaudio layer and the hub table (standard library only)
+LIGHT = ["s3prl_colld", "s3prl_colld.compat", "s3prl_colld.hook", "s3prl_colld.s3prl_bridge",
+         "s3prl_colld.s3prl_bridge.hub"]
 NAMES = ["colld_local", "colld_small", "distilhubert_colld_local", "l2l_local"]  # documented in the README
 
 # A fresh interpreter as after `pip install`: site-packages (here SITE) holds our .pth; torchaudio >= 2.9 is
@@ -19,7 +22,7 @@ NAMES = ["colld_local", "colld_small", "distilhubert_colld_local", "l2l_local"] 
 FRESH = """
 import importlib.abc, json, site, sys
 site.addsitedir(sys.argv[1])
-started = {m: m in sys.modules for m in ("torch", "torchaudio", "s3prl_colld.hub")}
+started = {m: m in sys.modules for m in ("torch", "torchaudio", "s3prl_colld.s3prl_bridge.hub")}
 import torchaudio
 
 class Removed(importlib.abc.MetaPathFinder):
@@ -41,7 +44,8 @@ try:
     stub = "returned"
 except RuntimeError as err:
     stub = str(err)
-print(json.dumps({"started": started, "removed": removed, "dir": sorted(dir(hub)),
+ours = sorted(m for m in sys.modules if m.split(".")[0] == "s3prl_colld")
+print(json.dumps({"started": started, "removed": removed, "dir": sorted(dir(hub)), "ours": ours,
                   "callable": {n: callable(getattr(hub, n, None)) for n in sys.argv[2:]}, "stub": stub}))
 """
 
@@ -55,7 +59,9 @@ def test_fresh_interpreter_finds_our_names_with_torchaudio_functions_removed(tmp
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["started"] == {"torch": False, "torchaudio": False, "s3prl_colld.hub": False}
+    assert result["started"] == {"torch": False, "torchaudio": False, "s3prl_colld.s3prl_bridge.hub": False}
+    # registration is lazy: no task, model or data module of ours (torch models, sklearn, scipy) until a name is called
+    assert result["ours"] == LIGHT, result["ours"]
     assert result["removed"]  # the simulation really removed both
     assert set(NAMES) <= set(result["dir"]) and all(result["callable"].values())
     assert "removed in torchaudio 2.9" in result["stub"]
@@ -87,3 +93,15 @@ def test_wheel_and_editable_wheel_ship_the_pth(tmp_path: Path) -> None:
     for wheel in wheels:
         with zipfile.ZipFile(tmp_path / "dist" / wheel) as z:
             assert z.read(PTH) == (REPO / PTH).read_bytes(), wheel
+
+
+def test_hub_table_matches_the_task_registry() -> None:
+    """The static table that registers our names lazily says what the tasks' ``@register(upstreams=...)`` say."""
+    from s3prl_colld.pretrain.task import TASKS
+    from s3prl_colld.s3prl_bridge.hub import HUBERT_NAMES, STUDENT_NAMES
+
+    students = {n: t.upstreams for n, t in TASKS.all().items() if "student" in t.exports and t.upstreams}
+    huberts = {n: t.upstreams for n, t in TASKS.all().items() if getattr(t, "hubert_checkpoint", False)}
+    assert STUDENT_NAMES == students, "edit STUDENT_NAMES in s3prl_colld/s3prl_bridge/hub.py to match the tasks"
+    assert HUBERT_NAMES == huberts, "edit HUBERT_NAMES in s3prl_colld/s3prl_bridge/hub.py to match the tasks"
+    assert set(NAMES) <= {n for names in STUDENT_NAMES.values() for n in names}

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from s3prl_colld.checkpoint import latest_checkpoint, load, save_atomic
 from s3prl_colld.config import CONFIG_DIR, ConfigError, from_dict
 from s3prl_colld.models.frontends import normalize_waveform
-from s3prl_colld.models.teacher import Teacher, TeacherConfig
+from s3prl_colld.s3prl_bridge.teacher import Teacher, TeacherConfig
 from s3prl_colld.pretrain.cli import main
 
 TINY_CNN = [[128, 10, 5], [128, 3, 2], [128, 3, 2], [128, 3, 2], [128, 3, 2], [128, 2, 2], [128, 2, 2]]

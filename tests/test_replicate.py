@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from s3prl_colld.data.lengths import read_length_table
-from s3prl_colld.config import CONFIG_DIR, load_yaml
+from s3prl_colld.config import load_yaml
 from s3prl_colld.models.student import StudentEncoder
 from s3prl_colld.pretrain.cli import resolve_config
 from s3prl_colld.pretrain.task import get_task
-from s3prl_colld.replicate import (SCALES, STUDENTS, Grid, compare, mean_std, plan_students, report, model_overrides,
-                                   student_order, write_mixed_corpus)
+from s3prl_colld.replicate import (CLAIMS, SCALES, STUDENTS, Grid, Student, compare, mean_std, plan_students, report,
+                                   model_overrides, student_order, verdicts, write_mixed_corpus)
+from s3prl_colld.replicate.plan import COLLD, DISTILHUBERT
 
 
 def test_a_finished_stage_is_reused_and_its_time_kept(tmp_path: Path) -> None:
@@ -65,20 +66,22 @@ def test_scales_cap_seeds_and_pick_students() -> None:
 
 def test_pretraining_subset_and_mixed_corpus(synth_corpus_en: Path, synth_corpus_de: Path, tmp_path: Path) -> None:
     scale = dataclasses.replace(SCALES["tiny"], pretrain_every=3)
-    # the subset table is written into the corpus: a private copy of the length tables, links for the rest
-    (tmp_path / "own").mkdir()
-    own = tmp_path / "own" / "corpus_en"
-    own.mkdir()
-    for item in synth_corpus_en.iterdir():
-        if item.name != "len_for_bucket":
-            (own / item.name).symlink_to(item, target_is_directory=item.is_dir())
-    (own / "len_for_bucket").mkdir()
-    (own / "len_for_bucket" / "train.csv").write_bytes((synth_corpus_en / "len_for_bucket" / "train.csv").read_bytes())
-    grid = Grid(tmp_path / "own", scale, 0)
+    # the subset table is written into the grid's own folder (a view of the corpus), never into the corpus
+    grid_dir = tmp_path / "grid"
+    grid_dir.mkdir()
+    (grid_dir / "corpus_en").symlink_to(synth_corpus_en, target_is_directory=True)
+    before = sorted(p.name for p in (synth_corpus_en / "len_for_bucket").iterdir())
+    grid = Grid(grid_dir, scale, 0)
     assert grid.splits == ",,config.data.splits=[train_every3]"
-    full, sub = read_length_table(own, "train"), read_length_table(own, "train_every3")
+    view = grid.pretrain_root
+    assert view == grid_dir / "corpus_en_every3" and not view.is_symlink()
+    assert grid.pretrain_data == f"config.data.root={view},,config.data.splits=[train_every3]"
+    assert sorted(p.name for p in (synth_corpus_en / "len_for_bucket").iterdir()) == before
+    full, sub = read_length_table(synth_corpus_en, "train"), read_length_table(view, "train_every3")
     assert len(sub) == (len(full) + 2) // 3
-    assert {r.uttid for r in sub} <= {r.uttid for r in full}
+    assert {r.uttid for r in sub} <= {r.uttid for r in full} and all(r.path.is_file() for r in sub)
+    assert (view / "manifest.json").is_file()  # the clean-copy manifest is reachable from the view
+    assert Grid(grid_dir, dataclasses.replace(scale, pretrain_every=1), 0).pretrain_root == grid_dir / "corpus_en"
 
     mix = tmp_path / "mix"
     write_mixed_corpus(mix, {"en": synth_corpus_en, "de": synth_corpus_de})
@@ -89,14 +92,14 @@ def test_pretraining_subset_and_mixed_corpus(synth_corpus_en: Path, synth_corpus
 
 def test_report_and_verdicts(tmp_path: Path) -> None:
     def row(name: str, values: list[float]) -> dict:
-        return {"name": name, "task": "t", "params_m": 1.0, "rtf": 0.01, "distil_minutes": 1.0,
-                "pr": {"test": mean_std(values)}}
+        return {"key": name.replace("+", "_"), "name": name, "task": "t", "params_m": 1.0, "rtf": 0.01,
+                "distil_minutes": 1.0, "pr": {"test": mean_std(values)}}
 
     results = {"rows": [row("colld", [40.0, 41.0, 42.0]), row("distilhubert", [50.0, 51.0, 52.0]),
                         row("colld+disc", [41.0])],
                "pr_splits": ["test"], "curves": {}, "stage_times": {"a": 60.0}, "not_run": ["x seed 1"]}
     assert "colld is better, beyond the seed spread" in compare(results, "colld", "distilhubert")
-    assert "one seed only" in compare(results, "colld+disc", "colld")
+    assert "one seed only" in compare(results, "colld_disc", "colld")
     results["rows"][1]["pr"]["test"] = mean_std([41.0, 45.0, 37.0])
     assert "within the seed spread" in compare(results, "colld", "distilhubert")
     text = report(tmp_path, results)
@@ -105,12 +108,33 @@ def test_report_and_verdicts(tmp_path: Path) -> None:
     assert (tmp_path / "per_vs_params.png").is_file()
 
 
+def test_a_renamed_row_keeps_its_verdict() -> None:
+    """Claims find their rows by the plan's objects (keys), not by display names."""
+    def row(student: Student, name: str, values: list[float]) -> dict:
+        return {"key": student.key, "name": name, "task": student.task, "params_m": 1.0, "rtf": 0.01,
+                "distil_minutes": 1.0, "pr": {"test": mean_std(values)}}
+
+    assert all(c.a in STUDENTS and c.b in STUDENTS for c in CLAIMS)
+    claim = next(c for c in CLAIMS if (c.a, c.b) == (COLLD, DISTILHUBERT))
+    for name in (COLLD.name, "CoLLD (renamed)"):
+        renamed = dataclasses.replace(COLLD, name=name)
+        assert renamed.key == COLLD.key
+        results = {"rows": [row(renamed, name, [40.0, 41.0, 42.0]),
+                            row(DISTILHUBERT, "distilhubert", [50.0, 51.0, 52.0])],
+                   "pr_splits": ["test"]}
+        lines = verdicts(results, (claim,))
+        assert lines == [f"{name} 41.0 ± 1.0 vs distilhubert 51.0 ± 1.0 PER on test (difference -10.0): "
+                         f"{name} is better, beyond the seed spread"]
+    with pytest.raises(ValueError, match="needs a key"):
+        Student("no key", "colld_distiller", 1)
+
+
 def test_student_shapes_keep_the_task_model_and_have_equal_parameters() -> None:
     """Deep-thin and shallow-wide replace only their shape keys of colld's model.yaml (the teacher-shaped CNN stays),
     and their encoders have the same number of parameters within 1%."""
     shapes = [s for s in STUDENTS if s.model]
     assert len(shapes) == 2
-    base = load_yaml(CONFIG_DIR / "pretrain" / "colld_distiller" / "model.yaml")
+    base = load_yaml(get_task("colld_distiller").default_config_paths()[0])
     models = [resolve_config(get_task(s.task), overrides=model_overrides(s).lstrip(",")).model for s in shapes]
     for shape, model in zip(shapes, models):
         assert model.cnn.conv_layers == base["cnn"]["conv_layers"] and model.conv_pos == base["conv_pos"]

@@ -128,7 +128,7 @@ def teachers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _teacher(ckpt: Path):
-    from s3prl_colld.models.teacher import Teacher, TeacherConfig
+    from s3prl_colld.s3prl_bridge.teacher import Teacher, TeacherConfig
 
     return Teacher(TeacherConfig(name="hubert_local", ckpt=str(ckpt)))
 

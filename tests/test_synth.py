@@ -19,8 +19,8 @@ import torch
 
 from s3prl_colld.data.audio import AudioError, load_audio
 from s3prl_colld.data.lengths import main as lengths_main
-from s3prl_colld.data.phonemes import clean_phones
-from s3prl_colld.data.sentences import is_plain_sentence, load_sentence_pairs, normalise_transcript, pairs_from_line
+from s3prl_colld.data.synth.phonemes import clean_phones
+from s3prl_colld.data.synth.sentences import is_plain_sentence, load_sentence_pairs, normalise_transcript, pairs_from_line
 from s3prl_colld.data.synth import SPLITS
 from s3prl_colld.data.synth import main as synth_main
 

@@ -66,7 +66,7 @@ def test_loss_falls_and_checkpoint_is_plain(tmp_path: Path) -> None:
     assert state["epoch"] == 3 and state["batch_in_epoch"] == 4  # 12 batches per epoch
     assert set(state["model"]) == set(get_task(TOY)(from_dict(get_task(TOY).Config, state["config"]), run)
                                       .student.state_dict())  # the student only, not the frozen teacher
-    assert state["toy_model_config"]["channels"] == 16  # task.export() at the top level
+    assert state["toy_model_config"]["channels"] == 16  # task.checkpoint_extras() at the top level
     assert state["export"] == {"upstreams": [], "modules": {}}  # the toy task exports no module
     assert state["scaler"] is None and isinstance(state["optimizer"]["state"], dict)
     # the RNG states round-trip

@@ -15,7 +15,7 @@ from s3prl_colld.data.bucket import crop_spans
 from s3prl_colld.data.clean_copies import clean_copies
 from s3prl_colld.data.lengths import read_length_table
 from s3prl_colld.data.units import UnitQuantizer, mfcc_50hz, num_frames
-from s3prl_colld.models.teacher import TeacherConfig
+from s3prl_colld.s3prl_bridge.teacher import TeacherConfig
 from s3prl_colld.models.tiny_hubert import TinyHubertConfig, build_hubert
 from s3prl_colld.pretrain.schema import DataConfig
 from s3prl_colld.pretrain.task import get_task

@@ -33,7 +33,7 @@ from s3prl_colld import checkpoint as ckpt_io
 from s3prl_colld.config import CONFIG_DIR, deep_merge, from_dict, load_yaml, parse_overrides, to_dict
 from s3prl_colld.data.audio import AudioError
 from s3prl_colld.downstream.corpus import DataError
-from s3prl_colld.downstream.schema import DownstreamConfig
+from s3prl_colld.downstream.schema import DownstreamConfig, drop_legacy_keys
 from s3prl_colld.downstream.task import TASKS
 from s3prl_colld.downstream.upstream import layer_of
 from s3prl_colld.runtime.cli import (USER_ERRORS, UsageError, add_trust_flag, ensure_writable, refuse_existing_run,
@@ -68,11 +68,12 @@ def parser() -> argparse.ArgumentParser:
 def resolve_config(task: str, config_yaml: str | None, overrides: str | None,
                    base: dict[str, Any] | None = None) -> DownstreamConfig:
     """Defaults <- s3prl's recipe of ``task`` <- its YAML (or ``-c``) <- ``-o``; or a checkpoint's config ``base``
-    (complete already) <- ``-o``."""
+    (complete already) <- ``-o``. Built as the task's own ``Config``."""
+    config_cls = TASKS.get(task).Config
     if base is None:
         base = deep_merge(TASKS.get(task).s3prl_defaults,
                           load_yaml(config_yaml or CONFIG_DIR / "downstream" / f"{task}.yaml"))
-    return from_dict(DownstreamConfig, deep_merge(base, parse_overrides(overrides)))
+    return from_dict(config_cls, drop_legacy_keys(config_cls, deep_merge(base, parse_overrides(overrides)), task))
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:

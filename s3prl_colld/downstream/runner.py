@@ -29,7 +29,7 @@ from s3prl_colld.downstream.corpus import Utterance
 from s3prl_colld.downstream.featurizer import Featurizer, pad_features, plot_layer_weights
 from s3prl_colld.downstream.features import FeatureSource, check_audio, feature_source
 from s3prl_colld.downstream.schedule import lr_multiplier
-from s3prl_colld.downstream.schema import DownstreamConfig
+from s3prl_colld.downstream.schema import DownstreamConfig, drop_legacy_keys
 from s3prl_colld.downstream.specaug import spec_augment
 from s3prl_colld.downstream.task import DownstreamTask, get_task
 from s3prl_colld.downstream.upstream import FrozenUpstream
@@ -272,7 +272,9 @@ def evaluate_checkpoint(path: Path, split: str = "test", overrides: dict[str, An
     role = split if split in ("dev", "test") else "test"
     if role != split:
         overrides = deep_merge(overrides, {"data": {"test_split": split}})
-    cfg = from_dict(DownstreamConfig, deep_merge(state["config"], overrides))
+    task = state["spec"]["task"]
+    config_cls = get_task(task).Config  # the task's own config; a checkpoint of the shared schema loads too
+    cfg = from_dict(config_cls, drop_legacy_keys(config_cls, deep_merge(state["config"], overrides), task))
     out_dir = Path(out_dir or Path(path).parent)
     name = f"{cfg.data.test_split if role == 'test' else cfg.data.dev_split}"
     results = out_dir / f"{name}-results.json"

@@ -3,8 +3,12 @@
 Keys follow s3prl's downstream recipes where s3prl has one: the runner's
 ``total_steps``, ``log_step``, ``eval_step``, ``save_step``, ``max_keep``,
 ``gradient_clipping`` and ``gradient_accumulate_steps``; the ``specaug``
-section uses the keys of s3prl's ``downstream/specaug.py``. The ``head``
-section is checked against the task's own head dataclass. Each task's s3prl
+section uses the keys of s3prl's ``downstream/specaug.py``.
+
+``DownstreamConfig`` holds what every task has; each task declares its own
+subclass (``DownstreamTask.Config``) with its typed ``head`` section and, where
+it reads more, its own ``data`` (PR: ``lexicon``; ST: ``tsv_dir``,
+``audio_dir``) and ``runner`` (ST: ``max_tokens``) sections. Each task's s3prl
 values (``DownstreamTask.s3prl_defaults``) are applied before the YAML, so a
 config file only needs the keys it changes; ``docs/superb_protocol.md`` maps
 every setting to s3prl's file and key.
@@ -12,11 +16,16 @@ every setting to s3prl's file and key.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from s3prl_colld.config import ConfigError, choice
 from s3prl_colld.runtime.optim import OptimizerConfig
+
+log = logging.getLogger(__name__)
 
 BATCHING = ("s3prl", "shuffle")
 DECAYS = ("constant", "linear", "cosine", "sqrt")
@@ -30,7 +39,6 @@ class DownstreamRunnerConfig:
     save_step: int = 1000
     max_keep: int = 1  # states-STEP.ckpt files kept (dev-best.ckpt is kept apart)
     batch_size: int = 16  # utterances per batch (s3prl's bucket size; see batching)
-    max_tokens: Optional[int] = None  # ST: a batch holds at most this many padded feature frames (fairseq)
     batching: str = "s3prl"  # s3prl: the task's s3prl sampler (length buckets); shuffle: random batches
     gradient_accumulate_steps: int = 1  # batches per optimizer update (each loss divided by this)
     eval_batch_size: int = 16
@@ -49,8 +57,6 @@ class DownstreamRunnerConfig:
                      "eval_batch_size", "gradient_accumulate_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"config.runner.{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_tokens is not None and self.max_tokens < 1:
-            raise ConfigError(f"config.runner.max_tokens must be >= 1 or null, got {self.max_tokens}")
 
 
 @dataclass
@@ -93,13 +99,12 @@ class DownstreamOptimizerConfig(OptimizerConfig):
 
 @dataclass
 class DownstreamDataConfig:
+    """The data keys of every task (a task's own ``data`` section subclasses this)."""
+
     root: str = "data/synth_en"  # LibriSpeech layout (PR, ASR) / CoVoST audio root (ST)
     train_split: str = "train"  # LibriSpeech: train-clean-100
     dev_split: str = "dev"  # LibriSpeech: dev-clean
     test_split: str = "test"  # LibriSpeech: test-clean
-    lexicon: Optional[str] = None  # PR: WORD PH1 PH2 ... (default ROOT/lexicon.txt)
-    tsv_dir: str = "covost"  # ST: ROOT/TSV_DIR/SPLIT.tsv
-    audio_dir: Optional[str] = None  # ST: tsv audio paths are relative to this (default ROOT)
     resample: bool = False  # audio not 16 kHz mono: false = refuse (naming the file), true = convert
     max_train_utts: Optional[int] = None  # use only N training utterances, evenly spread over the ids
 
@@ -157,6 +162,8 @@ class UpstreamConfig:
 
 @dataclass
 class DownstreamConfig:
+    """The sections every task has; a task's ``Config`` subclasses this, adding ``head`` (and its own ``data``)."""
+
     runner: DownstreamRunnerConfig = field(default_factory=DownstreamRunnerConfig)
     optimizer: DownstreamOptimizerConfig = field(default_factory=DownstreamOptimizerConfig)
     data: DownstreamDataConfig = field(default_factory=DownstreamDataConfig)
@@ -164,4 +171,34 @@ class DownstreamConfig:
     featurizer: FeaturizerConfig = field(default_factory=FeaturizerConfig)
     specaug: SpecAugConfig = field(default_factory=SpecAugConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
-    head: dict[str, Any] = field(default_factory=dict)  # checked by the task's head config
+
+
+# Keys that the one shared schema had for every task, with their defaults (configs and checkpoints written before
+# each task declared its own config carry them for every task): dropped where a task's Config lacks them.
+LEGACY_SHARED_KEYS: dict[str, dict[str, Any]] = {
+    "data": {"lexicon": None, "tsv_dir": "covost", "audio_dir": None},
+    "runner": {"max_tokens": None},
+}
+
+
+def drop_legacy_keys(config_cls: type[DownstreamConfig], raw: dict[str, Any], task: str) -> dict[str, Any]:
+    """``raw`` without the ``LEGACY_SHARED_KEYS`` that ``config_cls`` does not declare (a copy; ``raw`` is kept).
+
+    A dropped key with another value than its old default was set but never read (the task has no use for it):
+    that is logged as a warning.
+    """
+    out = dict(raw)
+    hints = typing.get_type_hints(config_cls)
+    for section, keys in LEGACY_SHARED_KEYS.items():
+        if not isinstance(out.get(section), dict) or section not in hints:
+            continue
+        declared = {f.name for f in dataclasses.fields(hints[section])}
+        values = dict(out[section])
+        for key, default in keys.items():
+            if key in values and key not in declared:
+                value = values.pop(key)
+                if value != default:
+                    log.warning("config.%s.%s=%r is not a key of task %s (nothing reads it): ignored",
+                                section, key, value, task)
+        out[section] = values
+    return out

@@ -3,9 +3,10 @@
 A task turns a split into :class:`~s3prl_colld.downstream.corpus.Utterance` s
 (audio + target text), fits its vocabulary on the training targets, builds a
 head over featurized hidden states ``[B, T, D]``, and maps the head's output
-back to text; it declares its metric (``metric``, ``higher_better``). Tasks
-register with ``@register("name")`` in a module of ``downstream/tasks/`` and
-read ``configs/downstream/NAME.yaml``.
+back to text; it declares its metric (``metric``, ``higher_better``) and its
+config (``Config``: a ``DownstreamConfig`` subclass with its typed ``head`` and
+any keys of its own). Tasks register with ``@register("name")`` in a module of
+``downstream/tasks/`` and read ``configs/downstream/NAME.yaml``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class DownstreamTask:
     name: ClassVar[str]
     metric: ClassVar[str]
     higher_better: ClassVar[bool]
+    Config: ClassVar[type[DownstreamConfig]] = DownstreamConfig  # the task's config: shared sections + its own
     # s3prl's settings of this task (config sections runner / optimizer / specaug), applied under the YAML
     s3prl_defaults: ClassVar[dict[str, Any]] = {}
 

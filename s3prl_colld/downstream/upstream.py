@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from s3prl_colld.checkpoint import file_sha256
-from s3prl_colld.upstream.frozen import FrozenS3PRLUpstream, UpstreamError
+from s3prl_colld.s3prl_bridge.frozen import FrozenS3PRLUpstream, UpstreamError
 
 __all__ = ["FrozenUpstream", "UpstreamError", "layer_of"]
 SELECTIONS = ("hidden_states", "last_hidden_state")  # plus "hidden_state_N" (= -l N)

@@ -12,13 +12,18 @@ logged, never forced.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from s3prl_colld.models.teacher import Teacher
+
+
+class Teacher(Protocol):
+    """What is read of the teacher (``s3prl_bridge.teacher.Teacher``; models/ does not import that layer)."""
+
+    cfg: Any  # .name, for messages
+    fairseq_model: nn.Module | None  # the fairseq-style model (feature_extractor, encoder.layers), if any
 
 log = logging.getLogger(__name__)
 

@@ -69,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="run_pretrain.py", description="Pretrain (distil) a speech encoder.")
     p.add_argument("-u", "--upstream", required=True, help="the pretrain task, e.g. colld_distiller, hubert_tiny")
     p.add_argument("-n", "--expname", help="run name; the run folder is result/pretrain/NAME")
-    p.add_argument("-g", "--upstream_config", help="model config yaml (default: configs/pretrain/TASK/model.yaml)")
+    p.add_argument("-g", "--upstream_config", help="model config yaml (default: the task's, e.g. configs/pretrain/TASK/model.yaml)")
     p.add_argument("-c", "--config", help="runner config yaml (default: configs/pretrain/TASK/runner.yaml)")
     p.add_argument("-p", "--expdir", help="run folder (instead of result/pretrain/NAME)")
     p.add_argument("-e", "--past_exp", help="checkpoint to resume from exactly (EXPDIR/states-STEP.ckpt)")

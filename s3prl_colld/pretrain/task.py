@@ -51,6 +51,8 @@ class PretrainTask(nn.Module):
     Config: ClassVar[type]
     exports: ClassVar[tuple[str, ...]] = ()  # modules (with a .cfg) stored as NAME.* in trainable_state_dict()
     upstreams: ClassVar[tuple[str, ...]] = ()  # s3prl.hub names that load this task's checkpoints
+    # a model.yaml shared by several tasks, relative to configs/ (None: configs/pretrain/NAME/model.yaml)
+    model_config: ClassVar[str | None] = None
 
     def __init__(self, cfg: Any, expdir: Path) -> None:
         super().__init__()
@@ -60,9 +62,11 @@ class PretrainTask(nn.Module):
     # ---- set-up -------------------------------------------------------
     @classmethod
     def default_config_paths(cls) -> tuple[Path, Path]:
-        """``(model.yaml, runner.yaml)`` shipped for this task under ``configs/pretrain/NAME``."""
+        """``(model.yaml, runner.yaml)`` shipped for this task: ``configs/pretrain/NAME/`` (the model's
+        ``configs/MODEL_CONFIG`` when the task names a shared one)."""
         folder = CONFIG_DIR / "pretrain" / cls.name
-        return folder / "model.yaml", folder / "runner.yaml"
+        model = CONFIG_DIR / cls.model_config if cls.model_config else folder / "model.yaml"
+        return model, folder / "runner.yaml"
 
     @classmethod
     def prepare(cls, cfg: Any, expdir: Path) -> None:
@@ -109,7 +113,7 @@ class PretrainTask(nn.Module):
         """Inverse of ``trainable_state_dict``."""
         self.load_state_dict(state)
 
-    def export(self) -> dict[str, Any]:
+    def checkpoint_extras(self) -> dict[str, Any]:
         """Extra top-level checkpoint keys (plain values and tensors), e.g. for s3prl's own upstream loaders.
 
         They must not reuse the trainer's keys (``task``, ``config``, ``model``, ``optimizer``, ...).

@@ -55,7 +55,7 @@ from s3prl_colld.runtime.step import StepPolicy
 
 log = logging.getLogger(__name__)
 
-# top-level checkpoint keys written by the trainer (a task's export() must not reuse them)
+# top-level checkpoint keys written by the trainer (a task's checkpoint_extras() must not reuse them)
 TRAINER_KEYS = frozenset({"task", "config", "export", "model", "optimizer", "scheduler", "scaler", "step", "epoch",
                           "batch_in_epoch", "bad_steps", "world_size", "rng", "rng_per_rank"})
 # log.jsonl keys written by the trainer (a task's stats must not reuse them)
@@ -248,10 +248,10 @@ class Trainer:
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self, rngs: list[dict[str, Any]]) -> dict[str, Any]:
         """The checkpoint: plain values and tensors only (see ``checkpoint.py``)."""
-        extra = self.task.export()
+        extra = self.task.checkpoint_extras()
         clash = TRAINER_KEYS & set(extra)
         if clash:
-            raise ValueError(f"{self.task_cls.__name__}.export() reuses trainer checkpoint keys: {sorted(clash)}")
+            raise ValueError(f"{self.task_cls.__name__}.checkpoint_extras() reuses trainer checkpoint keys: {sorted(clash)}")
         state = {
             "task": self.task_cls.name,
             "config": to_dict(self.cfg),

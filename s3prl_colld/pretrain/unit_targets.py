@@ -41,7 +41,7 @@ from s3prl_colld.data.audio_dataset import AudioDataset
 from s3prl_colld.data.lengths import TableRow
 from s3prl_colld.constants import FRAME_STRIDE, FRAME_WINDOW, SAMPLE_RATE
 from s3prl_colld.data.units import UnitQuantizer, mfcc_50hz, num_frames
-from s3prl_colld.models.teacher import Teacher, TeacherConfig
+from s3prl_colld.s3prl_bridge.teacher import Teacher, TeacherConfig
 from s3prl_colld.pretrain.schema import DataConfig
 
 log = logging.getLogger(__name__)

@@ -4,43 +4,89 @@
 - ``asr``: characters (``|`` after every word), BiLSTM CTC head, WER (lower is better);
 - ``st``: character sentencepiece targets, transformer encoder-decoder, BLEU (higher is better).
 
-Each task carries s3prl's recipe for it (``s3prl_defaults``: runner, optimizer,
-SpecAugment; the head's defaults are in its head dataclass), its s3prl training
+Each task declares its config (``Config``: the shared sections plus its typed
+``head``, and PR's / ST's own ``data`` and ST's ``runner`` keys), carries
+s3prl's recipe for it (``s3prl_defaults``: runner, optimizer, SpecAugment; the
+head's defaults are in its head dataclass), its s3prl training
 batches (``train_batches``) and the order in which s3prl's evaluation lists
 utterances (``eval_order``), which is the order of the prediction files.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s3prl_colld.config import ConfigError, from_dict
+from s3prl_colld.config import ConfigError
 from s3prl_colld.downstream import batching, corpus, metrics
 from s3prl_colld.downstream.ctc_heads import ASRHeadConfig, BiLSTMCTCHead, LinearCTCHead, PRHeadConfig
-from s3prl_colld.downstream.schema import DownstreamConfig, DownstreamRunnerConfig
+from s3prl_colld.downstream.schema import DownstreamConfig, DownstreamDataConfig, DownstreamRunnerConfig
+from s3prl_colld.downstream.st_model import STHeadConfig
 from s3prl_colld.downstream.task import DownstreamTask, register, write_ark
+
+
+# ---------------------------------------------------------------- each task's config
+@dataclass
+class PRDataConfig(DownstreamDataConfig):
+    lexicon: Optional[str] = None  # WORD PH1 PH2 ... (default ROOT/lexicon.txt)
+
+
+@dataclass
+class PRConfig(DownstreamConfig):
+    data: PRDataConfig = field(default_factory=PRDataConfig)
+    head: PRHeadConfig = field(default_factory=PRHeadConfig)
+
+
+@dataclass
+class ASRConfig(DownstreamConfig):
+    head: ASRHeadConfig = field(default_factory=ASRHeadConfig)
+
+
+@dataclass
+class STDataConfig(DownstreamDataConfig):
+    tsv_dir: str = "covost"  # ROOT/TSV_DIR/SPLIT.tsv
+    audio_dir: Optional[str] = None  # tsv audio paths are relative to this (default ROOT)
+
+
+@dataclass
+class STRunnerConfig(DownstreamRunnerConfig):
+    max_tokens: Optional[int] = None  # a batch holds at most this many padded feature frames (fairseq)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ConfigError(f"config.runner.max_tokens must be >= 1 or null, got {self.max_tokens}")
+
+
+@dataclass
+class STConfig(DownstreamConfig):
+    runner: STRunnerConfig = field(default_factory=STRunnerConfig)
+    data: STDataConfig = field(default_factory=STDataConfig)
+    head: STHeadConfig = field(default_factory=STHeadConfig)
+
+
+# ---------------------------------------------------------------- the tasks
 
 
 class CTCTask(DownstreamTask):
     """Shared CTC side of PR and ASR: label 0 is the blank, labels 1.. the sorted training tokens.
 
-    A subclass names its head (``head_class`` built from ``config.head`` parsed as ``head_config``) and
+    A subclass names its head (``head_class`` built from ``config.head``, typed by its ``Config``) and
     its metric function (``scorer(hyps, refs)``).
     """
 
-    head_config: type
     head_class: type[nn.Module]
     scorer: Callable[[Sequence[str], Sequence[str]], float]
 
     def __init__(self, cfg: DownstreamConfig) -> None:
         super().__init__(cfg)
         self.tokens: list[str] = []
-        self.head_cfg = from_dict(self.head_config, cfg.head, "config.head")
+        self.head_cfg = cfg.head
 
     def build_head(self, dim: int) -> nn.Module:
         return self.head_class(dim, self.vocab_size, self.head_cfg)
@@ -90,7 +136,8 @@ class PRTask(CTCTask):
     """Phoneme recognition: lexicon phones of the transcript; PER%."""
 
     metric, higher_better = "per", False
-    head_config, head_class, scorer = PRHeadConfig, LinearCTCHead, staticmethod(metrics.per)
+    Config = PRConfig
+    head_class, scorer = LinearCTCHead, staticmethod(metrics.per)
     s3prl_defaults = {  # s3prl downstream/ctc/libriphone.yaml
         "runner": {"total_steps": 100000, "gradient_clipping": 1.0, "gradient_accumulate_steps": 2,
                    "log_step": 100, "eval_step": 1000, "save_step": 100, "max_keep": 1,
@@ -129,7 +176,8 @@ class ASRTask(CTCTask):
     """Speech recognition: characters of the transcript (``|`` = word boundary); WER% without an LM."""
 
     metric, higher_better = "wer", False
-    head_config, head_class, scorer = ASRHeadConfig, BiLSTMCTCHead, staticmethod(metrics.wer)
+    Config = ASRConfig
+    head_class, scorer = BiLSTMCTCHead, staticmethod(metrics.wer)
     s3prl_defaults = {  # s3prl downstream/asr/config.yaml
         "runner": {"total_steps": 200000, "gradient_clipping": 1.0, "gradient_accumulate_steps": 1,
                    "log_step": 100, "eval_step": 2000, "save_step": 500, "max_keep": 1,
@@ -172,6 +220,7 @@ class STTask(DownstreamTask):
     """Speech translation: CoVoST 2 tsv, sentencepiece targets, encoder-decoder head; sacreBLEU."""
 
     metric, higher_better = "bleu", True
+    Config = STConfig
     s3prl_defaults = {  # s3prl downstream/speech_translation/config.yaml
         "runner": {"total_steps": 32000, "gradient_clipping": 10.0, "gradient_accumulate_steps": 8,
                    "log_step": 100, "eval_step": 2000, "save_step": 250, "max_keep": 1,
@@ -180,11 +229,9 @@ class STTask(DownstreamTask):
                       "warmup_steps": 10000, "decay": "sqrt"},  # scheduler: sqrt_decay_schedule_with_warmup
     }
 
-    def __init__(self, cfg: DownstreamConfig) -> None:
-        from s3prl_colld.downstream.st_model import STHeadConfig
-
+    def __init__(self, cfg: STConfig) -> None:
         super().__init__(cfg)
-        self.head_cfg = from_dict(STHeadConfig, cfg.head, "config.head")
+        self.head_cfg = cfg.head
         self.spm: Any = None
 
     def utterances(self, role: str) -> list[corpus.Utterance]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from s3prl_colld.config import ConfigError
-from s3prl_colld.models.teacher import TeacherConfig
+from s3prl_colld.s3prl_bridge.teacher import TeacherConfig
 from s3prl_colld.pretrain.task import register
 from s3prl_colld.pretrain.tasks.hubert_tiny import HubertInitConfig, HubertTinyConfig, HubertTinyTask
 from s3prl_colld.pretrain.unit_targets import UnitsConfig

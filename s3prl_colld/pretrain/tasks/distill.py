@@ -1,7 +1,9 @@
 """Distillation tasks: DistilHuBERT, layer-to-layer regression, CoLLD, and the discriminative loss.
 
-One task class serves the three names; they differ only in their shipped
-configs (``configs/pretrain/<name>/``):
+One task class, ``DistillTask``, serves the three tasks below; their classes
+only name them (and their hub names), and they differ only in their shipped
+runner configs (``configs/pretrain/<name>/runner.yaml``; the student is
+``configs/students/tiny.yaml`` for all three):
 
 - ``distilhubert``: every head reads the LAST student layer and regresses
   teacher layers {4, 8, 12} with L1 + cosine (methods.md, 1);
@@ -35,7 +37,7 @@ from s3prl_colld.config import ConfigError, choice
 from s3prl_colld.models.heads import HeadConfig, PredictionHeads
 from s3prl_colld.models.init import init_student_from_teacher, load_frontend
 from s3prl_colld.models.student import StudentConfig, StudentEncoder
-from s3prl_colld.models.teacher import Teacher, TeacherConfig, resolve_normalization
+from s3prl_colld.s3prl_bridge.teacher import Teacher, TeacherConfig, resolve_normalization
 from s3prl_colld.objectives.losses import discriminative_kl, info_nce, l1_cosine, unit_log_probs
 from s3prl_colld.objectives.masking import span_mask
 from s3prl_colld.pretrain.schema import TaskConfig
@@ -92,6 +94,7 @@ class DistillTask(AudioTask):
 
     Config = DistillConfig
     exports = ("student",)
+    model_config = "students/tiny.yaml"  # the default student of every distillation task (-g replaces it)
 
     def __init__(self, cfg: DistillConfig, expdir: Path) -> None:
         super().__init__(cfg, expdir)
@@ -224,8 +227,16 @@ class DistillTask(AudioTask):
             raise RuntimeError(f"checkpoint does not match the task: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 
-# task name -> the s3prl.hub names of its students
-for _name, _upstreams in (("distilhubert", ("distilhubert_colld_local",)), ("l2l_distiller", ("l2l_local",)),
-                          ("colld_distiller", ("colld_local", "colld_small"))):
-    register(_name, _upstreams)(type(f"{_name.title().replace('_', '')}Task", (DistillTask,),
-                                     {"__doc__": DistillTask.__doc__}))
+@register("distilhubert", upstreams=("distilhubert_colld_local",))
+class DistilhubertTask(DistillTask):
+    """DistilHuBERT (methods.md 1): every head reads the last student layer and regresses a teacher layer."""
+
+
+@register("l2l_distiller", upstreams=("l2l_local",))
+class L2LDistillerTask(DistillTask):
+    """Layer-to-layer regression (methods.md 2): head (i, j) reads student layer i, regresses teacher layer j."""
+
+
+@register("colld_distiller", upstreams=("colld_local", "colld_small"))
+class ColldDistillerTask(DistillTask):
+    """CoLLD (methods.md 3): span-masked student input, per-frame InfoNCE against the unmasked teacher."""

@@ -40,7 +40,7 @@ from s3prl_colld.data.audio_dataset import AudioDataset
 from s3prl_colld.data.bucket import crop_spans, pad_batch
 from s3prl_colld.data.clean_copies import align_clean, clean_copies
 from s3prl_colld.data.units import UnitLabeler, UnitQuantizer, num_frames
-from s3prl_colld.models.teacher import Teacher, TeacherConfig
+from s3prl_colld.s3prl_bridge.teacher import Teacher, TeacherConfig
 from s3prl_colld.models.tiny_hubert import TinyHubertConfig, build_hubert, hubert_local_keys
 from s3prl_colld.pretrain.schema import TaskConfig
 from s3prl_colld.pretrain.task import PretrainTask, register
@@ -260,7 +260,7 @@ class HubertTinyTask(PretrainTask):
     def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.hubert.load_state_dict(state)
 
-    def export(self) -> dict[str, Any]:
+    def checkpoint_extras(self) -> dict[str, Any]:
         return hubert_local_keys(self.hubert, self.cfg.model, self.n_units)
 
 

@@ -24,7 +24,7 @@ import torch
 from s3prl_colld.config import ConfigError
 from s3prl_colld.constants import SAMPLE_RATE
 from s3prl_colld.models.frontends import FbankConfig, FbankFrontend, normalize_waveform
-from s3prl_colld.models.teacher import Teacher, TeacherConfig, resolve_normalization
+from s3prl_colld.s3prl_bridge.teacher import Teacher, TeacherConfig, resolve_normalization
 from s3prl_colld.objectives.losses import l1_cosine
 from s3prl_colld.pretrain.schema import TaskConfig
 from s3prl_colld.pretrain.task import register

@@ -148,5 +148,5 @@ class ToyTask(PretrainTask):
     def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.student.load_state_dict(state)
 
-    def export(self) -> dict[str, Any]:
+    def checkpoint_extras(self) -> dict[str, Any]:
         return {"toy_model_config": to_dict(self.cfg.model)}

@@ -72,19 +72,19 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from s3prl_colld.constants import SAMPLE_RATE
-from s3prl_colld.data import flite
-from s3prl_colld.data.arpabet import T2PMissing, arpabet_lexicon, require_t2p
-from s3prl_colld.data.augment import RT60_RANGE, SNR_RANGE, augment, plan_rooms, room_impulse_response
-from s3prl_colld.data.corpus_plan import (BASE_SPLITS, NOISY_SPLITS, SPLITS, SynthError, Utterance, auto_rooms,
+from s3prl_colld.data.synth import flite
+from s3prl_colld.data.synth.arpabet import T2PMissing, arpabet_lexicon, require_t2p
+from s3prl_colld.data.synth.augment import RT60_RANGE, SNR_RANGE, augment, plan_rooms, room_impulse_response
+from s3prl_colld.data.synth.corpus_plan import (BASE_SPLITS, NOISY_SPLITS, SPLITS, SynthError, Utterance, auto_rooms,
                                           check_engines, check_family, default_unseen_family, make_speaker_groups,
                                           plan_conditions, plan_utterances, sizes_for_hours, sizes_for_utterances)
 from s3prl_colld.data.lengths import LengthRow, write_length_csv
-from s3prl_colld.data.phonemes import (PHONEME_VOICE, EspeakMissing, phonemize_words, require_espeak,
+from s3prl_colld.data.synth.phonemes import (PHONEME_VOICE, EspeakMissing, phonemize_words, require_espeak,
                                        write_lexicon, write_phone_inventory)
-from s3prl_colld.data.sentences import (DICTIONARY_PATH, DictionaryMissing, load_sentence_pairs, normalise_transcript,
+from s3prl_colld.data.synth.sentences import (DICTIONARY_PATH, DictionaryMissing, load_sentence_pairs, normalise_transcript,
                                         require_dictionary, spoken_words)
-from s3prl_colld.data.voices import SynthesisError, installed_variants, speaker_record
-from s3prl_colld.data.voices import synthesize as espeak_synthesize
+from s3prl_colld.data.synth.voices import SynthesisError, installed_variants, speaker_record
+from s3prl_colld.data.synth.voices import synthesize as espeak_synthesize
 
 __all__ = ["SPLITS", "SynthError", "generate", "main", "parser"]
 

@@ -24,11 +24,11 @@ import random
 from dataclasses import dataclass, replace
 from typing import Sequence, Union
 
-from s3prl_colld.data import flite
-from s3prl_colld.data.augment import Augmentation, Room, plan_augmentation
-from s3prl_colld.data.sentences import SentencePair, spoken_words
-from s3prl_colld.data.voices import Speaker, UtteranceSpec, espeak_families, jitter
-from s3prl_colld.data.voices import make_speakers as make_espeak_speakers
+from s3prl_colld.data.synth import flite
+from s3prl_colld.data.synth.augment import Augmentation, Room, plan_augmentation
+from s3prl_colld.data.synth.sentences import SentencePair, spoken_words
+from s3prl_colld.data.synth.voices import Speaker, UtteranceSpec, espeak_families, jitter
+from s3prl_colld.data.synth.voices import make_speakers as make_espeak_speakers
 
 AnySpeaker = Union[Speaker, flite.FliteSpeaker]
 

@@ -38,7 +38,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from s3prl_colld.constants import SAMPLE_RATE
-from s3prl_colld.data.voices import SynthesisError, UtteranceSpec, trim_and_scale
+from s3prl_colld.data.synth.voices import SynthesisError, UtteranceSpec, trim_and_scale
 
 FLITE = "flite"
 # voice -> its own mean F0 in Hz (measured on a test sentence); None: int_f0_target_mean has no effect

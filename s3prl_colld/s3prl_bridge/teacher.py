@@ -28,7 +28,7 @@ from torch import nn
 from s3prl_colld.config import ConfigError, choice
 from s3prl_colld.models.frontends import normalize_waveform
 from s3prl_colld.models.teacher_fast import direct_hidden_states
-from s3prl_colld.upstream.frozen import FrozenS3PRLUpstream
+from s3prl_colld.s3prl_bridge.frozen import FrozenS3PRLUpstream
 
 log = logging.getLogger(__name__)
 

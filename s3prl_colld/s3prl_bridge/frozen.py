@@ -27,7 +27,7 @@ def check_upstream_name(name: str) -> None:
     """Raise an ``UpstreamError`` listing close matches if s3prl does not know ``name`` (ours included)."""
     from s3prl.nn import S3PRLUpstream
 
-    from s3prl_colld.hub import register
+    from s3prl_colld.s3prl_bridge.hub import register
 
     register()
     names = S3PRLUpstream.available_names()
@@ -44,7 +44,7 @@ HUBERT_LOCAL_KEYS = {"task_cfg", "model_cfg", "model_weight"}  # what s3prl's hu
 
 def upstream_names_for(state: dict) -> list[str]:
     """The ``s3prl.hub`` names that load one of our pretrain checkpoints (its ``export`` section; empty: none)."""
-    from s3prl_colld.hub import student_names
+    from s3prl_colld.s3prl_bridge.hub import student_names
 
     section = state.get("export") or {}
     names = list(section.get("upstreams") or [])

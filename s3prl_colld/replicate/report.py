@@ -1,0 +1,120 @@
+"""The grid's report: ``results.md`` (table and verdicts), ``results.json`` and two plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from s3prl_colld.replicate.plan import CLAIMS, FRONTEND_SPEED, Claim
+
+
+def fmt(stat: dict[str, float] | None) -> str:
+    """``mean ± std (n)`` of a :func:`mean_std` entry."""
+    if not stat or stat.get("n", 0) == 0:
+        return "-"
+    return f"{stat['mean']:.1f} ± {stat['std']:.1f} ({stat['n']})" if stat["n"] > 1 else f"{stat['mean']:.1f}"
+
+
+def report(out: Path, results: dict[str, Any]) -> str:
+    """``results.md`` / ``results.json`` and the plots; returns the markdown."""
+    splits = results["pr_splits"]
+    head = ["features / student", "params (M)", "RTF (CPU)", "distil (min)",
+            *[f"PR {s} PER" for s in splits], "ASR test WER", "ST en-de BLEU", "ST de-en BLEU"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results["rows"]:
+        st = r.get("st", {})
+        cells = [r["name"], f"{r['params_m']:.2f}", f"{r['rtf']:.4f}",
+                 "-" if r["distil_minutes"] is None else f"{r['distil_minutes']:.1f}",
+                 *[fmt(r["pr"].get(s)) for s in splits],
+                 f"{r['asr']['test']:.1f}" if "asr" in r else "-",
+                 *[f"{st[d]['test']:.2f}" if d in st else "-" for d in ("en-de", "de-en")]]
+        lines.append("| " + " | ".join(cells) + " |")
+    times = results["stage_times"]
+    probes = sum(v for k, v in times.items() if k.startswith("probe ")) / 60
+    total = sum(times.values()) / 60
+    lines += ["", f"PER: mean ± std (n) over distillation seeds (students; one probe each) or probe seeds "
+                  f"(baselines). The stages took {total:.0f} min in all: {total - probes:.0f} min of corpus, "
+                  f"teacher and distillation, {probes:.0f} min of probes (`stage_times` in results.json; "
+                  f"measures and report not counted)."]
+    if results.get("not_run"):
+        lines += ["", f"Not run (the grid was cut short): {', '.join(results['not_run'])}."]
+    checks = verdicts(results)
+    if checks:
+        lines += ["", "Paper claims, from these numbers:", *[f"- {c}" for c in checks]]
+    text = "\n".join(lines)
+    (out / "results.md").write_text(text + "\n")
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    plot(out, results)
+    return text
+
+
+def compare(results: dict[str, Any], a: str, b: str, split: str = "test") -> str | None:
+    """Row ``a`` against row ``b`` (their keys) on PR ``split``: the means, the difference and whether it exceeds
+    the spread; ``None`` when either row (or its split) is missing.
+
+    A difference counts as real only when it is larger than the sum of both standard deviations
+    (with one seed, it is reported as untested). The line names the rows by their display names.
+    """
+    rows = {r["key"]: r for r in results["rows"]}
+    if a not in rows or b not in rows or split not in rows[a]["pr"] or split not in rows[b]["pr"]:
+        return None
+    x, y = rows[a]["pr"][split], rows[b]["pr"][split]
+    na, nb = rows[a]["name"], rows[b]["name"]
+    diff = x["mean"] - y["mean"]
+    if min(x["n"], y["n"]) < 2:
+        verdict = "one seed only: not tested"
+    elif abs(diff) > x["std"] + y["std"]:
+        verdict = f"{na if diff < 0 else nb} is better, beyond the seed spread"
+    else:
+        verdict = "within the seed spread: no difference shown"
+    return (f"{na} {x['mean']:.1f} ± {x['std']:.1f} vs {nb} {y['mean']:.1f} ± {y['std']:.1f} PER on {split} "
+            f"(difference {diff:+.1f}): {verdict}")
+
+
+def verdicts(results: dict[str, Any], claims: tuple[Claim, ...] = CLAIMS) -> list[str]:
+    """One line per paper claim (``plan.CLAIMS``, rows found by their keys) the grid can check, from the numbers."""
+    lines = []
+    for split in results["pr_splits"]:
+        for claim in claims:
+            line = compare(results, claim.a.key, claim.b.key, split)
+            if line:
+                lines.append(line)
+    rows = {r["key"]: r for r in results["rows"]}
+    fbank, cnn = FRONTEND_SPEED.a.key, FRONTEND_SPEED.b.key
+    if fbank in rows and cnn in rows:
+        f, c = rows[fbank], rows[cnn]
+        lines.append(f"Fbank front-end: {c['rtf'] / f['rtf']:.2f}x faster on CPU (RTF {f['rtf']:.4f} vs {c['rtf']:.4f}), "
+                     f"{100 * (1 - f['params_m'] / c['params_m']):.1f}% fewer parameters "
+                     f"({f['params_m']:.2f} M vs {c['params_m']:.2f} M)")
+    return lines
+
+
+def plot(out: Path, results: dict[str, Any]) -> None:
+    """``per_vs_params.png`` and ``learning_curve.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    markers = "osD^v<>pP*Xh"
+    for i, r in enumerate(results["rows"]):
+        stat = r["pr"]["test"]
+        if stat["n"]:  # a legend, not labels: the students sit on top of each other at one size
+            ax.errorbar(r["params_m"], stat["mean"], yerr=stat["std"], fmt=markers[i % len(markers)], capsize=3,
+                        label=f"{r['name']} ({stat['mean']:.1f})")
+    ax.set(xlabel="parameters (M)", ylabel="PR test PER %", title="PER against parameters")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    fig.savefig(out / "per_vs_params.png", dpi=110)
+    plt.close(fig)
+    if results["curves"]:
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        for name, points in results["curves"].items():
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+        ax.set(xlabel="distillation steps", ylabel="PR test PER %", title="learning curve (seed 0)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "learning_curve.png", dpi=110)
+        plt.close(fig)

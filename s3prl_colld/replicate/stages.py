@@ -1,0 +1,253 @@
+"""The grid's stages: each runs once, writes a ``DONE`` marker (or its result file) and is reused after that.
+
+``Grid`` runs the corpora, the teacher (iterations 1 and 2), the students and
+the probes of one grid in its folder and records their wall times
+(``stage_times.json``); an unfinished pretraining run resumes from its last
+checkpoint, an unfinished probe starts again (it is short). A stage writes
+only into its own folder under the grid's, never into its inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from s3prl_colld.checkpoint import latest_checkpoint
+from s3prl_colld.config import CONFIG_DIR
+from s3prl_colld.replicate.plan import Scale, Student
+
+
+class Grid:
+    """Runs (or reuses) the stages of one grid in ``out``; records stage wall times."""
+
+    def __init__(self, out: Path, scale: Scale, seed: int, report_only: bool = False) -> None:
+        self.out, self.scale, self.seed, self.report_only = out, scale, seed, report_only
+        self.corpus_en, self.corpus_de, self.corpus_mix = out / "corpus_en", out / "corpus_de", out / "corpus_mix"
+        self.times_path = out / "stage_times.json"
+        self.times: dict[str, float] = json.loads(self.times_path.read_text()) if self.times_path.is_file() else {}
+
+    def stage(self, name: str, done: Path, fn: Callable[[], Any]) -> bool:
+        """Run ``fn`` unless ``done`` exists; the wall time of a run is kept in ``stage_times.json``.
+
+        Returns whether the stage is finished (``False`` only with ``report_only``, which runs nothing).
+        """
+        if done.exists():
+            print(f"[replicate] {name}: reusing {done}", flush=True)
+            return True
+        if self.report_only:
+            print(f"[replicate] {name}: not run (--report-only)", flush=True)
+            return False
+        print(f"[replicate] {name}: running ...", flush=True)
+        start = time.time()
+        fn()
+        self._record(name, self.times.get(name, 0.0) + time.time() - start)
+        print(f"[replicate] {name}: done in {time.time() - start:.0f} s", flush=True)
+        return True
+
+    def _record(self, name: str, seconds: float) -> None:
+        """Keep ``seconds`` as the wall time of ``name`` in ``stage_times.json``."""
+        self.times[name] = seconds
+        self.times_path.write_text(json.dumps(self.times, indent=1, sort_keys=True))
+
+    # ---- corpora
+    def corpora(self) -> None:
+        from s3prl_colld.data.synth.generate import main as synth_main
+
+        for lang, path, extra in (("en", self.corpus_en, self.scale.en_args), ("de", self.corpus_de, self.scale.de_args)):
+            if extra is None:
+                continue
+            self.stage(f"corpus_{lang}", path / "manifest.json", lambda lang=lang, path=path, extra=extra: _check(
+                synth_main(["--lang", lang, "--out", str(path), "--seed", str(self.seed), *extra]), f"corpus {lang}"))
+        if self.scale.de_args is not None:
+            self.stage("corpus_mix", self.corpus_mix / "len_for_bucket" / "train.csv",
+                       lambda: write_mixed_corpus(self.corpus_mix, {"en": self.corpus_en, "de": self.corpus_de}))
+
+    @property
+    def pretrain_root(self) -> Path:
+        """The English pretraining corpus: ``corpus_en``, or with ``scale.pretrain_every`` N > 1 a view of it in
+        the grid's own folder, ``corpus_en_everyN``: links to every entry of the corpus and its own
+        ``len_for_bucket`` (links to the corpus's tables plus ``train_everyN.csv``, every N-th training
+        utterance). No stage writes into the corpus, its input."""
+        every = self.scale.pretrain_every
+        if every == 1:
+            return self.corpus_en
+        view, name = self.out / f"corpus_en_every{every}", f"train_every{every}"
+        table = view / "len_for_bucket" / f"{name}.csv"
+        if not table.is_file():
+            from s3prl_colld.data.lengths import read_length_table, write_length_csv, LengthRow
+
+            (view / "len_for_bucket").mkdir(parents=True, exist_ok=True)
+            for item in self.corpus_en.iterdir():
+                if item.name != "len_for_bucket" and not (view / item.name).exists():
+                    (view / item.name).symlink_to(item.resolve(), target_is_directory=item.is_dir())
+            for csv in (self.corpus_en / "len_for_bucket").glob("*.csv"):
+                if not (view / "len_for_bucket" / csv.name).exists():
+                    (view / "len_for_bucket" / csv.name).symlink_to(csv.resolve())
+            rows = sorted(read_length_table(self.corpus_en, "train"), key=lambda r: r.uttid)
+            write_length_csv([LengthRow(os.path.relpath(r.path, self.corpus_en), r.num_samples, r.label)
+                              for r in rows[::every]], table)
+        return view
+
+    @property
+    def splits(self) -> str:
+        """The ``-o`` for the pretraining split of ``pretrain_root``: ``train``, or ``train_everyN``."""
+        every = self.scale.pretrain_every
+        return "" if every == 1 else f",,config.data.splits=[train_every{every}]"
+
+    @property
+    def pretrain_data(self) -> str:
+        """``config.data.root=...`` and the split of the English pretraining data (``-o`` text)."""
+        return f"config.data.root={self.pretrain_root}{self.splits}"
+
+    # ---- teacher
+    def teacher(self) -> Path:
+        """Iteration 1 (MFCC units) and, where the scale asks, iteration 2; returns the final checkpoint."""
+        it1 = self.out / "teacher_it1"
+        self.stage("teacher_it1", it1 / "DONE", lambda: (
+            pretrain("hubert_tiny", it1, self.pretrain_data + self.scale.teacher_overrides),
+            (it1 / "DONE").touch()))
+        if self.scale.teacher_iter2_overrides is None:
+            return _latest(it1)
+        it2 = self.out / "teacher"
+        self.stage("teacher_it2", it2 / "DONE", lambda: (
+            pretrain("hubert_tiny", it2, f"{self.pretrain_data},,config.teacher.ckpt={_latest(it1)}"
+                     + self.scale.teacher_iter2_overrides,
+                     runner_yaml=CONFIG_DIR / "pretrain" / "hubert_tiny" / "iter2.yaml"),
+            (it2 / "DONE").touch()))
+        return _latest(it2)
+
+    # ---- students
+    def frontend(self, teacher: Path) -> Path:
+        """Stage 1 of input distillation (one run, shared by every seed of the Fbank student)."""
+        run = self.out / "students" / "fbank_frontend"
+        self.stage("fbank_frontend", run / "DONE", lambda: (
+            pretrain("input_distill", run, f"{self.pretrain_data},,config.teacher.ckpt={teacher},,"
+                     f"config.runner.total_steps={self.scale.frontend_steps},,"
+                     f"config.runner.save_step={self.scale.frontend_steps},,config.data.batch_size={self.scale.student_batch}"),
+            (run / "DONE").touch()))
+        return _latest(run)
+
+    def distil(self, student: Student, seed: int, teacher: Path) -> Path | None:
+        """Distil (or resume, or reuse) one seed of ``student``; its run folder (``None``: not run)."""
+        run = self.out / "students" / f"{slug(student.name)}-s{seed}"
+        if self.report_only and not (run / "DONE").exists():
+            return None
+        steps = self.scale.student_steps
+        save = max(1, steps // 4) if student.curve and seed == 0 and self.scale.curves else steps
+        data = f"config.data.root={self.corpus_mix}" if student.corpus == "mix" else self.pretrain_data
+        overrides = (f"{data},,config.teacher.ckpt={teacher},,config.runner.seed={1337 + seed},,"
+                     f"config.runner.total_steps={steps},,config.runner.save_step={save},,config.runner.max_keep=8,,"
+                     f"config.data.batch_size={self.scale.student_batch}")
+        if student.needs_frontend:
+            overrides += f",,config.init.frontend_ckpt={self.frontend(teacher)}"
+        if student.overrides:
+            overrides += ",," + student.overrides
+        overrides += model_overrides(student)
+        finished = self.stage(f"student {student.name} seed {seed}", run / "DONE", lambda: (
+            pretrain(student.task, run, overrides), (run / "DONE").touch()))
+        return run if finished else None
+
+    # ---- probes
+    def probe(self, task: str, name: str, upstream: str, ckpt: Path | None, seed: int, overrides: str,
+              splits: Iterable[str], corpus: Path | None = None) -> dict[str, float] | None:
+        """Train ``task`` on a frozen upstream (best on dev), then test once on each of ``splits``.
+
+        Returns ``{"dev": best dev metric, SPLIT: metric, ...}``; a finished probe is reused
+        (``None`` with ``report_only`` for a probe that has not finished).
+        """
+        run = self.out / "probes" / task / f"{slug(name)}-p{seed}"
+        done = run / "DONE.json"
+        if done.is_file():
+            result = json.loads(done.read_text())
+            if f"probe {task} {name} p{seed}" not in self.times:  # a probe of a grid from before probes were timed
+                self._record(f"probe {task} {name} p{seed}", result.get("seconds", 0.0))
+            return result
+        if self.report_only:
+            return None
+        from s3prl_colld.downstream.cli import main as downstream_main
+        from s3prl_colld.downstream.runner import evaluate_checkpoint, load_downstream_checkpoint
+
+        if run.exists():  # an unfinished probe starts again (it is short)
+            shutil.rmtree(run)
+        corpus = corpus or self.corpus_en
+        args = ["-m", "train", "-u", upstream, "-d", task, "-p", str(run), "-o",
+                f"config.data.root={corpus},,config.cache.dir={self.out / 'probes' / '_feature_cache'},,"
+                f"config.runner.seed={1337 + seed},,config.runner.progress_bar=false" + overrides]
+        if ckpt is not None:
+            args[4:4] = ["-k", str(ckpt)]
+        start = time.time()
+        _check(downstream_main(args), f"run_downstream.py -d {task} -u {upstream} ({name})")
+        best = load_downstream_checkpoint(run / "dev-best.ckpt")["best"]
+        result: dict[str, float] = {"dev": float(best["value"])}
+        for split in splits:
+            summary = evaluate_checkpoint(run / "dev-best.ckpt", split)
+            result[split] = float(summary[best["metric"]])
+        result["seconds"] = time.time() - start
+        done.write_text(json.dumps(result, indent=1))
+        self._record(f"probe {task} {name} p{seed}", result["seconds"])
+        print(f"[replicate] {task} {name} (probe seed {seed}): {result}", flush=True)
+        return result
+
+
+def model_overrides(student: Student) -> str:
+    """``-o`` text setting a student shape's keys (``,,config.model.layers=4,,...``; empty without a shape).
+
+    ``-o`` merges them into the task's ``model.yaml``, so the rest of it (the teacher-shaped CNN) stays.
+    """
+    return "".join(f",,config.model.{k}={v}" for k, v in (student.model or {}).items())
+
+
+def slug(name: str) -> str:
+    """A folder name for a row name."""
+    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_").replace("__", "_")
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        raise SystemExit(f"[replicate] {what} failed (exit code {rc})")
+
+
+def _latest(run: Path) -> Path:
+    last = latest_checkpoint(run)
+    if last is None:
+        raise SystemExit(f"[replicate] {run} has no checkpoint")
+    return last
+
+
+def pretrain(task: str, expdir: Path, overrides: str, runner_yaml: Path | None = None) -> Path:
+    """Run (or resume) ``run_pretrain.py -u task [-c runner_yaml]`` in ``expdir``.
+
+    Returns its final checkpoint.
+    """
+    from s3prl_colld.pretrain.cli import main as pretrain_main
+
+    args = ["-u", task, "-p", str(expdir), "-o", overrides]
+    if runner_yaml is not None:
+        args += ["-c", str(runner_yaml)]
+    last = latest_checkpoint(expdir)
+    if last is not None:
+        args += ["-e", str(last)]
+    _check(pretrain_main(args), f"run_pretrain.py -u {task} -p {expdir}")
+    return _latest(expdir)
+
+
+def write_mixed_corpus(out: Path, corpora: dict[str, Path]) -> None:
+    """A corpus root whose ``train`` length table lists every corpus's training utterances.
+
+    ``out/<lang>`` links to each corpus; rows keep their paths under that link.
+    """
+    from s3prl_colld.data.lengths import LengthRow, read_length_table, write_length_csv
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for lang, root in corpora.items():
+        link = out / lang
+        if not link.exists():
+            link.symlink_to(root.resolve(), target_is_directory=True)
+        rows += [LengthRow(f"{lang}/{os.path.relpath(r.path, root)}", r.num_samples, r.label)
+                 for r in read_length_table(root, "train")]
+    write_length_csv(rows, out / "len_for_bucket" / "train.csv")
