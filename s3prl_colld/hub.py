@@ -13,6 +13,10 @@ s3prl's ``hubert_local`` reads) get entries that load s3prl's own HuBERT expert:
 ``register()`` runs by itself once ``s3prl.hub`` is imported (``s3prl_colld.hook``,
 started by the package's ``.pth`` file or by ``import s3prl_colld``), so s3prl's
 own runner finds the names with no import of ours; ``import s3prl_colld.hub`` does it too.
+
+Every entry runs ``checkpoint.check_trusted`` on its file first (it must load with
+``torch.load(weights_only=True)``, whatever ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` says),
+unless ``checkpoint.trust_checkpoints(True)`` (``--trust-checkpoint``) was called.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
-from s3prl_colld.checkpoint import CheckpointError
+from s3prl_colld.checkpoint import CheckpointError, check_trusted
 
 
 def _entry(name: str, hubert: bool = False) -> Callable[..., object]:
@@ -35,6 +39,9 @@ def _entry(name: str, hubert: bool = False) -> Callable[..., object]:
                                   f"or -k PATH (a states-STEP.ckpt of {made_by})")
         if not Path(ckpt).is_file():
             raise CheckpointError(f"upstream {name}: checkpoint not found: {ckpt}")
+        # before any loader sees the file: s3prl's HubertExpert unpickles it fully when the environment says so
+        # (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD); check_trusted loads it with weights_only=True whatever it says
+        check_trusted(ckpt, f"upstream {name}: checkpoint")
         if hubert:
             from s3prl.upstream.hubert.expert import UpstreamExpert as HubertExpert
 

@@ -39,7 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from s3prl_colld.checkpoint import current_umask
-from s3prl_colld.data.audio import AudioError, file_identity, load_audio, num_samples_16k
+from s3prl_colld.data.audio import AudioError, AudioFormatError, file_identity, load_audio, num_samples_16k
 from s3prl_colld.downstream.corpus import DataError, Utterance
 from s3prl_colld.downstream.upstream import FrozenUpstream
 
@@ -73,9 +73,9 @@ class LiveFeatures:
     def get(self, indices: Sequence[int]) -> list[torch.Tensor]:
         try:
             wavs = [load_audio(self.utts[i].path, resample=self.resample) for i in indices]
-        except AudioError as err:
-            raise AudioError(f"{err} [run_downstream.py: set config.data.resample=true to convert such files "
-                             "on the fly]") from None
+        except AudioFormatError as err:  # only a rate or channel count that resampling converts gets the hint
+            raise AudioFormatError(f"{err} [run_downstream.py: set config.data.resample=true to convert such files "
+                                   "on the fly]", err.path) from None
         return self.upstream(wavs)
 
 
@@ -145,7 +145,7 @@ def identities(utts: Sequence[Utterance], workers: int = 8) -> list[str]:
         with ThreadPoolExecutor(max(1, min(workers, len(utts)))) as pool:
             return list(pool.map(file_identity, [u.path for u in utts]))
     except OSError as err:
-        raise AudioError(f"cannot read audio file {err.filename}: {err.strerror}") from None
+        raise AudioError(f"cannot read audio file {err.filename}: {err.strerror}", err.filename) from None
 
 
 def cache_settings(upstream: FrozenUpstream, resample: bool) -> dict[str, Any]:
