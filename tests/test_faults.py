@@ -201,12 +201,12 @@ def test_feature_cache_misses_when_the_audio_changes(tmp_path: Path, caplog: pyt
     with caplog.at_level("INFO"):
         again = feature_source(fbank, utts, "train", cache, max_gb=1.0, progress=False)
     assert again.folder == first.folder and "feature cache: reading" in caplog.text
-    # touch one file: a miss (rebuilt in place)
+    # touch one file: its bytes are unchanged, so the whole-file hash still fits (a hit, issue 23)
     os.utime(utts[3].path, ns=(time.time_ns(), time.time_ns()))
     caplog.clear()
     with caplog.at_level("INFO"):
         touched = feature_source(fbank, utts, "train", cache, max_gb=1.0, progress=False)
-    assert "is stale (1 of" in caplog.text and "feature cache: reading" not in caplog.text
+    assert "is stale" not in caplog.text and "feature cache: reading" in caplog.text
     assert touched.folder == first.folder
     # regenerate the corpus at the same path with another seed: new audio, a miss, the new audio's features
     shutil.rmtree(root)
@@ -725,3 +725,44 @@ def test_predict_zip_is_written_with_the_usual_permissions(tmp_path: Path) -> No
         os.umask(mask)
     assert zipped == tmp_path / "sub" / "predict.zip" and (zipped.stat().st_mode & 0o777) == 0o644
     assert not list((tmp_path / "sub").glob(".*"))  # no temporary file left
+
+
+# ------------------------------------------------------------------ 10. the feature cache keys on whole files
+def test_a_same_size_edit_with_its_mtime_restored_is_a_feature_cache_miss(tmp_path: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    from s3prl_colld.downstream.features import stat_key
+
+    rng = np.random.RandomState(0)
+    utts = []
+    for i in range(4):  # WAV: the size depends on the length only
+        path = tmp_path / "audio" / f"u{i}.wav"
+        path.parent.mkdir(exist_ok=True)
+        sf.write(path, rng.randn(32000).astype(np.float32) * 0.1, 16000, subtype="PCM_16")
+        utts.append(corpus.Utterance(f"u{i}", path, "a"))
+    fbank, cache = FrozenUpstream("fbank"), tmp_path / "cache"
+    first = feature_source(fbank, utts, "train", cache, max_gb=1.0, progress=False)
+    old = first.get([2])[0]
+    # edit the middle of u2 (the first and last 4 KiB stay), same size, mtime restored
+    victim = utts[2].path
+    st = victim.stat()
+    wav, _ = sf.read(victim, dtype="float32")
+    wav[12000:20000] = rng.randn(8000).astype(np.float32) * 0.1
+    sf.write(victim, wav, 16000, subtype="PCM_16")
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert victim.stat().st_size == st.st_size and victim.stat().st_mtime_ns == st.st_mtime_ns
+    assert file_identity(victim) == file_identity(victim)  # (the previous key could not tell)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        again = feature_source(fbank, utts, "train", cache, max_gb=1.0, progress=False)
+    assert "is stale (1 of 4 audio files changed since it was built" in caplog.text
+    new = again.get([2])[0]
+    torch.testing.assert_close(new, LiveFeatures(fbank, utts).get([2])[0].half().float())
+    assert not torch.allclose(new, old)
+    # touched, bytes unchanged: a hit, and the index keeps the new stat so the next run does not hash it again
+    os.utime(utts[0].path, ns=(time.time_ns(), time.time_ns()))
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        hit = feature_source(fbank, utts, "train", cache, max_gb=1.0, progress=False)
+    assert "feature cache: reading" in caplog.text and hit.folder == again.folder
+    index = json.loads((hit.folder / "index.json").read_text())
+    assert index["stat"][0] == stat_key(utts[0].path)
