@@ -1,5 +1,15 @@
-"""What ``import s3prl.hub`` (s3prl 0.4.18) needs from torchaudio >= 2.9, which removed it.
+"""What s3prl 0.4.18 needs from newer torch / torchaudio: applied by ``s3prl_colld.hook`` before s3prl is imported.
 
+``allow_s3prl_runner_checkpoints()``: s3prl's own runner stores its command line
+(an ``argparse.Namespace``) in every ``states-STEP.ckpt`` / ``dev-best.ckpt``
+and reads them back with ``torch.load`` (``weights_only`` by default since
+torch 2.6), which refuses that class: ``run_downstream.py -m evaluate -e`` and
+resuming failed unless ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` turned the check
+off for every load. It adds ``argparse.Namespace``, and only it, to torch's
+safe globals: unpickling it builds an empty object and sets its attributes from
+values the weights-only unpickler built, so it runs no code.
+
+``patch_torchaudio()``: ``import s3prl.hub`` needs what torchaudio >= 2.9 removed.
 s3prl calls ``torchaudio.set_audio_backend`` and imports ``torchaudio.sox_effects``
 while its hub is imported. ``patch_torchaudio()`` adds a no-op
 ``set_audio_backend`` and a ``sox_effects`` module whose functions raise a clear
@@ -10,6 +20,7 @@ before ``s3prl`` is imported.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import types
 from typing import Any, Callable
@@ -24,6 +35,18 @@ def _removed(name: str) -> Callable[..., Any]:
                            "stubs the module so that s3prl.hub imports: use torchaudio < 2.9 for sox effects")
 
     return stub
+
+
+S3PRL_RUNNER_GLOBALS = (argparse.Namespace,)  # what s3prl's runner checkpoints hold besides tensors and plain values
+
+
+def allow_s3prl_runner_checkpoints() -> list[str]:
+    """Let ``torch.load(weights_only=True)`` read s3prl's runner checkpoints (see the module docstring); returns
+    the names it allowed."""
+    import torch
+
+    torch.serialization.add_safe_globals(list(S3PRL_RUNNER_GLOBALS))
+    return [f"{c.__module__}.{c.__qualname__}" for c in S3PRL_RUNNER_GLOBALS]
 
 
 def patch_torchaudio() -> list[str]:

@@ -5,7 +5,9 @@ one line at start-up, which calls ``install()``. ``install()`` only puts a finde
 on ``sys.meta_path`` (standard library only: no torch at start-up). The finder
 wraps the loaders of ``s3prl`` and ``s3prl.hub``:
 
-- before either runs: ``compat.patch_torchaudio()`` (only what a newer torchaudio lacks);
+- before either runs: ``compat.patch_torchaudio()`` (only what a newer torchaudio lacks) and
+  ``compat.allow_s3prl_runner_checkpoints()`` (s3prl's runner checkpoints hold an
+  ``argparse.Namespace``: ``torch.load``'s default ``weights_only`` then reads them);
 - after ``s3prl.hub`` has run: ``hub.register(module)`` (our student names).
 
 So ``python run_downstream.py -u colld_small ...`` of an s3prl git checkout
@@ -48,8 +50,9 @@ class _Loader:  # the importlib loader protocol (importlib.abc is not imported: 
 
 
 def _patch() -> None:
-    from s3prl_colld.compat import patch_torchaudio
+    from s3prl_colld.compat import allow_s3prl_runner_checkpoints, patch_torchaudio
 
+    allow_s3prl_runner_checkpoints()
     patch_torchaudio()
 
 

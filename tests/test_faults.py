@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ import soundfile as sf
 import torch
 
 from s3prl_colld import checkpoint as ckpt_io
-from s3prl_colld.data.audio import file_identity, load_audio
+from s3prl_colld.data.audio import AudioError, file_identity, load_audio
 from s3prl_colld.data.audio_check import _cache_file
 from s3prl_colld.data.audio_dataset import AudioDataset
 from s3prl_colld.data.lengths import main as lengths_main
@@ -200,12 +201,12 @@ def test_feature_cache_misses_when_the_audio_changes(tmp_path: Path, caplog: pyt
     with caplog.at_level("INFO"):
         again = feature_source(fbank, utts, "train", cache, max_gb=1.0, progress=False)
     assert again.folder == first.folder and "feature cache: reading" in caplog.text
-    # touch one file: a miss (rebuilt in place)
+    # touch one file: its bytes are unchanged, so the whole-file hash still fits (a hit, issue 23)
     os.utime(utts[3].path, ns=(time.time_ns(), time.time_ns()))
     caplog.clear()
     with caplog.at_level("INFO"):
         touched = feature_source(fbank, utts, "train", cache, max_gb=1.0, progress=False)
-    assert "is stale (1 of" in caplog.text and "feature cache: reading" not in caplog.text
+    assert "is stale" not in caplog.text and "feature cache: reading" in caplog.text
     assert touched.folder == first.folder
     # regenerate the corpus at the same path with another seed: new audio, a miss, the new audio's features
     shutil.rmtree(root)
@@ -489,3 +490,279 @@ def test_results_are_named_after_the_split(synth_corpus_en: Path, tmp_path: Path
     assert (run / "test-results.json").read_bytes() == test_results
     out = capsys.readouterr().out
     assert "test_noisy per:" in out
+
+
+# ================================================================== issue 23: the residue of the fault battery
+# ------------------------------------------------------------------ 1. our hub names check the file first
+HUB_PAYLOAD = textwrap.dedent('''
+    import json, sys
+    from s3prl.nn import S3PRLUpstream  # s3prl only: our names come from the start-up hook
+    evil, marker = sys.argv[1], sys.argv[2]
+    out = {}
+    for name in ("dicehubert_local", "colld_local"):
+        try:
+            S3PRLUpstream(name, path_or_url=evil)
+            out[name] = "loaded"
+        except Exception as err:
+            out[name] = f"{type(err).__name__}: {err}"
+        out[name + " payload ran"] = __import__("os").path.exists(marker)
+    print(json.dumps(out))
+''')
+
+
+def test_our_hub_names_refuse_a_payload_even_with_torch_force_no_weights_only_load(tmp_path: Path) -> None:
+    ckpt, marker = malicious_checkpoint(tmp_path)
+    script = tmp_path / "hub_payload.py"
+    script.write_text(HUB_PAYLOAD)
+    env = {**ENV, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}  # what the README used to tell users to set
+    res = subprocess.run([PY, str(script), str(ckpt), str(marker)], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert not marker.exists()
+    for name in ("dicehubert_local", "colld_local"):
+        assert out[f"{name} payload ran"] is False, out
+        assert out[name].startswith("UntrustedCheckpointError: upstream "
+                                    f"{name}: checkpoint {ckpt} does not load with torch.load(weights_only=True)"), out
+
+
+# ------------------------------------------------------------------ 1. s3prl's runner checkpoints under weights_only
+S3PRL_RUNNER_CKPT = textwrap.dedent('''
+    import argparse, json, os, pickle, sys
+    import torch
+    folder = sys.argv[1]
+
+    class Payload:
+        def __reduce__(self):
+            return open, (os.path.join(folder, "payload-ran"), "w")
+
+    # what s3prl's downstream/runner.py saves (0.4.18, Runner.train): Args is run_downstream.py's Namespace
+    args = argparse.Namespace(mode="train", evaluate_split="test", override=None, backend="nccl", local_rank=None,
+                              past_exp=None, init_ckpt=None, config="downstream/ctc/libriphone.yaml",
+                              downstream="ctc", downstream_variant=None, hub="torch", upstream="colld_small",
+                              upstream_ckpt="/abs/STUDENT.ckpt", upstream_model_config=None, upstream_refresh=False,
+                              upstream_trainable=False, upstream_feature_selection="hidden_states",
+                              upstream_layer_selection=None, upstream_feature_normalize=False, expname="pr",
+                              expdir="result/downstream/pr", auto_resume=False, seed=1337, device="cpu",
+                              cache_dir=None, verbose=False, disable_cudnn=False)
+    head = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-2)
+    head(torch.ones(2, 4)).sum().backward()
+    optimizer.step()
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    states = {"Optimizer": optimizer.state_dict(), "Step": 20, "Epoch": 1, "Args": args,
+              "Config": {"runner": {"total_steps": 20}, "downstream_expert": {"corpus": {"path": "/data"}}},
+              "Downstream": head.state_dict(), "Featurizer": {"weights": torch.zeros(5)},
+              "Scheduler": scheduler.state_dict()}
+    torch.save(states, os.path.join(folder, "states-20.ckpt"))
+    torch.save({**states, "Args": argparse.Namespace(mode="train", x=Payload())}, os.path.join(folder, "evil.ckpt"))
+
+    out = {}
+    def load(name):
+        try:
+            ckpt = torch.load(os.path.join(folder, name), map_location="cpu")  # s3prl's call: weights_only default
+            return f"loaded: {ckpt['Args'].upstream} step {ckpt['Step']}"
+        except pickle.UnpicklingError as err:
+            return "refused: " + str(err).splitlines()[0]
+    def safe_globals():
+        return {f"{g.__module__}.{g.__qualname__}" for g in torch.serialization.get_safe_globals()}
+    out["before"] = load("states-20.ckpt")
+    allowed = safe_globals()
+    import s3prl.hub  # through our start-up hook, as s3prl's run_downstream.py imports it
+    out["after"] = load("states-20.ckpt")
+    out["evil"] = load("evil.ckpt")
+    out["payload ran"] = os.path.exists(os.path.join(folder, "payload-ran"))
+    # what importing s3prl added, less what torch's own modules (dynamo, pulled in by s3prl) allow of theirs
+    out["safe globals"] = sorted(g for g in safe_globals() - allowed if not g.startswith("torch."))
+    print(json.dumps(out))
+''')
+
+
+def test_s3prl_runner_checkpoints_load_under_weights_only_through_the_hook(tmp_path: Path) -> None:
+    script = tmp_path / "runner_ckpt.py"
+    script.write_text(S3PRL_RUNNER_CKPT)
+    env = {k: v for k, v in ENV.items() if k != "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"}
+    res = subprocess.run([PY, str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["before"].startswith("refused: Weights only load failed")  # torch alone refuses the Namespace
+    assert out["after"] == "loaded: colld_small step 20"
+    assert out["evil"].startswith("refused: Weights only load failed") and out["payload ran"] is False
+    assert out["safe globals"] == ["argparse.Namespace"]  # only what s3prl's runner checkpoints need
+
+
+# ------------------------------------------------------------------ 3. a file damaged after its check is skipped
+def test_skip_drops_a_file_that_fails_to_decode_during_training(corpus_copy: Path, tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    AudioDataset(corpus_copy, ["train"], 0.5)  # the check passes and is cached
+    victim = read_length_table(corpus_copy, "train")[10].path
+    corrupt_keeping_size_and_mtime(victim)
+    run = tmp_path / "run"
+    with caplog.at_level("WARNING"):
+        rc = pretrain_main(["-u", "audio_toy", "-p", str(run), "-c", str(toy_runner(tmp_path, 60, 100)),
+                            "-o", f"config.data.root={corpus_copy},,config.data.on_bad_audio=skip"])
+    assert rc == 0 and log_rows(run)[-1]["step"] == 60 and ckpt_io.step_of(ckpt_io.latest_checkpoint(run)) == 60
+    lines = [x for x in caplog.text.splitlines() if f"skipping {victim}:" in x]
+    assert len(lines) == 1 and f"cannot read audio file {victim}" in lines[0], caplog.text[-3000:]
+    assert "failed to decode during training although its check passed" in lines[0]
+    # recorded: its cached check was dropped, so the next check decodes it again and leaves it out up front
+    later = AudioDataset(corpus_copy, ["train"], 0.5, on_bad_audio="skip")
+    assert [p for p, _ in later.skipped] == [victim]
+
+
+# ------------------------------------------------------------------ 4. / 5. evaluate: per-checkpoint results, no typo folders
+def test_results_of_another_checkpoint_do_not_replace_dev_bests(synth_corpus_en: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "probe"
+    assert downstream_main(["-m", "train", "-u", "fbank", "-d", "pr", "-p", str(run), "-o",
+                            f"config.data.root={synth_corpus_en},,config.runner.total_steps=4,,"
+                            "config.runner.eval_step=2,,config.runner.save_step=2,,config.runner.max_keep=5,,"
+                            "config.runner.progress_bar=false,,"
+                            f"config.cache.dir={tmp_path / 'cache'}"]) == 0
+    assert downstream_main(["-m", "evaluate", "-e", str(run / "dev-best.ckpt"), "-t", "test"]) == 0
+    best = {n: (run / n).read_bytes() for n in ("test-results.json", "test-hyp.ark")}
+    assert downstream_main(["-m", "evaluate", "-e", str(run / "states-2.ckpt"), "-t", "test"]) == 0
+    assert {n: (run / n).read_bytes() for n in best} == best
+    other = json.loads((run / "states-2" / "test-results.json").read_text())
+    assert other["checkpoint"] == str(run / "states-2.ckpt") and other["step"] == 2
+    assert (run / "states-2" / "test-hyp.ark").is_file()
+    assert str(run / "states-2" / "test-results.json") in capsys.readouterr().out
+    assert ckpt_io.list_checkpoints(run) == [run / "states-2.ckpt", run / "states-4.ckpt"]
+
+
+def test_failed_runs_leave_no_folders_behind(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    typo = tmp_path / "typo" / "dir"
+    assert downstream_main(["-m", "evaluate", "-e", str(typo / "x.ckpt")]) == 2
+    assert f"checkpoint not found: {typo / 'x.ckpt'}" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
+    nowhere = tmp_path / "no-corpus"
+    assert downstream_main(["-m", "train", "-u", "fbank", "-d", "pr", "-p", str(tmp_path / "new" / "probe"),
+                            "-o", f"config.data.root={nowhere}"]) == 2
+    assert str(nowhere) in capsys.readouterr().err and not (tmp_path / "new").exists()
+    assert pretrain_main(["-u", "audio_toy", "-p", str(tmp_path / "p" / "run"), "-o",
+                          f"config.data.root={nowhere},,config.runner.device=cpu"]) == 2
+    assert not (tmp_path / "p").exists()
+    # a folder that was there before is kept, and so is what it held
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    assert downstream_main(["-m", "train", "-u", "fbank", "-d", "pr", "-p", str(kept / "probe"),
+                            "-o", f"config.data.root={nowhere}"]) == 2
+    assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert downstream_main(["-m", "train", "-u", "fbank", "-d", "pr", "-p", str(empty),
+                            "-o", f"config.data.root={nowhere}"]) == 2
+    assert empty.is_dir()
+
+
+# ------------------------------------------------------------------ 6. / 7. messages: the OS's reason, the right hint
+def test_an_unreadable_file_says_what_the_os_said(tmp_path: Path) -> None:
+    from s3prl_colld.data.audio_check import probe
+
+    folder = Path(tempfile.mkdtemp(prefix="unreadable-", dir="/tmp"))  # reachable by another user (tmp_path is not)
+    try:
+        folder.chmod(0o755)
+        path = folder / "a.flac"
+        sf.write(path, np.random.RandomState(0).randn(16000).astype(np.float32) * 0.1, 16000, format="FLAC")
+        path.chmod(0)
+        root = os.geteuid() == 0
+        if root:  # root reads any file: read as nobody
+            os.setegid(65534)
+            os.seteuid(65534)
+        try:
+            assert not os.access(path, os.R_OK, effective_ids=True)
+            facts = probe(path)
+            with pytest.raises(AudioError) as err:
+                load_audio(path)
+        finally:
+            if root:
+                os.seteuid(0)
+                os.setegid(0)
+        assert facts.error == "unreadable: Permission denied"
+        assert str(err.value) == f"cannot read audio file {path}: Permission denied"
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_the_resample_hint_only_comes_with_rate_and_channel_errors(tmp_path: Path) -> None:
+    corrupt, rate = tmp_path / "corrupt.flac", tmp_path / "8k.flac"
+    sf.write(corrupt, np.random.RandomState(0).randn(32000).astype(np.float32) * 0.1, 16000, format="FLAC")
+    data = bytearray(corrupt.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 4000] = bytes(4000)
+    corrupt.write_bytes(bytes(data))
+    sf.write(rate, np.random.RandomState(1).randn(8000).astype(np.float32) * 0.1, 8000, format="FLAC")
+    fbank = FrozenUpstream("fbank")
+    with pytest.raises(AudioError) as err:
+        LiveFeatures(fbank, [corpus.Utterance("c", corrupt, "a")]).get([0])
+    assert str(corrupt) in str(err.value) and "config.data.resample" not in str(err.value)
+    with pytest.raises(AudioError, match=r"8000 Hz, expected 16000 Hz.*set config\.data\.resample=true"):
+        LiveFeatures(fbank, [corpus.Utterance("r", rate, "a")]).get([0])
+
+
+# ------------------------------------------------------------------ 8. skipped files are listed once
+def test_skip_lists_each_skipped_file_once(corpus_copy: Path, tmp_path: Path,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    bad = break_train_files(corpus_copy)
+    with caplog.at_level("WARNING"):
+        assert pretrain_main(["-u", "audio_toy", "-p", str(tmp_path / "run"), "-c", str(toy_runner(tmp_path, 1)),
+                              "-o", f"config.data.root={corpus_copy},,config.data.on_bad_audio=skip"]) == 0
+    for path, reason in bad.items():
+        assert caplog.text.count(f"skipping {path}: ") == 1, path
+    assert caplog.text.count("skipped 6 of 96 audio files") == 1
+
+
+# ------------------------------------------------------------------ 11. predict.zip has the usual permissions
+def test_predict_zip_is_written_with_the_usual_permissions(tmp_path: Path) -> None:
+    from s3prl_colld.downstream.submit import pack
+
+    (tmp_path / "pr").mkdir()
+    (tmp_path / "pr" / "test-hyp.ark").write_text("u1 a b\n")
+    mask = os.umask(0o022)
+    try:
+        zipped = pack({"pr": tmp_path / "pr"}, tmp_path / "sub")
+    finally:
+        os.umask(mask)
+    assert zipped == tmp_path / "sub" / "predict.zip" and (zipped.stat().st_mode & 0o777) == 0o644
+    assert not list((tmp_path / "sub").glob(".*"))  # no temporary file left
+
+
+# ------------------------------------------------------------------ 10. the feature cache keys on whole files
+def test_a_same_size_edit_with_its_mtime_restored_is_a_feature_cache_miss(tmp_path: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    from s3prl_colld.downstream.features import stat_key
+
+    rng = np.random.RandomState(0)
+    utts = []
+    for i in range(4):  # WAV: the size depends on the length only
+        path = tmp_path / "audio" / f"u{i}.wav"
+        path.parent.mkdir(exist_ok=True)
+        sf.write(path, rng.randn(32000).astype(np.float32) * 0.1, 16000, subtype="PCM_16")
+        utts.append(corpus.Utterance(f"u{i}", path, "a"))
+    fbank, cache = FrozenUpstream("fbank"), tmp_path / "cache"
+    first = feature_source(fbank, utts, "train", cache, max_gb=1.0, progress=False)
+    old = first.get([2])[0]
+    # edit the middle of u2 (the first and last 4 KiB stay), same size, mtime restored
+    victim = utts[2].path
+    st = victim.stat()
+    wav, _ = sf.read(victim, dtype="float32")
+    wav[12000:20000] = rng.randn(8000).astype(np.float32) * 0.1
+    sf.write(victim, wav, 16000, subtype="PCM_16")
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert victim.stat().st_size == st.st_size and victim.stat().st_mtime_ns == st.st_mtime_ns
+    assert file_identity(victim) == file_identity(victim)  # (the previous key could not tell)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        again = feature_source(fbank, utts, "train", cache, max_gb=1.0, progress=False)
+    assert "is stale (1 of 4 audio files changed since it was built" in caplog.text
+    new = again.get([2])[0]
+    torch.testing.assert_close(new, LiveFeatures(fbank, utts).get([2])[0].half().float())
+    assert not torch.allclose(new, old)
+    # touched, bytes unchanged: a hit, and the index keeps the new stat so the next run does not hash it again
+    os.utime(utts[0].path, ns=(time.time_ns(), time.time_ns()))
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        hit = feature_source(fbank, utts, "train", cache, max_gb=1.0, progress=False)
+    assert "feature cache: reading" in caplog.text and hit.folder == again.folder
+    index = json.loads((hit.folder / "index.json").read_text())
+    assert index["stat"][0] == stat_key(utts[0].path)

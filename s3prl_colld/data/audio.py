@@ -14,7 +14,7 @@ import os
 from contextlib import contextmanager
 from math import gcd
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -28,16 +28,40 @@ log = logging.getLogger(__name__)
 
 
 class AudioError(RuntimeError):
-    """An audio file that cannot be read, or is not 16 kHz mono."""
+    """An audio file that cannot be read, or is not 16 kHz mono; ``path``: the file (None: not known)."""
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else Path(path)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keeps ``path`` across processes (data-loader workers)
+        return type(self), (str(self), self.path)
+
+
+class AudioFormatError(AudioError):
+    """A readable file that is not 16 kHz mono (``resample=True`` converts it)."""
+
+
+def os_reason(path: str | Path) -> str | None:
+    """What the OS says when ``path`` is opened for reading (``"Permission denied"``, ...); None when it opens.
+
+    libsndfile reports such failures as "System error"; this names the cause.
+    """
+    try:
+        with open(path, "rb"):
+            return None
+    except OSError as err:
+        return err.strerror or str(err)
 
 
 @contextmanager
 def reading(path: str | Path) -> Iterator[None]:
-    """Turn soundfile's errors inside the block into an ``AudioError`` naming ``path``."""
+    """Turn soundfile's errors inside the block into an ``AudioError`` naming ``path`` (and the OS's reason when
+    the file cannot be opened)."""
     try:
         yield
     except (RuntimeError, OSError, TypeError) as e:  # soundfile.LibsndfileError is a RuntimeError
-        raise AudioError(f"cannot read audio file {path}: {e}") from None
+        raise AudioError(f"cannot read audio file {path}: {os_reason(path) or e}", path) from None
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
@@ -108,18 +132,18 @@ def load_audio(path: str | Path, resample: bool = False, sample_rate: int = SAMP
     channels = data.shape[1]
     if channels != 1:
         if not resample:
-            raise AudioError(
+            raise AudioFormatError(
                 f"{path} has {channels} channels, expected mono: downmix it "
-                f"(e.g. `sox IN OUT remix -` or `ffmpeg -i IN -ac 1 OUT`) or call load_audio(..., resample=True)"
+                f"(e.g. `sox IN OUT remix -` or `ffmpeg -i IN -ac 1 OUT`) or call load_audio(..., resample=True)", path
             )
         log.info("%s: averaging %d channels to mono", path, channels)
     wav = data.mean(axis=1) if channels != 1 else data[:, 0]
     if rate != sample_rate:
         if not resample:
-            raise AudioError(
+            raise AudioFormatError(
                 f"{path} has a sample rate of {rate} Hz, expected {sample_rate} Hz: resample it "
                 f"(e.g. `sox IN -r {sample_rate} OUT` or `ffmpeg -i IN -ar {sample_rate} OUT`) "
-                f"or call load_audio(..., resample=True)"
+                f"or call load_audio(..., resample=True)", path
             )
         log.info("%s: resampling %d Hz -> %d Hz", path, rate, sample_rate)
         g = gcd(sample_rate, rate)

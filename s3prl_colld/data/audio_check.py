@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from s3prl_colld.checkpoint import CheckpointError, write_atomic
 from s3prl_colld.constants import FRAME_WINDOW, SAMPLE_RATE
-from s3prl_colld.data.audio import AudioError
+from s3prl_colld.data.audio import AudioError, os_reason
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def probe(path: str | Path) -> AudioFacts:
             return AudioFacts(error="file not found")
         if Path(path).is_file() and Path(path).stat().st_size == 0:
             return AudioFacts(error="empty file (0 bytes)")
-        return AudioFacts(error=f"unreadable: {str(err).split(': ', 1)[-1].strip()}")
+        return AudioFacts(error=f"unreadable: {os_reason(path) or str(err).split(': ', 1)[-1].strip()}")
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, OSError, TypeError) as err:
@@ -177,6 +177,17 @@ def probe_files(paths: Sequence[Path], cache_name: str | None = None, workers: i
         if cache_file and added:
             _write_cache(cache_file, cache_name, cached)
     return [f for f in out if f is not None]
+
+
+def forget_checks(cache_name: str, paths: Sequence[Path]) -> None:
+    """Drop the cached checks of ``paths`` (files found bad later), so that the next ``probe_files`` decodes them."""
+    file = _cache_file(cache_name)
+    cached = _read_cache(file)
+    keys = [str(Path(p).absolute()) for p in paths]
+    if any(k in cached for k in keys):
+        for k in keys:
+            cached.pop(k, None)
+        _write_cache(file, cache_name, cached)
 
 
 RESAMPLE_HINT = "files that are only not 16 kHz or not mono are converted on the fly with config.data.resample=true"

@@ -29,9 +29,13 @@ class AudioDataset(Dataset):
     """
 
     def __init__(self, root: str | Path, splits: list[str], min_sec: float = 0.0, max_sec: float | None = None,
-                 resample: bool = False, on_bad_audio: str = "error", check: bool = True) -> None:
+                 resample: bool = False, on_bad_audio: str = "error", check: bool = True,
+                 log_skipped: bool = True) -> None:
+        """``log_skipped=False``: skipped files are only kept in ``skipped``, not logged (when an earlier
+        instance over the same data, e.g. the task's ``prepare``, has logged them)."""
         choice(on_bad_audio, ON_BAD_AUDIO, "config.data.on_bad_audio")
-        self.resample = resample
+        self.resample, self.on_bad_audio = resample, on_bad_audio
+        self.cache_name = str(Path(root).resolve())
 
         def in_range(n: int) -> bool:
             return n >= min_sec * SAMPLE_RATE and (max_sec is None or n <= max_sec * SAMPLE_RATE)
@@ -43,15 +47,14 @@ class AudioDataset(Dataset):
         lengths = [r.num_samples for r in rows]  # aligned with rows (no Path keys: 281k rows at every start)
         bad: set[Path] = set()
         if check and rows:
-            facts, problems = find_problems([r.path for r in rows], resample, lengths,
-                                            cache_name=str(Path(root).resolve()))
+            facts, problems = find_problems([r.path for r in rows], resample, lengths, cache_name=self.cache_name)
             lengths = [f.samples_16k() for f in facts]
             if problems and on_bad_audio == "error":
                 raise BadAudioError(bad_audio_message(
                     problems, len(rows), f"{root} (splits {', '.join(splits)})",
                     "Fix or remove them and rerun `python -m s3prl_colld.data.lengths`, or set "
                     "config.data.on_bad_audio=skip to train without them"))
-            if problems:
+            if problems and log_skipped:
                 for path, reason in problems:
                     log.warning("skipping %s: %s", path, reason)
                 log.warning("skipped %d of %d audio files (config.data.on_bad_audio=skip)", len(problems), len(rows))

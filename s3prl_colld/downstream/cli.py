@@ -10,7 +10,8 @@ Evaluate: ``-m evaluate -e result/downstream/NAME/dev-best.ckpt -t test``
 decodes the split (``dev``, ``test`` or any split name of the corpus), writes
 the predictions and ``SPLIT-results.json`` beside the checkpoint, named after
 the corpus split so that no split's results overwrite another's, and prints
-the metric.
+the metric. Another checkpoint's (``-e RUN/states-20.ckpt``) go to ``RUN/states-20/``,
+so they never replace the dev-best checkpoint's.
 
 An upstream checkpoint (``-k``) must load with ``torch.load(weights_only=True)``
 before it reaches s3prl's loader, unless ``--trust-checkpoint`` is given.
@@ -36,8 +37,8 @@ from s3prl_colld.downstream.corpus import DataError
 from s3prl_colld.downstream.schema import DownstreamConfig, drop_legacy_keys
 from s3prl_colld.downstream.task import TASKS
 from s3prl_colld.downstream.upstream import layer_of
-from s3prl_colld.runtime.cli import (USER_ERRORS, UsageError, add_trust_flag, ensure_writable, refuse_existing_run,
-                                     run_command, run_folder, write_yaml_atomic)
+from s3prl_colld.runtime.cli import (USER_ERRORS, UsageError, add_trust_flag, refuse_existing_run, run_command,
+                                     run_folder, run_folder_guard, write_yaml_atomic)
 
 log = logging.getLogger("s3prl_colld.downstream")
 
@@ -94,23 +95,28 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         spec = RunSpec(args.downstream, args.upstream, ckpt,
                        layer_of(args.upstream_feature_selection, args.upstream_layer_selection))
         cfg = resolve_config(spec.task, args.config, args.override)
-    ensure_writable(expdir)
-    write_yaml_atomic({"spec": vars(spec), "config": to_dict(cfg)}, expdir / "config.yaml")
-    runner = DownstreamRunner(spec, cfg, expdir, state)
-    best = runner.train()
+    with run_folder_guard(expdir):
+        write_yaml_atomic({"spec": vars(spec), "config": to_dict(cfg)}, expdir / "config.yaml")
+        runner = DownstreamRunner(spec, cfg, expdir, state)
+        best = runner.train()
     print(f"best dev {best['metric']}: {best['value']:.2f} at step {best['step']} ({expdir / 'dev-best.ckpt'})")
     return best
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from s3prl_colld.downstream.runner import evaluate_checkpoint
+    from s3prl_colld.downstream.runner import evaluate_checkpoint, results_folder
 
     ckpt_io.trust_checkpoints(args.trust_checkpoint)
     if not args.past_exp:
         raise UsageError("-m evaluate needs -e CKPT (e.g. result/downstream/NAME/dev-best.ckpt)")
-    ensure_writable(Path(args.past_exp).parent)
-    summary = evaluate_checkpoint(Path(args.past_exp), args.evaluate_split, parse_overrides(args.override))
-    print(f"{summary['split']} {summary['metric']}: {summary[summary['metric']]:.2f}")
+    ckpt = Path(args.past_exp)
+    if not ckpt.is_file():  # before any folder is made: a typo creates nothing
+        raise ckpt_io.CheckpointError(f"checkpoint not found: {ckpt}")
+    out_dir = results_folder(ckpt)
+    with run_folder_guard(out_dir):
+        summary = evaluate_checkpoint(ckpt, args.evaluate_split, parse_overrides(args.override), out_dir)
+    print(f"{summary['split']} {summary['metric']}: {summary[summary['metric']]:.2f} "
+          f"({out_dir / (summary['split'] + '-results.json')})")
     log.info("results: %s", json.dumps({k: v for k, v in summary.items() if k != "layer_weights"}))
     return summary
 

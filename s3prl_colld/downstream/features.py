@@ -10,10 +10,14 @@ these still hold, and is rebuilt otherwise:
 - ``<key>``: a hash of the audio paths and of every setting that changes the
   features (``resample``, the upstream batch size, the cache format, the
   s3prl version);
-- every audio file's content identity (``data.audio.file_identity``: size,
-  ``mtime_ns`` and a hash of its first and last 4 KiB; a FLAC header holds the
-  MD5 of its audio), so a corpus regenerated or a file fixed in place at the
-  same path is a cache miss;
+- every audio file's content: the SHA-256 of the whole file, so a corpus
+  regenerated, a file fixed in place at the same path, or a same-size edit
+  with its mtime restored is a cache miss. The hash is computed when the
+  cache is built and again only for files whose stat changed since (size,
+  ``mtime_ns``, ``ctime_ns``, inode: the kernel sets ``ctime`` on every write
+  and on every ``utime``, and no tool can set it back); an unchanged file
+  costs one ``stat``. Whole-file hashing costs about 1% of extracting even
+  fbank features from the same bytes (``docs/feature_cache.md``);
 - the first time an entry is read, its file's sample count (from the header)
   and its frame count are checked against what the cache was built from.
 
@@ -38,14 +42,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from s3prl_colld.checkpoint import current_umask
-from s3prl_colld.data.audio import AudioError, file_identity, load_audio, num_samples_16k
+from s3prl_colld.checkpoint import current_umask, file_sha256
+from s3prl_colld.data.audio import AudioError, AudioFormatError, load_audio, num_samples_16k
 from s3prl_colld.downstream.corpus import DataError, Utterance
 from s3prl_colld.downstream.upstream import FrozenUpstream
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: whole-file content hashes (2: size, mtime and a hash of the head and tail)
 FRAME_SLACK = 3  # frames (+1%) an upstream may give beyond or below samples / downsample rate (edge windows)
 
 
@@ -73,9 +77,9 @@ class LiveFeatures:
     def get(self, indices: Sequence[int]) -> list[torch.Tensor]:
         try:
             wavs = [load_audio(self.utts[i].path, resample=self.resample) for i in indices]
-        except AudioError as err:
-            raise AudioError(f"{err} [run_downstream.py: set config.data.resample=true to convert such files "
-                             "on the fly]") from None
+        except AudioFormatError as err:  # only a rate or channel count that resampling converts gets the hint
+            raise AudioFormatError(f"{err} [run_downstream.py: set config.data.resample=true to convert such files "
+                                   "on the fly]", err.path) from None
         return self.upstream(wavs)
 
 
@@ -139,13 +143,67 @@ def estimate_bytes(utts: Sequence[Utterance], upstream: FrozenUpstream) -> int:
     return frames * upstream.n_layers * upstream.dim * 2
 
 
-def identities(utts: Sequence[Utterance], workers: int = 8) -> list[str]:
-    """``file_identity`` of every utterance's audio (threads: it is I/O)."""
+def stat_key(path: str | Path) -> str:
+    """``"SIZE-MTIME_NS-CTIME_NS-INODE"``: changes whenever the file's bytes may have (``ctime`` cannot be set back)."""
+    st = os.stat(path)
+    return f"{st.st_size}-{st.st_mtime_ns}-{st.st_ctime_ns}-{st.st_ino}"
+
+
+def content_hash(path: str | Path) -> str:
+    """Hex SHA-256 of the whole file (``checkpoint.file_sha256``; a few s per GB on one core, about 1% of
+    extracting fbank features from it: ``docs/feature_cache.md``)."""
+    return file_sha256(path)
+
+
+def identities(utts: Sequence[Utterance], known: dict[str, tuple[str, str]] | None = None,
+               workers: int = 8) -> tuple[list[str], list[str]]:
+    """``(content hashes, stat keys)`` of every utterance's audio file (threads: it is I/O).
+
+    Args:
+        known: ``path -> (stat key, hash)`` from a cache index: a file whose stat key is unchanged keeps its
+            hash (one ``stat``); any other file is hashed whole.
+    """
+    known = known or {}
+
+    def one(path: Path) -> tuple[str, str]:
+        key = stat_key(path)
+        before = known.get(str(path))
+        return (before[1] if before is not None and before[0] == key else content_hash(path)), key
+
     try:
         with ThreadPoolExecutor(max(1, min(workers, len(utts)))) as pool:
-            return list(pool.map(file_identity, [u.path for u in utts]))
+            pairs = list(pool.map(one, [u.path for u in utts]))
     except OSError as err:
-        raise AudioError(f"cannot read audio file {err.filename}: {err.strerror}") from None
+        raise AudioError(f"cannot read audio file {err.filename}: {err.strerror}", err.filename) from None
+    return [h for h, _ in pairs], [k for _, k in pairs]
+
+
+def known_identities(folder: Path) -> dict[str, tuple[str, str]]:
+    """``path -> (stat key, hash)`` of the cache index in ``folder`` (empty when there is none of this version)."""
+    try:
+        index = json.loads((folder / "index.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if index.get("version") != CACHE_VERSION:
+        return {}
+    return {p: (k, h) for p, k, h in zip(index.get("paths", []), index.get("stat", []), index.get("identity", []))}
+
+
+def refresh_stat_keys(folder: Path, keys: Sequence[str]) -> None:
+    """Store ``keys`` in the index of a cache that still fits (files touched, bytes unchanged), so the next run
+    does not hash them again; a cache that cannot be written (shared, read-only) only costs that hashing."""
+    try:
+        index = json.loads((folder / "index.json").read_text())
+        if index.get("stat") == list(keys):
+            return
+        index["stat"] = list(keys)
+        fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".json", dir=folder)
+        with os.fdopen(fd, "w") as f:
+            json.dump(index, f)
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, folder / "index.json")
+    except OSError as err:
+        log.debug("could not refresh %s/index.json: %s", folder, err)
 
 
 def cache_settings(upstream: FrozenUpstream, resample: bool) -> dict[str, Any]:
@@ -185,9 +243,13 @@ def stale_reason(folder: Path, utts: Sequence[Utterance], ids: Sequence[str], se
 
 
 def build_cache(folder: Path, upstream: FrozenUpstream, utts: Sequence[Utterance], resample: bool = False,
-                desc: str = "cache", progress: bool = True, ids: Sequence[str] | None = None) -> CachedFeatures:
-    """Extract every utterance once and write the cache folder atomically (temp folder + rename)."""
-    ids = list(ids) if ids is not None else identities(utts)
+                desc: str = "cache", progress: bool = True, ids: tuple[Sequence[str], Sequence[str]] | None = None
+                ) -> CachedFeatures:
+    """Extract every utterance once and write the cache folder atomically (temp folder + rename).
+
+    ``ids``: ``identities(utts)`` when already computed (content hashes, stat keys).
+    """
+    hashes, keys = ids if ids is not None else identities(utts)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -210,7 +272,8 @@ def build_cache(folder: Path, upstream: FrozenUpstream, utts: Sequence[Utterance
         index = {"version": CACHE_VERSION, "upstream": upstream.fingerprint,
                  "settings": cache_settings(upstream, resample), "n_layers": upstream.n_layers,
                  "dim": upstream.dim, "total_frames": total, "uttids": [u.uttid for u in utts],
-                 "paths": [str(u.path) for u in utts], "identity": list(ids), "offsets": offsets,
+                 "paths": [str(u.path) for u in utts], "identity": list(hashes), "stat": list(keys),
+                 "offsets": offsets,
                  "frames": frames, "samples": samples}
         (tmp / "index.json").write_text(json.dumps(index))
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; let other users of a shared cache read it
@@ -236,10 +299,11 @@ def feature_source(upstream: FrozenUpstream, utts: Sequence[Utterance], split_ke
     if cache_dir is None:
         return LiveFeatures(upstream, utts, resample)
     folder = cache_folder(cache_dir, upstream, utts, split_key, resample)
-    ids = identities(utts)
-    reason = stale_reason(folder, utts, ids, cache_settings(upstream, resample))
+    ids = identities(utts, known_identities(folder))
+    reason = stale_reason(folder, utts, ids[0], cache_settings(upstream, resample))
     if reason is None:
         log.info("feature cache: reading %s", folder)
+        refresh_stat_keys(folder, ids[1])
         return CachedFeatures(folder, utts, upstream.downsample_rate)
     if folder.exists():
         log.warning("feature cache %s is stale (%s): rebuilding it", folder, reason)

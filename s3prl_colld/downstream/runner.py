@@ -264,6 +264,12 @@ def evaluate_checkpoint(path: Path, split: str = "test", overrides: dict[str, An
     evaluating another split never overwrites a split's results; results of a
     split of the same name from another corpus root are not overwritten either
     (an error says so).
+
+    Where they go (``out_dir``, default): ``dev-best.ckpt``'s beside it, in the
+    run folder (s3prl's place); any other checkpoint's in a folder named after
+    it (``RUN/states-20/test-results.json``), so results of different
+    checkpoints never overwrite each other. The feature cache is the run
+    folder's either way.
     """
     from s3prl_colld.config import deep_merge
 
@@ -275,7 +281,8 @@ def evaluate_checkpoint(path: Path, split: str = "test", overrides: dict[str, An
     task = state["spec"]["task"]
     config_cls = get_task(task).Config  # the task's own config; a checkpoint of the shared schema loads too
     cfg = from_dict(config_cls, drop_legacy_keys(config_cls, deep_merge(state["config"], overrides), task))
-    out_dir = Path(out_dir or Path(path).parent)
+    path = Path(path)
+    out_dir = Path(out_dir or results_folder(path))
     name = f"{cfg.data.test_split if role == 'test' else cfg.data.dev_split}"
     results = out_dir / f"{name}-results.json"
     root = str(Path(cfg.data.root).resolve())
@@ -287,9 +294,10 @@ def evaluate_checkpoint(path: Path, split: str = "test", overrides: dict[str, An
         if earlier is not None and earlier != root:
             raise ckpt_io.CheckpointError(f"{results} holds the results of split {name} of {earlier}, not of {root}: "
                                           "move it away first (it is not overwritten)")
-    runner = DownstreamRunner(RunSpec(**state["spec"]), cfg, out_dir, state, train=False)
+    runner = DownstreamRunner(RunSpec(**state["spec"]), cfg, path.parent, state, train=False)
     result = runner.evaluate(role)
     metric = runner.task.metric
+    out_dir.mkdir(exist_ok=True)
     # s3prl's file names for the run's own dev / test split; any other split's files are named after it
     own = state["config"]["data"]["test_split" if role == "test" else "dev_split"]
     runner.task.write_predictions(out_dir, role if name == own else None, name, result["ids"], result["hyps"],
@@ -300,6 +308,11 @@ def evaluate_checkpoint(path: Path, split: str = "test", overrides: dict[str, An
                "layer_weights": runner.featurizer.layer_weights()}
     results.write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def results_folder(ckpt: Path) -> Path:
+    """Where ``-m evaluate -e CKPT`` writes: the run folder for ``dev-best.ckpt``, else ``RUN/<CKPT's stem>``."""
+    return ckpt.parent if ckpt.name == "dev-best.ckpt" else ckpt.parent / ckpt.stem
 
 
 def load_downstream_checkpoint(path: str | Path) -> dict[str, Any]:

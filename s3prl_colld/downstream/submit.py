@@ -25,10 +25,11 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import IO, NamedTuple, Sequence
+
+from s3prl_colld.checkpoint import CheckpointError, write_atomic
 
 
 class Entry(NamedTuple):
@@ -95,23 +96,22 @@ def our_asr_test_predictions(expdir: Path) -> Path | None:
 
 
 def zip_tree(output_dir: Path, folder: str = "predict") -> Path:
-    """``cd output_dir && zip -r predict.zip predict/``: every folder and file under ``folder``, folders included."""
-    zip_path = output_dir / "predict.zip"
-    fd, tmp = tempfile.mkstemp(prefix=".predict.", suffix=".zip", dir=output_dir)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+    """``cd output_dir && zip -r predict.zip predict/``: every folder and file under ``folder``, folders included.
+
+    Written atomically (``checkpoint.write_atomic``: a temp file renamed into place), with the permissions
+    ``zip`` gives a new file (0666 less the umask, e.g. 0644), not the temp file's 0600.
+    """
+
+    def write(f: IO[bytes]) -> None:
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as zf:
             for root, dirs, files in os.walk(output_dir / folder):
                 dirs.sort()
                 base = Path(root)
                 zf.write(base, base.relative_to(output_dir).as_posix() + "/")
                 for name in sorted(files):
                     zf.write(base / name, (base / name).relative_to(output_dir).as_posix())
-        os.replace(tmp, zip_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return zip_path
+
+    return write_atomic(output_dir / "predict.zip", write)
 
 
 def pack(runs: dict[str, Path], output_dir: Path) -> Path:
@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = {e.flag: Path(getattr(args, e.flag)) for e in ENTRIES if getattr(args, e.flag)}
     try:
         zip_path = pack(runs, Path(args.output_dir))
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, CheckpointError) as err:  # CheckpointError: output_dir not writable
         print(f"submit: error: {err}", file=sys.stderr)
         return 2
     tasks = [e.task for e in ENTRIES if e.flag in runs]

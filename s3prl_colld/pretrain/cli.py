@@ -35,8 +35,8 @@ from s3prl_colld.config import deep_merge, from_dict, load_yaml, parse_overrides
 from s3prl_colld.pretrain.task import PretrainTask, get_task
 from s3prl_colld.data.audio import AudioError
 from s3prl_colld.data.bucket import DataLoadError
-from s3prl_colld.runtime.cli import (USER_ERRORS, UsageError, add_trust_flag, ensure_writable, refuse_existing_run,
-                                     run_command, run_folder, write_yaml_atomic)
+from s3prl_colld.runtime.cli import (USER_ERRORS, UsageError, add_trust_flag, refuse_existing_run, run_command,
+                                     run_folder, run_folder_guard, write_yaml_atomic)
 
 log = logging.getLogger("s3prl_colld.pretrain")
 
@@ -105,11 +105,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         del state
     else:
         refuse_existing_run(expdir)
-    ensure_writable(expdir)
-    cfg = resolve_config(task_cls, args.upstream_config, args.config, args.override, base)
-    if int(os.environ.get("RANK", "0")) == 0:
-        write_yaml_atomic(to_dict(cfg), expdir / "config.yaml")
-    return train(task_cls, cfg, expdir, resume)
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    with run_folder_guard(expdir, cleanup=rank0):
+        cfg = resolve_config(task_cls, args.upstream_config, args.config, args.override, base)
+        if rank0:
+            write_yaml_atomic(to_dict(cfg), expdir / "config.yaml")
+        return train(task_cls, cfg, expdir, resume)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

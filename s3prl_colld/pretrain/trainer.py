@@ -46,6 +46,7 @@ from s3prl_colld import checkpoint as ckpt_io
 from s3prl_colld.config import to_dict
 from s3prl_colld.constants import SAMPLE_RATE
 from s3prl_colld.data.bucket import BucketBatchSampler, DataLoadError, mix_seed, one_line, seeded_loader
+from s3prl_colld.data.late_skip import LateSkip
 from s3prl_colld.pretrain.task import PretrainTask, get_task
 from s3prl_colld.runtime.precision import autocast, configure_backends, effective_precision
 from s3prl_colld.runtime.distributed import DistInfo, all_gather_objects, all_reduce_, setup_distributed, to_device
@@ -185,6 +186,11 @@ class Trainer:
         self.dataset = self.task.train_dataset()
         if not hasattr(self.dataset, "lengths"):
             raise TypeError(f"{task_cls.__name__}.train_dataset() must have .lengths (samples per item) for bucketing")
+        self.collate = self.task.collate
+        if getattr(cfg.data, "on_bad_audio", "error") == "skip":  # a file that fails to decode later is dropped too
+            inner = getattr(self.dataset, "dataset", self.dataset)  # a CropReader's AudioDataset
+            skip = LateSkip(getattr(inner, "cache_name", None))
+            self.dataset, self.collate = skip.dataset(self.dataset), skip.collate(self.collate)
         d = cfg.data
         self.sampler = BucketBatchSampler(self.dataset.lengths, d.batch_size, d.bucket_size, self.rc.seed,
                                           self.dist.rank, self.dist.world_size)
@@ -306,7 +312,7 @@ class Trainer:
         while True:
             self.sampler.set_epoch(epoch, k)
             if len(self.sampler) > 0:
-                loader = seeded_loader(self.dataset, self.sampler, self.task.collate, self.rc.num_workers,
+                loader = seeded_loader(self.dataset, self.sampler, self.collate, self.rc.num_workers,
                                        pin_memory=self.device.type == "cuda")
                 for batch in loader:
                     k += 1

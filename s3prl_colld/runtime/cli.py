@@ -7,8 +7,9 @@ import logging
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -51,6 +52,36 @@ def ensure_writable(expdir: Path) -> None:
     except OSError as err:
         raise UsageError(f"cannot write in the run folder {expdir}: {err.strerror or err}: fix its permissions or "
                          "free space, or choose another folder (-p DIR or -n NAME)") from None
+
+
+RUN_START_FILES = ("config.yaml",)  # what the CLIs write into a run folder before any work
+
+
+@contextmanager
+def run_folder_guard(expdir: Path, cleanup: bool = True) -> Iterator[None]:
+    """``ensure_writable(expdir)`` for the block; if the block fails, the folders it created are removed again
+    when they hold nothing but ``RUN_START_FILES`` (a failed run leaves no empty run folder behind).
+
+    A folder that existed before, or that holds anything else (a checkpoint, logs), is kept. ``cleanup=False``
+    (torchrun ranks other than 0, which share the folder) removes nothing.
+    """
+    created = [p for p in (expdir, *expdir.parents) if not p.exists()] if cleanup else []  # deepest first
+    ensure_writable(expdir)
+    try:
+        yield
+    except BaseException:
+        for folder in created:
+            left = list(folder.iterdir()) if folder.is_dir() else []
+            if folder == expdir and all(p.name in RUN_START_FILES and p.is_file() for p in left):
+                for p in left:
+                    p.unlink()
+            try:
+                folder.rmdir()
+            except FileNotFoundError:
+                continue
+            except OSError:  # not empty: kept, with its parents
+                break
+        raise
 
 
 def add_trust_flag(parser: argparse.ArgumentParser) -> None:

@@ -18,6 +18,10 @@ them without importing the tasks (torch models, sklearn, scipy):
 ``register()`` runs by itself once ``s3prl.hub`` is imported (``s3prl_colld.hook``,
 started by the package's ``.pth`` file or by ``import s3prl_colld``), so s3prl's
 own runner finds the names with no import of ours; ``import s3prl_colld.hub`` does it too.
+
+Every entry runs ``checkpoint.check_trusted`` on its file first (it must load with
+``torch.load(weights_only=True)``, whatever ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` says),
+unless ``checkpoint.trust_checkpoints(True)`` (``--trust-checkpoint``) was called.
 This module imports only the standard library at import time.
 """
 
@@ -45,13 +49,16 @@ def _entry(name: str, hubert: bool = False) -> Callable[..., object]:
     made_by = "run_pretrain.py -u dicehubert" if hubert else "run_pretrain.py"
 
     def entry(ckpt: str | None = None, model_config: str | None = None, refresh: bool = False, **kwargs: object) -> object:
-        from s3prl_colld.checkpoint import CheckpointError
+        from s3prl_colld.checkpoint import CheckpointError, check_trusted
 
         if ckpt is None:
             raise CheckpointError(f"upstream {name} needs a checkpoint: S3PRLUpstream({name!r}, path_or_url=PATH) "
                                   f"or -k PATH (a states-STEP.ckpt of {made_by})")
         if not Path(ckpt).is_file():
             raise CheckpointError(f"upstream {name}: checkpoint not found: {ckpt}")
+        # before any loader sees the file: s3prl's HubertExpert unpickles it fully when the environment says so
+        # (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD); check_trusted loads it with weights_only=True whatever it says
+        check_trusted(ckpt, f"upstream {name}: checkpoint")
         if hubert:
             from s3prl.upstream.hubert.expert import UpstreamExpert as HubertExpert
 

@@ -20,19 +20,21 @@ class AudioTask(PretrainTask):
 
     @classmethod
     def prepare(cls, cfg: Any, expdir: Path) -> None:
-        """Check the corpus's audio on rank 0 (cached), so that every rank's ``train_dataset`` reads the result."""
+        """Check the corpus's audio on rank 0 (cached), so that every rank's ``train_dataset`` reads the result;
+        the files ``data.on_bad_audio=skip`` leaves out are logged here, once."""
         cls.dataset_of(cfg)
 
     @staticmethod
-    def dataset_of(cfg: Any) -> AudioDataset:
+    def dataset_of(cfg: Any, log_skipped: bool = True) -> AudioDataset:
         """The checked training set of ``cfg.data`` (bad files: an error or skipped, per ``data.on_bad_audio``)."""
         d = cfg.data
-        return AudioDataset(d.root, d.splits, d.min_sec, d.max_sec, d.resample, d.on_bad_audio)
+        return AudioDataset(d.root, d.splits, d.min_sec, d.max_sec, d.resample, d.on_bad_audio,
+                            log_skipped=log_skipped)
 
     def train_dataset(self) -> AudioDataset | CropReader:
         """The checked utterances of ``config.data``; items decode only their crop (``CropReader``) unless
-        resampled (then whole files, converted)."""
-        dataset = self.dataset_of(self.cfg)
+        resampled (then whole files, converted). Skipped files were logged by ``prepare``."""
+        dataset = self.dataset_of(self.cfg, log_skipped=False)
         return dataset if getattr(dataset, "resample", False) else CropReader(dataset)
 
     def collate(self, items: list[dict[str, Any]], generator: torch.Generator) -> dict[str, Any]:

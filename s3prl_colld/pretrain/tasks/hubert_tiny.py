@@ -103,8 +103,8 @@ class UnitDataset(AudioDataset):
 
     def __init__(self, root: str | Path, splits: list[str], units: dict[str, torch.Tensor] | None, min_sec: float,
                  max_sec: float | None, clean: dict[str, Path] | None = None, resample: bool = False,
-                 on_bad_audio: str = "error") -> None:
-        super().__init__(root, splits, min_sec, max_sec, resample, on_bad_audio)
+                 on_bad_audio: str = "error", log_skipped: bool = True) -> None:
+        super().__init__(root, splits, min_sec, max_sec, resample, on_bad_audio, log_skipped=log_skipped)
         if units is not None:
             missing = [r.uttid for r in self.rows if r.uttid not in units]
             if missing:
@@ -201,7 +201,7 @@ class HubertTinyTask(PretrainTask):
         d = self.cfg.data
         return UnitDataset(d.root, d.splits, self.units, max(d.min_sec, MIN_UNIT_SEC), d.max_sec,
                            clean=self.clean if self.units is None else None, resample=d.resample,
-                           on_bad_audio=d.on_bad_audio)
+                           on_bad_audio=d.on_bad_audio, log_skipped=False)  # prepare_units logged them
 
     def collate(self, items: list[dict[str, Any]], generator: torch.Generator) -> dict[str, Any]:
         """Crop audio and targets together (crop starts are multiples of 320 samples) and pad.
