@@ -36,7 +36,7 @@ fi
 
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
   # shellcheck disable=SC2086  # BENCH_ARGS is a list of arguments
-  timeout --signal=INT "${BENCH_TIMEOUT_S:-150}" "$py" bench/bench_gpu_step.py --json "$out/bench_gpu_step.json" \
+  timeout -k 20 --signal=INT "${BENCH_TIMEOUT_S:-150}" "$py" bench/bench_gpu_step.py --json "$out/bench_gpu_step.json" \
       ${BENCH_ARGS:---budget-s 90 --deadline-s 120} >"$out/bench_gpu_step.log" 2>&1
   note "step bench: exit $?"
   sed -n '/^| contender | ms/,/^$/p; /^fastest/p' "$out/bench_gpu_step.log" | tee -a "$summary"
@@ -46,13 +46,13 @@ if [ "${SKIP_GRID:-0}" != 1 ]; then
   # shellcheck disable=SC2086
   if "$py" -m s3prl_colld.replicate ${GRID_ARGS:---scale gpu} --help >/dev/null 2>&1; then
     # shellcheck disable=SC2086
-    timeout --signal=INT "${GRID_TIMEOUT_S:-420}" "$py" -m s3prl_colld.gpu_kit run "$kit" -- \
+    timeout -k 20 --signal=INT "${GRID_TIMEOUT_S:-420}" "$py" -m s3prl_colld.gpu_kit run "$kit" -- \
         ${GRID_ARGS:---scale gpu} --out "$grid_out" >"$out/grid.log" 2>&1
     grid_rc=$?
     note "grid: exit $grid_rc"
     if [ $grid_rc -ne 0 ] && [ ! -f "$grid_out/results.md" ]; then  # cut short: report the stages that finished
       # shellcheck disable=SC2086
-      timeout 60 "$py" -m s3prl_colld.gpu_kit run "$kit" -- ${GRID_ARGS:---scale gpu} --out "$grid_out" \
+      timeout -k 10 60 "$py" -m s3prl_colld.gpu_kit run "$kit" -- ${GRID_ARGS:---scale gpu} --out "$grid_out" \
           --report-only >>"$out/grid.log" 2>&1
       note "grid report of the finished stages: exit $?"
     fi

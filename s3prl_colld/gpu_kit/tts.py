@@ -68,16 +68,19 @@ def download_debs(packages: list[str], folder: Path, log: Callable[[str], None])
     if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
         raise TtsPackError("packing the synthesisers needs Debian's apt-get and dpkg (pack on Debian/Ubuntu)")
     folder.mkdir(parents=True, exist_ok=True)
+
+    def cached(pkg: str) -> list[Path]:
+        return sorted(folder.glob(f"{pkg.split(':')[0]}_*.deb"))
+
+    missing = [pkg for pkg in packages if not cached(pkg)]
+    if missing:  # one apt-get call: a call per package costs a second or two each
+        log(f"apt-get download {' '.join(missing)}")
+        _run(["apt-get", "download", *missing], cwd=folder)
     out = []
     for pkg in packages:
-        base = pkg.split(":")[0]
-        found = sorted(folder.glob(f"{base}_*.deb"))
+        found = cached(pkg)
         if not found:
-            log(f"apt-get download {pkg}")
-            _run(["apt-get", "download", pkg], cwd=folder)
-            found = sorted(folder.glob(f"{base}_*.deb"))
-        if not found:
-            raise TtsPackError(f"apt-get download {pkg} wrote no {base}_*.deb into {folder}")
+            raise TtsPackError(f"apt-get download {pkg} wrote no {pkg.split(':')[0]}_*.deb into {folder}")
         out.append(found[-1])
     return out
 
