@@ -29,7 +29,9 @@ FLOPs of one step counted by ``torch.utils.flop_counter.FlopCounterMode`` (one
 extra step after the warm-up: matrix products, convolutions and attention,
 forward and backward; element-wise ops, the optimizer and FFTs are not counted,
 so the FFT position conv of ``fft_pos_conv`` contenders drops out of their
-count, about 5 % of the step at HuBERT-Base shapes; the compile contender takes
+count, about 5 % of the step at HuBERT-Base shapes; a grouped convolution's
+weight gradient is counted once, not ``groups`` times as torch 2.8's formula
+does, see :func:`count_flops`; the compile contender takes
 the count of ``ours_bf16``, the same model math), the achieved TFLOP/s
 (counted FLOPs / median step time) and its fraction of the device's dense peak
 for the contender's precision (:data:`PEAK_TFLOPS`; fp32 contenders run with
@@ -179,15 +181,59 @@ def peak_tflops(device_name: str, precision: str, override: float | None = None)
     return None
 
 
+def _conv_backward_flop(grad_out_shape: list[int], x_shape: list[int], w_shape: list[int], _bias: Any,
+                        _stride: Any, _padding: Any, _dilation: Any, transposed: bool, _output_padding: Any,
+                        groups: int, output_mask: list[bool], out_shape: Any = None, **_: Any) -> int:
+    """torch's formula for ``aten.convolution_backward``, with the weight gradient divided by ``groups``.
+
+    torch.utils.flop_counter (2.8) counts a grouped convolution's weight gradient as if
+    it were ungrouped: ``groups`` times too many (16x for the position conv, 48 instead
+    of 5.7 GFLOP per 6 s utterance of HuBERT Base). Its input gradient is right.
+    """
+    from torch.utils.flop_counter import conv_flop_count
+
+    def t(shape: list[int]) -> list[int]:
+        return [shape[1], shape[0], *shape[2:]]
+
+    flops = 0
+    if output_mask[0]:  # grad_input = conv_transpose(grad_out, weight)
+        flops += conv_flop_count(grad_out_shape, w_shape, out_shape[0], not transposed)
+    if output_mask[1]:  # grad_weight = conv(input, grad_out), channels as batch: once per group
+        a, b = (grad_out_shape, x_shape) if transposed else (x_shape, grad_out_shape)
+        flops += conv_flop_count(t(a), t(b), t(out_shape[1]), transposed=False) // groups
+    return flops
+
+
+def _sdpa_cpu_flop(query: list[int], key: list[int], value: list[int], *_: Any, **__: Any) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query, key, value)
+
+
+def _sdpa_cpu_backward_flop(grad_out: list[int], query: list[int], key: list[int], value: list[int], *_: Any,
+                            **__: Any) -> int:
+    from torch.utils.flop_counter import sdpa_backward_flop_count
+
+    return sdpa_backward_flop_count(grad_out, query, key, value)
+
+
 def count_flops(fn: Callable[[], Any]) -> int:
     """FLOPs of the ops that ``fn()`` runs, counted by ``torch.utils.flop_counter.FlopCounterMode``.
 
     Counts matrix products, convolutions and attention (forward and backward;
     a multiply-add is 2 FLOPs); element-wise ops, reductions and FFTs count 0.
+    Two formulas are ours: a grouped convolution's weight gradient (torch's
+    counts it ``groups`` times over, see :func:`_conv_backward_flop`) and the
+    CPU's fused attention, which torch does not count (its CUDA kernels it does).
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
+    aten = torch.ops.aten
+    mapping: dict[Any, Callable[..., int]] = {aten.convolution_backward: _conv_backward_flop}
+    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
+        mapping[aten._scaled_dot_product_flash_attention_for_cpu] = _sdpa_cpu_flop
+        mapping[aten._scaled_dot_product_flash_attention_for_cpu_backward] = _sdpa_cpu_backward_flop
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         fn()
     return int(counter.get_total_flops())
 

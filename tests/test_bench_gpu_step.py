@@ -59,6 +59,30 @@ def test_counted_flops_of_a_linear_step_match_the_analytic_count() -> None:
         assert bench.count_flops(lambda: layer(x)) == 2 * 4 * 16 * 8
 
 
+def test_counted_flops_of_a_grouped_conv_step_are_three_forwards() -> None:
+    """Conv1d 8 -> 8 channels in 4 groups, kernel 3, on 2 x 8 x 10: forward 2 * 2 * 10 * 8 * (8 / 4) * 3 FLOPs;
+    backward = the same again for the input gradient and for the weight gradient (torch alone counts the
+    weight gradient 4x: 5760 in all)."""
+    import torch
+
+    conv = torch.nn.Conv1d(8, 8, 3, padding=1, groups=4, bias=False)
+    x = torch.randn(2, 8, 10, requires_grad=True)
+    forward = 2 * 2 * 10 * 8 * 2 * 3
+    assert bench.count_flops(lambda: conv(x).sum().backward()) == 3 * forward
+
+
+def test_counted_flops_of_attention_on_cpu() -> None:
+    """softmax(q k^T) v with q, k, v of 1 x 2 heads x 5 x 4: two products of 2 * 2 * 5 * 5 * 4 FLOPs forward;
+    backward five more (the scores recomputed, as the fused kernels do and torch counts on CUDA, their
+    gradient, dv, dq, dk)."""
+    import torch
+    import torch.nn.functional as F
+
+    q, k, v = (torch.randn(1, 2, 5, 4, requires_grad=True) for _ in range(3))
+    assert bench.count_flops(lambda: F.scaled_dot_product_attention(q, k, v).detach()) == 2 * (2 * 2 * 5 * 5 * 4)
+    assert bench.count_flops(lambda: F.scaled_dot_product_attention(q, k, v).sum().backward()) == 7 * (2 * 2 * 5 * 5 * 4)
+
+
 def test_peaks_by_device_name_and_precision() -> None:
     assert bench.peak_tflops("NVIDIA H100 80GB HBM3", "bf16") == pytest.approx(989.4)
     assert bench.peak_tflops("NVIDIA H200", "fp32") == pytest.approx(494.7)  # TF32 is on for every contender
