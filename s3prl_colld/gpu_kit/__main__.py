@@ -10,6 +10,7 @@ Expected errors print as one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,8 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"installed; for a shell: source {args.dir.resolve() / 'env.sh'}")
         else:
             rest = args.args[1:] if args.args[:1] == ["--"] else args.args
+            env = environment(args.dir)
+            root = Path(__file__).resolve().parents[2]
+            if (root / "setup.py").is_file():  # run from a checkout: every process uses its code, not the wheel's
+                env["PYTHONPATH"] = str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
             cmd = [sys.executable, "-m", "s3prl_colld.replicate", *rest]
-            return subprocess.run(cmd, env=environment(args.dir), check=False).returncode
+            return subprocess.run(cmd, env=env, check=False).returncode
     except KitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
