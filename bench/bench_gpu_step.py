@@ -24,8 +24,19 @@ failing contender loses nothing of the others:
   named in the label.
 
 Reported per contender: ms / step (median, from CUDA events at the step
-boundaries), audio seconds per second, the ratio to ``s3prl_fp32``, peak GPU
-memory, the last loss (a sanity check), and a per-phase breakdown from CUDA
+boundaries), audio seconds per second, the ratio to ``s3prl_fp32``, the model
+FLOPs of one step counted by ``torch.utils.flop_counter.FlopCounterMode`` (one
+extra step after the warm-up: matrix products, convolutions and attention,
+forward and backward; element-wise ops, the optimizer and FFTs are not counted,
+so the FFT position conv of ``fft_pos_conv`` contenders drops out of their
+count, about 5 % of the step at HuBERT-Base shapes; a grouped convolution's
+weight gradient is counted once, not ``groups`` times as torch 2.8's formula
+does, see :func:`count_flops`; the compile contender takes
+the count of ``ours_bf16``, the same model math), the achieved TFLOP/s
+(counted FLOPs / median step time) and its fraction of the device's dense peak
+for the contender's precision (:data:`PEAK_TFLOPS`; fp32 contenders run with
+TF32 on, so their peak is TF32's; on a CPU or an unknown device only with
+``--peak-tflops``), peak GPU memory, the last loss (a sanity check), and a per-phase breakdown from CUDA
 events recorded by hooks in separate steps: teacher, student CNN, student
 encoder, heads, loss, backward (+ clipping and the step's host sync),
 optimizer, other (data copy, zero_grad, scheduler, gaps).
@@ -145,6 +156,94 @@ CONTENDERS = [  # the baseline and the headline first: a run cut short by its ti
 ]
 BASELINE = "s3prl_fp32"
 PHASES = ["teacher", "student CNN", "student encoder", "heads", "loss", "backward", "optimizer", "other", "total"]
+
+# dense peak TFLOP/s by device (NVIDIA's data sheets, SXM unless named): bf16/fp16 tensor cores, TF32, plain fp32.
+# Matched in this order against torch.cuda.get_device_name (e.g. "NVIDIA H100 80GB HBM3").
+PEAK_TFLOPS = {
+    "H100 PCIe": {"bf16": 756.0, "fp16": 756.0, "tf32": 378.0, "fp32": 51.2},
+    "H100": {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 66.9},
+    "H200": {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 66.9},
+    "A100": {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5},
+}
+
+
+def peak_tflops(device_name: str, precision: str, override: float | None = None) -> float | None:
+    """Dense peak TFLOP/s of ``device_name`` for a contender's ``precision`` (fp32 runs as TF32 here).
+
+    ``override`` (``--peak-tflops``) wins; None when the device is not in :data:`PEAK_TFLOPS` (a CPU).
+    """
+    if override:
+        return override
+    key = "tf32" if precision == "fp32" else precision
+    for name, peaks in PEAK_TFLOPS.items():
+        if name in device_name:
+            return peaks[key]
+    return None
+
+
+def _conv_backward_flop(grad_out_shape: list[int], x_shape: list[int], w_shape: list[int], _bias: Any,
+                        _stride: Any, _padding: Any, _dilation: Any, transposed: bool, _output_padding: Any,
+                        groups: int, output_mask: list[bool], out_shape: Any = None, **_: Any) -> int:
+    """torch's formula for ``aten.convolution_backward``, with the weight gradient divided by ``groups``.
+
+    torch.utils.flop_counter (2.8) counts a grouped convolution's weight gradient as if
+    it were ungrouped: ``groups`` times too many (16x for the position conv, 48 instead
+    of 5.7 GFLOP per 6 s utterance of HuBERT Base). Its input gradient is right.
+    """
+    from torch.utils.flop_counter import conv_flop_count
+
+    def t(shape: list[int]) -> list[int]:
+        return [shape[1], shape[0], *shape[2:]]
+
+    flops = 0
+    if output_mask[0]:  # grad_input = conv_transpose(grad_out, weight)
+        flops += conv_flop_count(grad_out_shape, w_shape, out_shape[0], not transposed)
+    if output_mask[1]:  # grad_weight = conv(input, grad_out), channels as batch: once per group
+        a, b = (grad_out_shape, x_shape) if transposed else (x_shape, grad_out_shape)
+        flops += conv_flop_count(t(a), t(b), t(out_shape[1]), transposed=False) // groups
+    return flops
+
+
+def _sdpa_cpu_flop(query: list[int], key: list[int], value: list[int], *_: Any, **__: Any) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query, key, value)
+
+
+def _sdpa_cpu_backward_flop(grad_out: list[int], query: list[int], key: list[int], value: list[int], *_: Any,
+                            **__: Any) -> int:
+    from torch.utils.flop_counter import sdpa_backward_flop_count
+
+    return sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs of the ops that ``fn()`` runs, counted by ``torch.utils.flop_counter.FlopCounterMode``.
+
+    Counts matrix products, convolutions and attention (forward and backward;
+    a multiply-add is 2 FLOPs); element-wise ops, reductions and FFTs count 0.
+    Two formulas are ours: a grouped convolution's weight gradient (torch's
+    counts it ``groups`` times over, see :func:`_conv_backward_flop`) and the
+    CPU's fused attention, which torch does not count (its CUDA kernels it does).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    aten = torch.ops.aten
+    mapping: dict[Any, Callable[..., int]] = {aten.convolution_backward: _conv_backward_flop}
+    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
+        mapping[aten._scaled_dot_product_flash_attention_for_cpu] = _sdpa_cpu_flop
+        mapping[aten._scaled_dot_product_flash_attention_for_cpu_backward] = _sdpa_cpu_backward_flop
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def add_throughput(r: dict[str, Any], flops: int | None, peak: float | None) -> None:
+    """Put the counted FLOPs / step, the achieved TFLOP/s and the fraction of ``peak`` into a result ``r``."""
+    r["flops_per_step"] = flops
+    r["achieved_tflops"] = float(f"{flops / (r['ms_median'] / 1e3) / 1e12:.4g}") if flops else None
+    r["peak_tflops"] = peak
+    r["peak_fraction"] = float(f"{r['achieved_tflops'] / peak:.4g}") if peak and r["achieved_tflops"] else None
 
 
 # ---------------------------------------------------------------- events (CUDA events, or a CPU clock stand-in)
@@ -464,6 +563,11 @@ def run_contender(c: Contender, args: argparse.Namespace, ckpt: Path, shapes: Sh
     synchronize(device)
     out["warmup_s"] = round(time.perf_counter() - t, 1)
     say(f"{c.name}: {args.warmup} warm-up steps in {out['warmup_s']} s; timing {args.iters} steps")
+    flops = None
+    if not c.compile:  # a dispatch mode inside a compiled graph would break it; main() takes ours_bf16's count
+        flops = count_flops(step)
+        synchronize(device)
+        say(f"{c.name}: {flops / 1e9:.2f} GFLOP / step (counted)")
     marks = [new_event(device) for _ in range(args.iters + 1)]
     losses = []
     t = time.perf_counter()
@@ -483,9 +587,11 @@ def run_contender(c: Contender, args: argparse.Namespace, ckpt: Path, shapes: Sh
     })
     if device.type == "cuda":
         out["peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+    add_throughput(out, flops, peak_tflops(args.device_name, c.precision, args.peak_tflops))
     say(f"{c.name}: median {out['ms_median']} ms/step ({out['ms_min']}-{out['ms_max']}), "
         f"{out['audio_sec_per_s']} audio-s/s" + (f", peak {out['peak_gib']} GiB" if "peak_gib" in out else "")
-        + f", loss {loss:.4f}")
+        + f", loss {loss:.4f}" + (f", {out['achieved_tflops']:.3f} TFLOP/s" if out["achieved_tflops"] else "")
+        + (f" ({100 * out['peak_fraction']:.1f} % of peak)" if out["peak_fraction"] else ""))
     if args.phase_steps > 0 and not c.compile:  # hooks inside a compiled module would break its graph
         runs = []
         for _ in range(args.phase_steps):
@@ -559,14 +665,17 @@ def report(results: dict[str, dict[str, Any]]) -> str:
     rows = []
     for name, r in results.items():
         if r.get("status") != "ok":
-            rows.append([name, r.get("status", "?"), "", "", "", "", "", r.get("error", "")[:80]])
+            rows.append([name, r.get("status", "?"), "", "", "", "", "", "", "", "", r.get("error", "")[:80]])
             continue
         ratio = f"{base / r['ms_median']:.2f}x" if base else "n/a"
+        flops, tflops, frac = r.get("flops_per_step"), r.get("achieved_tflops"), r.get("peak_fraction")
         rows.append([name, f"{r['ms_median']:.1f}", f"{r['ms_min']:.0f}-{r['ms_max']:.0f}",
-                     f"{r['audio_sec_per_s']:.0f}", ratio, f"{r['peak_gib']:.2f}" if "peak_gib" in r else "n/a",
-                     f"{r['loss']:.3f}", r["label"]])
-    out = [C.table(["contender", "ms / step", "min-max", "audio-s / s", f"x {BASELINE}", "peak GiB", "loss",
-                    "what"], rows)]
+                     f"{r['audio_sec_per_s']:.0f}", ratio,
+                     f"{flops / 1e9:.2f}" if flops else "n/a", f"{tflops:.3f}" if tflops else "n/a",
+                     f"{100 * frac:.1f} % of {r['peak_tflops']:g}" if frac else "peak unknown",
+                     f"{r['peak_gib']:.2f}" if "peak_gib" in r else "n/a", f"{r['loss']:.3f}", r["label"]])
+    out = [C.table(["contender", "ms / step", "min-max", "audio-s / s", f"x {BASELINE}", "GFLOP / step (counted)",
+                    "TFLOP/s", "of dense peak", "peak GiB", "loss", "what"], rows)]
     phased = [(n, r) for n, r in results.items() if r.get("status") == "ok" and "phases_ms" in r]
     if phased:
         out.append("\nPer phase (ms, median of the phase steps; CUDA events from hooks):\n")
@@ -620,6 +729,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="abort a contender still running at this many seconds (default 210 on GPU, none on CPU); "
                         "the compile contender starts only with 90 s to spare")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU runs)")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="the device's peak TFLOP/s for the fraction of peak (default: from PEAK_TFLOPS by GPU name "
+                        "and precision; none on a CPU: 'peak unknown')")
     p.add_argument("--list", action="store_true", help="list the contenders and exit")
     args = p.parse_args(argv)
     if args.device == "auto":
@@ -653,6 +765,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device, 0) if args.device == "cuda" else torch.device("cpu")
+    args.device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     shapes = TINY if args.quick else HUBERT_BASE
     if args.batch_size or args.seconds:
         shapes = Shapes(**{**asdict(shapes), "batch": args.batch_size or shapes.batch,
@@ -709,6 +822,11 @@ def main(argv: list[str] | None = None) -> int:
                     with contextlib.suppress(Exception):
                         torch._dynamo.reset()
                 free(device)
+            twin = results.get("ours_bf16", {})
+            if c.compile and results[c.name].get("status") == "ok" and twin.get("flops_per_step"):
+                add_throughput(results[c.name], twin["flops_per_step"],
+                               peak_tflops(args.device_name, c.precision, args.peak_tflops))
+                results[c.name]["flops_from"] = "ours_bf16"
             payload["elapsed_s"] = round(time.perf_counter() - T0, 1)
             write_json(args.json, payload)
             base = results.get(BASELINE, {}).get("ms_median")
@@ -719,6 +837,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device: {payload['device']}; torch {torch.__version__}; batch {shapes.batch} x {shapes.seconds:g} s; "
           f"median of {args.iters} steps after {args.warmup} warm-up; TF32 on\n")
     print(report(results))
+    print("\nGFLOP / step: counted by torch.utils.flop_counter (matmuls, convolutions, attention; forward + backward; "
+          "no FFTs, element-wise ops or optimizer); TFLOP/s = that / median step; peak = dense "
+          + (f"{args.peak_tflops:g} TFLOP/s (--peak-tflops)" if args.peak_tflops else
+             f"for the contender's precision on {args.device_name} (fp32 contenders run TF32)"))
     best = [(n_, r) for n_, r in results.items() if r.get("status") == "ok" and n_ != BASELINE
             and n_.startswith("ours") and not r["settings"]["share"]]
     base_r = results.get(BASELINE, {})

@@ -33,6 +33,10 @@ os.environ["S3PRL_COLLD_CACHE"] = _CACHE
 atexit.register(shutil.rmtree, _CACHE, True)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: a test of a minute or more (deselect with -m 'not slow')")
+
+
 def make_corpus(out: Path, lang: str, utterances: int, seed: int = 0, workers: int = 2,
                 extra: Sequence[str] = ()) -> Path:
     """Generate a corpus into ``out`` (in this process, with more CLI arguments ``extra``) and return ``out``."""

@@ -26,7 +26,8 @@ QUICK = ["--device", "cpu", "--quick", "--iters", "1", "--warmup", "1", "--phase
 def test_quick_cpu_run_covers_s3prl_ours_and_colld(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "gpu_bench.json"
     names = ["s3prl_fp16", "ours_bf16_ncl", "colld_bf16"]
-    rc = bench.main(QUICK + ["--only", ",".join(names), "--profile", "ours_bf16_ncl", "--json", str(out)])
+    rc = bench.main(QUICK + ["--only", ",".join(names), "--profile", "ours_bf16_ncl", "--json", str(out),
+                             "--peak-tflops", "0.5"])
     assert rc == 0
     data = json.loads(out.read_text())
     assert list(data["results"]) == names and data["shapes"]["batch"] == 2
@@ -36,11 +37,58 @@ def test_quick_cpu_run_covers_s3prl_ours_and_colld(tmp_path: Path, capsys: pytes
         assert r["ms_median"] > 0 and r["audio_sec_per_s"] > 0 and math.isfinite(r["loss"])
         assert set(r["phases_ms"]) == set(bench.PHASES) and r["phases_ms"]["total"] > 0
         assert r["phases_ms"]["teacher"] > 0 and r["phases_ms"]["backward"] > 0
+        assert r["flops_per_step"] > 1e6 and r["peak_tflops"] == 0.5  # counted: tiny shapes, still > 1 MFLOP
+        assert r["achieved_tflops"] == pytest.approx(r["flops_per_step"] / (r["ms_median"] / 1e3) / 1e12, rel=1e-3)
+        assert r["peak_fraction"] == pytest.approx(r["achieved_tflops"] / 0.5, rel=1e-3)
     assert data["results"]["ours_bf16_ncl"]["phases_ms"]["student CNN"] > 0
     assert "aten::" in data["results"]["ours_bf16_ncl"]["profile"]
     assert "profile" not in data["results"]["colld_bf16"]
     printed = capsys.readouterr().out
     assert "| contender | ms / step" in printed and "Per phase" in printed
+    assert "GFLOP / step (counted)" in printed and "% of 0.5" in printed
+
+
+def test_counted_flops_of_a_linear_step_match_the_analytic_count() -> None:
+    """Forward x @ W.T, backward dX and dW: three (4 x 16) @ (16 x 8) products of 2 * 4 * 16 * 8 FLOPs each."""
+    import torch
+
+    layer = torch.nn.Linear(16, 8)
+    x = torch.randn(4, 16, requires_grad=True)
+    assert bench.count_flops(lambda: layer(x).sum().backward()) == 3 * 2 * 4 * 16 * 8
+    with torch.no_grad():  # forward only
+        assert bench.count_flops(lambda: layer(x)) == 2 * 4 * 16 * 8
+
+
+def test_counted_flops_of_a_grouped_conv_step_are_three_forwards() -> None:
+    """Conv1d 8 -> 8 channels in 4 groups, kernel 3, on 2 x 8 x 10: forward 2 * 2 * 10 * 8 * (8 / 4) * 3 FLOPs;
+    backward = the same again for the input gradient and for the weight gradient (torch alone counts the
+    weight gradient 4x: 5760 in all)."""
+    import torch
+
+    conv = torch.nn.Conv1d(8, 8, 3, padding=1, groups=4, bias=False)
+    x = torch.randn(2, 8, 10, requires_grad=True)
+    forward = 2 * 2 * 10 * 8 * 2 * 3
+    assert bench.count_flops(lambda: conv(x).sum().backward()) == 3 * forward
+
+
+def test_counted_flops_of_attention_on_cpu() -> None:
+    """softmax(q k^T) v with q, k, v of 1 x 2 heads x 5 x 4: two products of 2 * 2 * 5 * 5 * 4 FLOPs forward;
+    backward five more (the scores recomputed, as the fused kernels do and torch counts on CUDA, their
+    gradient, dv, dq, dk)."""
+    import torch
+    import torch.nn.functional as F
+
+    q, k, v = (torch.randn(1, 2, 5, 4, requires_grad=True) for _ in range(3))
+    assert bench.count_flops(lambda: F.scaled_dot_product_attention(q, k, v).detach()) == 2 * (2 * 2 * 5 * 5 * 4)
+    assert bench.count_flops(lambda: F.scaled_dot_product_attention(q, k, v).sum().backward()) == 7 * (2 * 2 * 5 * 5 * 4)
+
+
+def test_peaks_by_device_name_and_precision() -> None:
+    assert bench.peak_tflops("NVIDIA H100 80GB HBM3", "bf16") == pytest.approx(989.4)
+    assert bench.peak_tflops("NVIDIA H200", "fp32") == pytest.approx(494.7)  # TF32 is on for every contender
+    assert bench.peak_tflops("NVIDIA H100 PCIe", "fp16") == pytest.approx(756.0)
+    assert bench.peak_tflops("cpu", "bf16") is None
+    assert bench.peak_tflops("cpu", "bf16", override=2.0) == 2.0
 
 
 def test_a_failing_contender_keeps_the_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,16 +8,21 @@ upper-case first letter, one final ``.``, ``!`` or ``?``, 3 to 20 words, and
 only letters, spaces, apostrophes, commas and hyphens in between (so no
 brackets, slashes, digits, quotes, semicolons, abbreviations such as ``sth.``
 or ``jdm.``, and no all-capital acronyms, whose pronunciation is ambiguous).
+
+The dictionary is read from ``/usr/share/trans/de-en`` (``apt-get install
+trans-de-en``), or from the file named in ``$S3PRL_COLLD_TRANS_DE_EN`` (the
+GPU kit's copy, see :mod:`s3prl_colld.gpu_kit`).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-DICTIONARY_PATH = Path("/usr/share/trans/de-en")
+DICTIONARY_PATH = Path(os.environ.get("S3PRL_COLLD_TRANS_DE_EN") or "/usr/share/trans/de-en")
 MIN_WORDS = 3
 MAX_WORDS = 20
 
