@@ -190,3 +190,45 @@ def test_onnx_hidden_states_equal_our_upstream(kind: str, checkpoints: dict[str,
         err = max_valid_difference(ref, qouts[:-1], frames)
         assert BOUND < err < 0.5  # quantised: close, not equal
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_cli_errors_say_what_to_do(checkpoints: dict[str, Path], tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = str(checkpoints["colld"])
+    assert main([ckpt, "--to", "tflite", str(tmp_path / "x")]) == 2
+    assert "hf (a transformers folder) or onnx" in capsys.readouterr().err
+    assert main([ckpt, "--to", "hf", str(tmp_path / "x"), "--quantize", "int8"]) == 2
+    assert "--to onnx only" in capsys.readouterr().err
+    assert main([str(tmp_path / "missing.ckpt"), "--to", "onnx", str(tmp_path / "x.onnx")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    toy = tmp_path / "toy.ckpt"
+    torch.save({"task": "toy_regression", "config": {}, "model": {"net.weight": torch.zeros(2)}, "step": 1}, toy)
+    assert main([str(toy), "--to", "onnx", str(tmp_path / "x.onnx")]) == 2
+    assert "holds no student" in capsys.readouterr().err
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine")
+    assert main([ckpt, "--to", "hf", str(busy)]) == 2
+    assert "--force" in capsys.readouterr().err and (busy / "keep.txt").read_text() == "mine"
+    assert main([ckpt, "--to", "hf", str(busy), "--force"]) == 0
+    assert not (busy / "keep.txt").exists() and (busy / "model.safetensors").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy", "toy.ckpt"]  # no temp folders left
+
+
+def test_model_card_has_the_results_grid_row(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    from s3prl_colld.export.card import find_results_row, model_card
+
+    run = tmp_path / "grid" / "students" / "colld-s0"
+    run.mkdir(parents=True)
+    ckpt = run / "states-200.ckpt"
+    ckpt.write_bytes(checkpoints["colld"].read_bytes())
+    pr = {"dev": {"mean": 80.5, "std": 0.0, "n": 1}, "test": {"mean": 81.25, "std": 0.0, "n": 1}}
+    rows = [{"name": "teacher", "ckpt": "/elsewhere/states-400.ckpt", "pr": {}},
+            {"name": "colld", "ckpt": "/old/place/students/colld-s0/states-200.ckpt", "params_m": 1.23, "pr": pr}]
+    (tmp_path / "grid" / "results.json").write_text(json.dumps({"rows": rows}))
+    source = load_source(ckpt)
+    row = find_results_row(source)
+    assert row is not None and row["name"] == "colld"
+    card = model_card(source, row)
+    assert "| colld | 80.5 | 81.2 | 1.23 |" in card
+    assert find_results_row(load_source(checkpoints["colld"])) is None  # not in a grid folder

@@ -28,6 +28,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -171,7 +172,10 @@ def to_onnx(source: ExportSource, out: str | Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # the legacy exporter's deprecation notice, and tracer notes on shape checks that never fire in eval
+            warnings.simplefilter("ignore", category=DeprecationWarning)
+            warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
             torch.onnx.export(model, example_batch(), tmp, input_names=list(INPUTS), output_names=names,
                               dynamic_axes=axes, opset_version=OPSET, dynamo=False, do_constant_folding=True)
         graph = onnx.load(tmp)
