@@ -88,4 +88,8 @@ def model_card(source: ExportSource, row: dict[str, Any] | None = None, fmt: str
                   "x = fe([wav1, wav2], sampling_rate=16000, padding=True, return_tensors='pt')",
                   "hidden = model(**x, output_hidden_states=True).hidden_states",
                   "```", "", "Pass the attention mask for padded batches (the feature extractor returns it).", ""]
+        if source.padding == "fairseq":
+            lines += ["In padded batches transformers counts an utterance's frames by the CNN's output length; "
+                      "s3prl's HuBERT expert keeps a frame while any sample of its block is speech, so its "
+                      "features of a padded utterance can differ (unpadded input: the same).", ""]
     return "\n".join(lines)

@@ -177,7 +177,7 @@ def to_hf(source: ExportSource, out_dir: str | Path, card: str, force: bool = Fa
             os.replace(out_dir, old)
         os.replace(tmp, out_dir)
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
