@@ -232,3 +232,15 @@ def test_model_card_has_the_results_grid_row(checkpoints: dict[str, Path], tmp_p
     card = model_card(source, row)
     assert "| colld | 80.5 | 81.2 | 1.23 |" in card
     assert find_results_row(load_source(checkpoints["colld"])) is None  # not in a grid folder
+
+
+def test_hubert_padding_rule_is_s3prls() -> None:
+    from s3prl.upstream.hubert.hubert_model import HubertModel as S3prlHubert
+
+    from s3prl_colld.export.source import hubert_padding
+
+    for n, t in ((27_000, 84), (32_000, 99), (16_400, 50), (48_123, 150)):
+        lengths = torch.tensor([n, n - 1, n // 2, n // 3 + 7, 401])
+        pad = torch.arange(n)[None, :] >= lengths[:, None]
+        theirs = ~S3prlHubert.forward_padding_mask(None, torch.zeros(1, 1, t).transpose(1, 2), pad)
+        assert torch.equal(hubert_padding(torch.arange(t), torch.tensor(n), lengths), theirs), (n, t)
