@@ -14,7 +14,7 @@ from typing import Any
 from s3prl_colld.export.source import ExportSource
 
 METHODS = {
-    "colld_distiller": "CoLLD (masked layer-to-layer distillation, contrastive or regression loss)",
+    "colld_distiller": "CoLLD (masked layer-to-layer distillation)",
     "distilhubert": "DistilHuBERT (layer-to-layer prediction heads, L1 + cosine)",
     "l2l_distiller": "layer-to-layer distillation (L2L)",
     "dicehubert": "DiceHuBERT (HuBERT's masked unit prediction on k-means units of the teacher)",
@@ -54,7 +54,10 @@ def model_card(source: ExportSource, row: dict[str, Any] | None = None, fmt: str
     teacher = source.config.get("teacher") or {}
     data = source.config.get("data") or {}
     method = METHODS.get(source.task, source.task)
-    disc = (source.config.get("loss") or {}).get("disc_weight")
+    loss = source.config.get("loss") or {}
+    if loss.get("kind") and source.task != "dicehubert":
+        method += f", {loss['kind']} loss"
+    disc = loss.get("disc_weight")
     if disc:
         method += f", with the discriminative loss (weight {disc})"
     lines = [
