@@ -24,7 +24,7 @@ $(STAMP): setup.py constraints.txt
 	@echo ">> creating $(VENV) with $(PYTHON) and installing s3prl-colld (torch 2.8, s3prl 0.4.18, ...)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,export]'
 	touch $(STAMP)
 
 demo: setup
@@ -36,7 +36,7 @@ test: setup
 # Mutation testing of the objectives, the featurizer and the CTC heads against their unit tests (not part of
 # `make test`: about 15 CPU minutes; configuration in setup.cfg [mutmut], results in docs/quality/mutation.md).
 mutation: setup
-	@$(PY) -c "import mutmut" 2>/dev/null || $(PY) -m pip install -q -e '.[test,mutation]'
+	@$(PY) -c "import mutmut" 2>/dev/null || $(PY) -m pip install -q -e '.[test,export,mutation]'
 	rm -rf mutants
 	OMP_NUM_THREADS=1 nice -n 10 $(VENV)/bin/mutmut run --max-children 2
 	$(VENV)/bin/mutmut results

@@ -76,7 +76,9 @@ setup(
         "matplotlib",
         "pyroomacoustics>=0.7",  # room impulse responses of the synthetic corpus
     ],
-    extras_require={"test": ["pytest>=7", "pytest-timeout"], "mutation": ["mutmut>=3.8,<4"]},
+    extras_require={"test": ["pytest>=7", "pytest-timeout"], "mutation": ["mutmut>=3.8,<4"],
+                    # python -m s3prl_colld.export: Hugging Face folders (transformers is a dependency) and ONNX
+                    "export": ["safetensors>=0.4", "onnx>=1.16", "onnxruntime>=1.18"]},
     entry_points={
         "console_scripts": [
             "colld-pretrain=s3prl_colld.pretrain.cli:main",
