@@ -25,6 +25,10 @@ def test_tiny_grid_runs_every_stage_and_reuses_them(tmp_path: Path, capsys: pyte
             assert stat["n"] == 1 and math.isfinite(stat["mean"]) and 0 <= stat["mean"] <= 200, (r["name"], split)
         assert r["params_m"] >= 0 and r["rtf"] > 0
     assert rows["teacher"]["params_m"] > rows["colld"]["params_m"] > 0 and rows["fbank"]["params_m"] == 0
+    # results.json names no folder of this machine: checkpoints are relative to the grid's folder (and exist there)
+    assert str(tmp_path) not in (out / "results.json").read_text()
+    stored = [r["ckpt"] for r in rows.values() if r["ckpt"]]
+    assert len(stored) == 4 and all(not Path(c).is_absolute() and (out / c).is_file() for c in stored), stored
     # the teacher learnt: its features beat the random-init teacher's (the old demo test measured 69.2 / 84.1
     # against 88.9 / 89.4 dev / test PER at this size)
     mean = {name: (rows[name]["pr"]["dev"]["mean"] + rows[name]["pr"]["test"]["mean"]) / 2

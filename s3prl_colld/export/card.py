@@ -36,7 +36,7 @@ def find_results_row(source: ExportSource, results: str | Path | None = None) ->
         for row in rows:
             if not row.get("ckpt"):
                 continue
-            theirs = Path(row["ckpt"])
+            theirs = path.parent / row["ckpt"]  # relative to the grid's folder (an absolute path stays as it is)
             if theirs.resolve() == ckpt or theirs.parent.name == ckpt.parent.name:
                 return row
     return None

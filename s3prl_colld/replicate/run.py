@@ -56,7 +56,7 @@ def run_grid(grid: Grid) -> dict[str, Any]:
     for name, task, upstream, ckpt in baselines:
         probes = [grid.probe("pr", name, upstream, ckpt, s, scale.probe_overrides, splits)
                   for s in range(scale.probe_seeds)]
-        rows.append({"key": name, "name": name, "task": task, "upstream": upstream, "ckpt": str(ckpt) if ckpt else None,
+        rows.append({"key": name, "name": name, "task": task, "upstream": upstream, "ckpt": grid.relative(ckpt),
                      **measured(name, upstream, ckpt), "distil_minutes": None, "pr": pr(probes)})
 
     finals: dict[str, dict[int, Path]] = {s.name: {} for s in students}
@@ -75,7 +75,7 @@ def run_grid(grid: Grid) -> dict[str, Any]:
         upstream, first = upstream_of(student.task), min(finals[student.name].items())[1]
         times = [grid.times.get(f"student {student.name} seed {seed}") for seed in finals[student.name]]
         rows.append({"key": student.key, "name": student.name, "task": student.task, "upstream": upstream,
-                     "ckpt": str(first),
+                     "ckpt": grid.relative(first),
                      "seeds": len(finals[student.name]), **measured(student.name, upstream, first),
                      "distil_minutes": mean_std(t / 60 for t in times if t is not None)["mean"],
                      "pr": pr(probes_of[student.name])})
@@ -92,7 +92,7 @@ def run_grid(grid: Grid) -> dict[str, Any]:
                     key=lambda r: r["pr"]["test"]["mean"])
     if scale.asr_overrides is not None:
         for row in [by_key["teacher"], by_key["fbank"], *ranked[: scale.asr_top]]:
-            ckpt = Path(row["ckpt"]) if row["ckpt"] else None
+            ckpt = grid.absolute(row["ckpt"])
             res = grid.probe("asr", row["name"], row["upstream"], ckpt, 0, scale.asr_overrides, ["test"])
             if res is not None:
                 row["asr"] = {k: v for k, v in res.items() if k != "seconds"}
@@ -100,7 +100,7 @@ def run_grid(grid: Grid) -> dict[str, Any]:
         multi = by_key.get(COLLD_MULTILINGUAL.key)
         best = ranked[0] if ranked else None
         for row in [by_key["teacher"], *(r for r in (best, multi) if r is not None and r is not by_key["teacher"])]:
-            ckpt = Path(row["ckpt"]) if row["ckpt"] else None
+            ckpt = grid.absolute(row["ckpt"])
             for direction, corpus in (("en-de", grid.corpus_en), ("de-en", grid.corpus_de)):
                 if corpus.is_dir():
                     res = grid.probe("st", f"{row['name']}-{direction}", row["upstream"], ckpt, 0,

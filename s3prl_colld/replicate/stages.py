@@ -48,6 +48,20 @@ class Grid:
         print(f"[replicate] {name}: done in {time.time() - start:.0f} s", flush=True)
         return True
 
+    def relative(self, path: Path | None) -> str | None:
+        """``path`` as ``results.json`` stores it: relative to the grid's folder when inside it (a committed
+        ``results.json`` names no folder of the machine it was made on), else as given."""
+        if path is None:
+            return None
+        try:
+            return Path(path).resolve().relative_to(self.out.resolve()).as_posix()
+        except ValueError:
+            return str(path)
+
+    def absolute(self, stored: str | None) -> Path | None:
+        """The inverse of :meth:`relative`: a stored path resolved against the grid's folder."""
+        return None if stored is None else self.out / stored
+
     def _record(self, name: str, seconds: float) -> None:
         """Keep ``seconds`` as the wall time of ``name`` in ``stage_times.json``."""
         self.times[name] = seconds
