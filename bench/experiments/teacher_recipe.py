@@ -14,9 +14,10 @@ Every stage is reused when its output exists::
 
     nice -n 5 python bench/experiments/teacher_recipe.py --out result/teacher_recipe
 
-The README's table was measured at commit eee4dad, before corpus v2: on an
-espeak-only corpus made noisy by that commit's ``tests/noisy_fixture.py``
-(babble of 4 talkers + white noise at SNR 0-15 dB).
+Its table (docs/results_history.md, "Teacher recipe experiment") was
+measured at commit eee4dad, before corpus v2: on an espeak-only corpus made
+noisy by that commit's ``tests/noisy_fixture.py`` (babble of 4 talkers +
+white noise at SNR 0-15 dB).
 """
 
 from __future__ import annotations
