@@ -13,7 +13,9 @@ Any of them can add Wang et al.'s discriminative loss (``loss.disc_weight``;
 4) on a HuBERT teacher, and use the Fbank front-end of input distillation (5)
 through ``model.frontend=fbank`` + ``init.frontend_ckpt``. With
 ``teacher.target=ffn`` the targets are the teacher layers' FFN outputs
-(data2vec-style) instead of the layer outputs.
+(data2vec-style) instead of the layer outputs. The options a sweep chooses CoLLD's setting with
+(``teacher.target_norm``, ``loss.exclude_neighbours``, ``loss.masked_weight``, ``mask.prob`` 0) and the
+accuracy-against-chance log are described in ``docs/colld_options.md``.
 
 The student follows the teacher's input normalisation: when the teacher's
 s3prl expert layer-normalises the waveform (``task_cfg.normalize``), so does
@@ -76,7 +78,7 @@ class LossConfig:
     # of a 50 Hz teacher are near copies of it); 0 = only the positive itself is excluded
     exclude_neighbours: int = 0
     # stuck-objective warning: after acc_warn_after log rows in a row at accuracy <= acc_warn_ratio x its chance
-    # level (1 / (K + 1) for InfoNCE), the log warns (objectives/monitor.py)
+    # level (InfoNCE: 1 / (1 + distinct negatives), 1 / (K + 1) when distinct), the log warns (objectives/monitor.py)
     acc_warn_ratio: float = 1.5
     acc_warn_after: int = 5
     regression_weight: float = 0.0  # with kind=contrastive: add L1 + cosine with this weight
