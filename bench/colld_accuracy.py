@@ -45,8 +45,9 @@ SETTINGS: dict[str, str] = {
     "0.8 x 10, loss on all frames": ",,config.loss.masked_only=false",
     "0.8 x 10, target_norm layer": ",,config.teacher.target_norm=layer",
     "0.8 x 10, exclude_neighbours 2": ",,config.loss.exclude_neighbours=2",
+    "0.8 x 10, target_norm instance": ",,config.teacher.target_norm=instance",
 }
-KEYS = {"today": 0, "mask0": 1, "mask0.2": 2, "all": 3, "layer": 4, "exclude2": 5}
+KEYS = {"today": 0, "mask0": 1, "mask0.2": 2, "all": 3, "layer": 4, "exclude2": 5, "instance": 6}
 
 
 def train(name: str, overrides: str, corpus: Path, teacher: Path, out: Path, steps: int) -> Path:
