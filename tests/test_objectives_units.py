@@ -95,7 +95,9 @@ def test_info_nce_several_queries_by_hand() -> None:
     expected, acc = _info_nce_by_hand(pred, target, valid, query, negs, 0.2)
     loss, stats = info_nce(pred, target, valid, query, num_negatives=4, temperature=0.2, generator=_gen(7))
     assert loss.item() == pytest.approx(expected, rel=1e-5)
-    assert set(stats) == {"acc"} and stats["acc"].item() == pytest.approx(acc) and 0 < acc < 1
+    assert set(stats) == {"acc", "chance"} and stats["acc"].item() == pytest.approx(acc) and 0 < acc < 1
+    distinct = [len(set(row.tolist())) for row in negs]  # chance: 1 / (1 + distinct negatives), per query
+    assert stats["chance"].item() == pytest.approx(sum(1 / (1 + d) for d in distinct) / len(distinct))
 
 
 def test_info_nce_defaults_and_random_stream() -> None:
@@ -115,7 +117,7 @@ def test_info_nce_without_queries_is_a_zero_that_backpropagates() -> None:
     pred = torch.randn(2, 3, 4, requires_grad=True)
     valid = torch.ones(2, 3, dtype=torch.bool)
     loss, stats = info_nce(pred, torch.randn(2, 3, 4), valid, torch.zeros(2, 3, dtype=torch.bool))
-    assert loss.item() == 0.0 and stats == {"acc": 0.0} and loss.requires_grad
+    assert loss.item() == 0.0 and stats == {"acc": 0.0, "chance": 0.0} and loss.requires_grad
     loss.backward()
     assert pred.grad is not None and not pred.grad.any()
 
@@ -141,7 +143,9 @@ def test_discriminative_kl_several_frames_by_hand() -> None:
     per_frame = [(t_logp[b, t].exp() * (t_logp[b, t] - s_logp[b, t])).sum().item() for b, t in frames]
     assert kl.item() == pytest.approx(sum(per_frame) / len(frames), rel=1e-5)
     agree = sum(int(s_logp[b, t].argmax() == t_logp[b, t].argmax()) for b, t in frames) / len(frames)
-    assert set(stats) == {"kl", "unit_agreement"} and stats["unit_agreement"].item() == pytest.approx(agree)
+    assert set(stats) == {"kl", "unit_agreement", "unit_chance"} and stats["unit_agreement"].item() == pytest.approx(agree)
+    units = [int(t_logp[b, t].argmax()) for b, t in frames]  # chance: the share of the commonest teacher unit
+    assert stats["unit_chance"].item() == pytest.approx(max(units.count(u) for u in units) / len(units))
     assert stats["kl"].item() == kl.item() and 0 < agree < 1
 
 

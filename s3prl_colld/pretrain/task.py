@@ -98,6 +98,12 @@ class PretrainTask(nn.Module):
         """
         raise NotImplementedError
 
+    def log_summary(self, step: int, means: dict[str, float]) -> str:
+        """Called on rank 0 with each log row's means (stat name -> mean over the window); returns extra text
+        for the log line (e.g. an objective's accuracy against its chance level) and may log warnings.
+        The default adds nothing."""
+        return ""
+
     def compile_modules(self) -> None:
         """``runner.compile``: ``torch.compile`` the modules that dominate a step, in place (state-dict keys
         unchanged). The default compiles nothing and says so."""

@@ -499,11 +499,13 @@ class Trainer:
             for key, value in row.items():
                 if key not in ("step", "epoch"):
                     writer.add_scalar(f"train/{key}", value, self.step)
+        summary = self.task.log_summary(self.step, means)  # e.g. accuracy against chance (may warn)
         if bar.disable:
-            log.info("step %d/%d loss %.4f lr %.2e %.2f steps/s", self.step, self.rc.total_steps, row["loss"],
-                     row["lr"], row["steps_per_sec"])
+            log.info("step %d/%d loss %.4f lr %.2e %.2f steps/s%s", self.step, self.rc.total_steps, row["loss"],
+                     row["lr"], row["steps_per_sec"], f" | {summary}" if summary else "")
         else:
-            bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", refresh=False)
+            bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", **({"obj": summary} if summary else {}),
+                            refresh=False)
 
     @contextmanager
     def _signal_handlers(self) -> Iterator[None]:

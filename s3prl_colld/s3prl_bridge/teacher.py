@@ -41,12 +41,25 @@ class TeacherConfig:
     # layer: each layer's output (s3prl's hidden states) | ffn: each layer's FFN output before the residual
     # (data2vec-style; fairseq-style HuBERT / wav2vec 2.0 / WavLM teachers)
     target: str = "layer"
+    # normalisation of the distillation targets before the loss (objectives/targets.py): none (the features as
+    # they are) | instance (per utterance and channel over its valid frames: data2vec's instance norm) |
+    # layer (per frame over channels: layer norm without affine). Read by the distillation tasks
+    # (distilhubert, l2l_distiller, colld_distiller); not by the discriminative loss (the HuBERT head reads the
+    # raw last layer), input_distill, hubert_tiny or dicehubert, which reject a value other than none.
+    target_norm: str = "none"
 
     def validate(self) -> None:
         choice(self.precision, ("fp32", "fp16", "bf16"), "config.teacher.precision")
         choice(self.target, ("layer", "ffn"), "config.teacher.target")
+        choice(self.target_norm, ("none", "instance", "layer"), "config.teacher.target_norm")
         if self.name.endswith("_local") and not self.ckpt:
             raise ConfigError(f"config.teacher.name={self.name} needs config.teacher.ckpt=PATH")
+
+    def require_raw_targets(self, task: str, why: str) -> None:
+        """For tasks that do not read normalised targets: ``target_norm`` other than none is an error."""
+        if self.target_norm != "none":
+            raise ConfigError(f"config.teacher.target_norm={self.target_norm}: {task} {why}, so it does not "
+                              f"normalise teacher targets; set config.teacher.target_norm=none")
 
 
 @dataclass

@@ -15,7 +15,9 @@ Any of them can add Wang et al.'s discriminative loss (``loss.disc_weight``;
 4) on a HuBERT teacher, and use the Fbank front-end of input distillation (5)
 through ``model.frontend=fbank`` + ``init.frontend_ckpt``. With
 ``teacher.target=ffn`` the targets are the teacher layers' FFN outputs
-(data2vec-style) instead of the layer outputs.
+(data2vec-style) instead of the layer outputs. The options a sweep chooses CoLLD's setting with
+(``teacher.target_norm``, ``loss.exclude_neighbours``, ``loss.masked_weight``, ``mask.prob`` 0) and the
+accuracy-against-chance log are described in ``docs/colld_options.md``.
 
 The student follows the teacher's input normalisation: when the teacher's
 s3prl expert layer-normalises the waveform (``task_cfg.normalize``), so does
@@ -28,7 +30,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -37,20 +39,31 @@ from s3prl_colld.config import ConfigError, choice
 from s3prl_colld.models.heads import HeadConfig, PredictionHeads
 from s3prl_colld.models.init import init_student_from_teacher, load_frontend
 from s3prl_colld.models.student import StudentConfig, StudentEncoder
-from s3prl_colld.s3prl_bridge.teacher import Teacher, TeacherConfig, resolve_normalization
-from s3prl_colld.objectives.losses import discriminative_kl, info_nce, l1_cosine, unit_log_probs
+from s3prl_colld.objectives.losses import (discriminative_kl, frame_terms, info_nce, l1_cosine, unit_log_probs,
+                                          weighted_loss)
+from s3prl_colld.objectives.monitor import ChanceMonitor
+from s3prl_colld.objectives.targets import normalize_targets
 from s3prl_colld.objectives.masking import span_mask
 from s3prl_colld.pretrain.schema import TaskConfig
 from s3prl_colld.pretrain.task import register
 from s3prl_colld.pretrain.tasks.audio_task import AudioTask
+from s3prl_colld.s3prl_bridge.teacher import Teacher, TeacherConfig, resolve_normalization
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class MaskConfig:
-    prob: float = 0.0  # span-start probability x span (HuBERT's mask_prob); 0 = no masking
+    # span-start probability x span (HuBERT's mask_prob); 0 = no masking (then every loss reads all valid
+    # frames, whatever loss.masked_only / masked_weight say); a low rate still masks >= 1 span per utterance
+    prob: float = 0.0
     length: int = 10
+
+    def validate(self) -> None:
+        if not self.prob >= 0:
+            raise ConfigError(f"config.mask.prob must be >= 0 (0 = no masking), got {self.prob}")
+        if self.length < 1:
+            raise ConfigError(f"config.mask.length must be >= 1 frame, got {self.length}")
 
 
 @dataclass
@@ -59,7 +72,17 @@ class LossConfig:
     cos_weight: float = 1.0  # λ of the cosine term in regression
     num_negatives: int = 100  # K, contrastive
     temperature: float = 0.1  # τ, contrastive
-    masked_only: bool = True  # contrastive/regression on masked frames only (when masking is on)
+    masked_only: bool = True  # contrastive/regression on masked frames only (when masking is on); false: all frames
+    # HuBERT-style weighting, overrides masked_only when set: loss = α · L(masked frames) + (1 - α) · L(unmasked
+    # frames), each the mean over its frames; 1 = masked only, 0 = unmasked only; null = use masked_only
+    masked_weight: Optional[float] = None
+    # contrastive: negatives are never drawn from the W frames either side of the positive (neighbouring frames
+    # of a 50 Hz teacher are near copies of it); 0 = only the positive itself is excluded
+    exclude_neighbours: int = 0
+    # stuck-objective warning: after acc_warn_after log rows in a row at accuracy <= acc_warn_ratio x its chance
+    # level (InfoNCE: 1 / (1 + distinct negatives), 1 / (K + 1) when distinct), the log warns (objectives/monitor.py)
+    acc_warn_ratio: float = 1.5
+    acc_warn_after: int = 5
     regression_weight: float = 0.0  # with kind=contrastive: add L1 + cosine with this weight
     disc_weight: float = 0.0  # α of the discriminative KL loss (HuBERT teachers only)
     disc_temperature: float = 0.1  # κ (HuBERT's logit_temp)
@@ -67,6 +90,18 @@ class LossConfig:
 
     def validate(self) -> None:
         choice(self.kind, ("regression", "contrastive"), "config.loss.kind")
+        if self.masked_weight is not None:
+            if not 0.0 <= self.masked_weight <= 1.0:
+                raise ConfigError(f"config.loss.masked_weight must be in [0, 1] (or null), got {self.masked_weight}")
+            if not self.masked_only:
+                raise ConfigError("config.loss.masked_only=false (all frames) contradicts config.loss.masked_weight="
+                                  f"{self.masked_weight}: set one of them (masked_weight null, or masked_only true)")
+        if self.exclude_neighbours < 0:
+            raise ConfigError(f"config.loss.exclude_neighbours must be >= 0 frames, got {self.exclude_neighbours}")
+        if self.num_negatives < 1:
+            raise ConfigError(f"config.loss.num_negatives must be >= 1, got {self.num_negatives}")
+        if self.acc_warn_after < 1:
+            raise ConfigError(f"config.loss.acc_warn_after must be >= 1 log rows, got {self.acc_warn_after}")
 
 
 @dataclass
@@ -190,19 +225,21 @@ class DistillTask(AudioTask):
                                            frontend_out=teacher.frontend if share else None, padded=padded)
         T = min([hidden[0].size(1)] + [targets[j].size(1) for _, j in self.pairs])
         valid = valid[:, :T]
-        select = valid & mask[:, :T] if (mask is not None and cfg.loss.masked_only) else valid
+        terms = frame_terms(valid, None if mask is None else mask[:, :T], cfg.loss.masked_only, cfg.loss.masked_weight)
         preds = self.heads([h[:, :T] for h in hidden])
         total = hidden[0].new_zeros(())
         stats: dict[str, torch.Tensor] = {}
         for (i, j), pred in zip(self.pairs, preds):
-            y = targets[j][:, :T]
+            y = normalize_targets(targets[j][:, :T], valid, cfg.teacher.target_norm)
             if cfg.loss.kind == "contrastive":
-                loss, s = info_nce(pred, y, valid, select, cfg.loss.num_negatives, cfg.loss.temperature)
+                loss, s = weighted_loss(lambda sel: info_nce(pred, y, valid, sel, cfg.loss.num_negatives,
+                                                             cfg.loss.temperature,
+                                                             exclude_neighbours=cfg.loss.exclude_neighbours), terms)
                 if cfg.loss.regression_weight > 0:
                     reg, _ = l1_cosine(pred, y, valid, cfg.loss.cos_weight)
                     loss = loss + cfg.loss.regression_weight * reg
             else:
-                loss, s = l1_cosine(pred, y, select, cfg.loss.cos_weight)
+                loss, s = weighted_loss(lambda sel: l1_cosine(pred, y, sel, cfg.loss.cos_weight), terms)
             total = total + loss / len(self.pairs)
             stats[f"loss_{i}_{j}"] = loss.detach()
             stats.update({f"{k}_{i}_{j}": v for k, v in s.items()})
@@ -215,6 +252,13 @@ class DistillTask(AudioTask):
         if mask is not None:
             stats["mask_frac"] = (mask[:, :T] & valid).sum() / valid.sum().clamp_min(1)
         return total, stats
+
+    def log_summary(self, step: int, means: dict[str, float]) -> str:
+        """Accuracy against chance of the contrastive and discriminative objectives; warns when one is stuck
+        (``loss.acc_warn_after`` log rows at <= ``loss.acc_warn_ratio`` x chance)."""
+        if not hasattr(self, "_chance_monitor"):
+            self._chance_monitor = ChanceMonitor(self.cfg.loss.acc_warn_after, self.cfg.loss.acc_warn_ratio)
+        return self._chance_monitor.update(step, means)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Student, heads and unit projection; the frozen teacher is not stored."""

@@ -89,6 +89,8 @@ class HubertTinyConfig(TaskConfig):
             raise ConfigError("config.units.source=teacher and config.init.from_teacher need config.teacher: "
                               "e.g. -o config.teacher.ckpt=result/pretrain/ITERATION_1/states-600.ckpt "
                               "(name hubert_local) or config.teacher.name=hubert_base")
+        if self.teacher is not None:
+            self.teacher.require_raw_targets("hubert_tiny / dicehubert", "clusters the teacher's raw features into units")
         if self.teacher is not None and not uses_teacher:
             raise ConfigError("config.teacher is set but unused: set config.units.source=teacher (units from its "
                               "layer config.units.layer) and/or config.init.from_teacher=frontend|all")

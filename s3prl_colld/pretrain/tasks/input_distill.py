@@ -38,6 +38,10 @@ class InputDistillConfig(TaskConfig):
     cos_weight: float = 1.0
     normalize_waveform: Optional[bool] = None  # null = follow the teacher (see the module docstring)
 
+    def validate(self) -> None:
+        self.teacher.require_raw_targets("input_distill", "trains a drop-in replacement of the teacher's CNN "
+                                         "(its raw output is what stage 2 reads)")
+
 
 @register("input_distill")
 class InputDistillTask(AudioTask):
