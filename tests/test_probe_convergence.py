@@ -180,3 +180,19 @@ def test_probe_with_retry_reruns_a_collapsed_probe(random_hubert: Path, synth_co
     run2 = tmp_path / "probe2"
     out2 = probe_with_retry("pr", "hubert_local", run2, ov, ckpt=random_hubert, retries=(Retry(seed_offset=0),))
     assert out2["collapsed"] is True and [a["collapsed"] for a in out2["attempts"]] == [True, True]
+
+
+# ------------------------------------------------------------------ the fast path
+def test_padded_batch_from_the_cache_equals_pad_features(synth_corpus_en: Path, tmp_path: Path) -> None:
+    from s3prl_colld.downstream.featurizer import pad_features
+    from s3prl_colld.downstream.features import CachedFeatures
+
+    runner = DownstreamRunner(RunSpec("pr", "fbank"), _cfg(synth_corpus_en, tmp_path, ""), tmp_path / "r",
+                              train=False)
+    source = runner.source("train")
+    assert isinstance(source, CachedFeatures)
+    indices = [5, 0, 17, 3]
+    hs, lengths = source.get_padded(indices)
+    ref_hs, ref_lengths = pad_features(source.get(indices))
+    assert hs.dtype == torch.float32 and hs.shape == ref_hs.shape and len(set(lengths.tolist())) > 1
+    assert torch.equal(hs, ref_hs) and torch.equal(lengths, ref_lengths)

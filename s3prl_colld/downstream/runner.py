@@ -33,7 +33,7 @@ from s3prl_colld.downstream.convergence import STOP_CAP, STOP_PATIENCE, DevPoint
     is_collapsed
 from s3prl_colld.downstream.corpus import Utterance
 from s3prl_colld.downstream.featurizer import Featurizer, pad_features, plot_layer_weights
-from s3prl_colld.downstream.features import FeatureSource, check_audio, feature_source
+from s3prl_colld.downstream.features import CachedFeatures, FeatureSource, check_audio, feature_source
 from s3prl_colld.downstream.schedule import lr_multiplier
 from s3prl_colld.downstream.schema import DownstreamConfig
 from s3prl_colld.downstream.specaug import spec_augment
@@ -131,7 +131,11 @@ class DownstreamRunner:
 
     def batch(self, role: str, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         """``(featurized [B, T, D], lengths [B], target texts)`` of utterances ``indices`` of ``role``."""
-        hs, lengths = pad_features(self.source(role).get(indices))
+        source = self.source(role)
+        if isinstance(source, CachedFeatures):  # one copy from the cache into the padded batch
+            hs, lengths = source.get_padded(indices)
+        else:
+            hs, lengths = pad_features(source.get(indices))
         x = self.featurizer(hs.to(self.device))
         return x, lengths.to(self.device), [self._utterances(role)[i].text for i in indices]
 
@@ -255,10 +259,8 @@ class DownstreamRunner:
             self.save("dev-best.ckpt")
             self.task.write_predictions(self.expdir, "dev", self.task.split_name("dev"), result["ids"],
                                         result["hyps"], result["refs"])
-        weights = self.featurizer.layer_weights()
+        weights = self.featurizer.layer_weights()  # drawn at the end of training (a plot takes about 0.4 s)
         (self.expdir / "layer_weights.json").write_text(json.dumps({"step": self.step, "weights": weights}))
-        plot_layer_weights(weights, self.expdir / "layer_weights.png",
-                           f"{self.spec.upstream} {self.spec.task} step {self.step}")
         return self.stopper.should_stop()
 
     def training_summary(self, seconds: float | None = None) -> dict[str, Any]:
@@ -312,6 +314,8 @@ class DownstreamRunner:
             self.stop_reason = STOP_CAP
         bar.close()
         writer.close()
+        plot_layer_weights(self.featurizer.layer_weights(), self.expdir / "layer_weights.png",
+                           f"{self.spec.upstream} {self.spec.task} step {self.step}")
         summary = self.training_summary(time.perf_counter() - start)
         if summary["collapsed"]:
             log.warning("the best dev result is collapsed (%.0f%% empty hypotheses): do not report this probe; "
