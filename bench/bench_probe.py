@@ -24,7 +24,6 @@ from __future__ import annotations
 import cProfile
 import io
 import pstats
-import time
 from pathlib import Path
 
 import _common as C
@@ -55,7 +54,8 @@ def main() -> None:
         ckpt = C.write_tiny_teacher(tmp)
         C.warn_if_busy()
         cfg = resolve_config("pr", None, f"config.data.root={corpus},,config.cache.dir={tmp / 'cache'},,"
-                                         f"config.runner.progress_bar=false,,config.runner.batch_size={args.batch_size},,"
+                                         "config.runner.progress_bar=false,,"
+                                         f"config.runner.batch_size={args.batch_size},,"
                                          "config.optimizer.decay=constant,,config.runner.eval_step=100000,,"
                                          "config.runner.save_step=100000,,config.runner.total_steps=1")
         runner = DownstreamRunner(RunSpec("pr", "hubert_local", str(ckpt)), cfg, tmp / "run")

@@ -171,7 +171,8 @@ def test_probe_with_retry_reruns_a_collapsed_probe(random_hubert: Path, synth_co
     assert first["collapsed"] is True and first["best"]["empty_rate"] >= 0.5
     assert second["collapsed"] is False and out["collapsed"] is False
     assert "config.optimizer.lr=0.01" in second["overrides"]
-    assert Path(first["folder"]) == tmp_path / "probe.collapsed-1" and (Path(first["folder"]) / "dev-best.ckpt").is_file()
+    aside = Path(first["folder"])
+    assert aside == tmp_path / "probe.collapsed-1" and (aside / "dev-best.ckpt").is_file()
     state = load_downstream_checkpoint(run / "dev-best.ckpt")  # the reported attempt is where the caller reads it
     assert state["config"]["optimizer"]["lr"] == pytest.approx(1.0e-2) and state["best"]["collapsed"] is False
     assert json.loads((run / TRAINING_JSON).read_text())["attempts"] == out["attempts"]
