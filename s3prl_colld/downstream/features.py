@@ -34,6 +34,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -123,6 +124,23 @@ class CachedFeatures:
             start, n = self.index["offsets"][i], self.index["frames"][i]
             out.append(torch.from_numpy(np.array(self.data[start: start + n])).float().transpose(0, 1))
         return out
+
+    def get_padded(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(hs [B, L, T, D] float32, zero after each utterance's frames; lengths [B])`` of entries ``indices``:
+        ``featurizer.pad_features(self.get(indices))`` in one copy from the memory map (fp16 -> float32)."""
+        for i in indices:
+            if i not in self.verified:
+                self.verify(i)
+        frames = [int(self.index["frames"][i]) for i in indices]
+        n_layers, dim = self.data.shape[1], self.data.shape[2]
+        out = torch.empty(len(indices), n_layers, max(frames, default=0), dim)
+        with warnings.catch_warnings():  # the map is read-only; it is only read here
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            for b, (i, n) in enumerate(zip(indices, frames)):
+                start = int(self.index["offsets"][i])
+                out[b, :, :n].copy_(torch.from_numpy(self.data[start: start + n]).transpose(0, 1))  # [L, n, D]
+                out[b, :, n:].zero_()
+        return out, torch.tensor(frames, dtype=torch.long)
 
 
 def check_audio(utts: Sequence[Utterance], resample: bool, split: str, cache_name: str | None = None) -> None:

@@ -5,7 +5,10 @@ recomputed) hidden states ``[B, L, T, D]`` -> featurizer -> SpecAugment
 (training, when on) -> head -> task loss; ``gradient_accumulate_steps``
 batches per Adam update, s3prl's lr schedule, gradient clipping; evaluation
 on dev every ``eval_step`` (the best one is saved as ``dev-best.ckpt``);
-``states-STEP.ckpt`` every ``save_step``. Checkpoints are plain dicts
+``states-STEP.ckpt`` every ``save_step``. Early stopping (``runner.patience``,
+``runner.min_delta``; ``total_steps`` is the cap) and the collapse test
+(``runner.collapse_empty_rate``) are :mod:`~s3prl_colld.downstream.convergence`'s;
+the run's updates, stop reason and dev curve go to ``training.json``. Checkpoints are plain dicts
 (``torch.load(weights_only=True)``), written atomically, and carry the run's
 spec, config, vocabulary and every RNG state, so ``-e`` continues exactly.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -25,9 +29,11 @@ from tqdm.auto import tqdm
 from s3prl_colld import checkpoint as ckpt_io
 from s3prl_colld.config import from_dict, to_dict
 from s3prl_colld.data.audio import num_samples
+from s3prl_colld.downstream.convergence import STOP_CAP, STOP_PATIENCE, DevPoint, EarlyStopping, empty_rate, \
+    is_collapsed
 from s3prl_colld.downstream.corpus import Utterance
 from s3prl_colld.downstream.featurizer import Featurizer, pad_features, plot_layer_weights
-from s3prl_colld.downstream.features import FeatureSource, check_audio, feature_source
+from s3prl_colld.downstream.features import CachedFeatures, FeatureSource, check_audio, feature_source
 from s3prl_colld.downstream.schedule import lr_multiplier
 from s3prl_colld.downstream.schema import DownstreamConfig, drop_legacy_keys
 from s3prl_colld.downstream.specaug import spec_augment
@@ -42,6 +48,7 @@ from s3prl_colld.runtime.step import StepPolicy
 log = logging.getLogger("s3prl_colld.downstream")
 
 KIND = ckpt_io.DOWNSTREAM_KIND
+TRAINING_JSON = "training.json"  # updates run, stop reason, dev curve, collapse flag of a training run
 
 
 @dataclass
@@ -74,6 +81,9 @@ class DownstreamRunner:
         self.head = self.task.build_head(self.upstream.dim).to(self.device)
         self.step, self.epoch, self.pos = 0, 0, 0
         self.best: dict[str, Any] = {"metric": self.task.metric, "value": None, "step": None}
+        rc = cfg.runner
+        self.stopper = EarlyStopping(rc.patience, rc.min_delta, self.task.higher_better)
+        self.stop_reason: str | None = None
         self.optimizer, self.policy = None, None
         self.precision = effective_precision(cfg.runner.precision, self.device)
         if train:
@@ -121,7 +131,11 @@ class DownstreamRunner:
 
     def batch(self, role: str, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         """``(featurized [B, T, D], lengths [B], target texts)`` of utterances ``indices`` of ``role``."""
-        hs, lengths = pad_features(self.source(role).get(indices))
+        source = self.source(role)
+        if isinstance(source, CachedFeatures):  # one copy from the cache into the padded batch
+            hs, lengths = source.get_padded(indices)
+        else:
+            hs, lengths = pad_features(source.get(indices))
         x = self.featurizer(hs.to(self.device))
         return x, lengths.to(self.device), [self._utterances(role)[i].text for i in indices]
 
@@ -149,6 +163,7 @@ class DownstreamRunner:
                 "optimizer": self.optimizer.state_dict() if self.optimizer else None,
                 "policy": self.policy.state_dict() if self.policy else None,
                 "step": self.step, "epoch": self.epoch, "pos": self.pos, "best": dict(self.best),
+                "early_stopping": self.stopper.state_dict(), "stop_reason": self.stop_reason,
                 "rng": rng_state(self.device)}
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -160,6 +175,9 @@ class DownstreamRunner:
             self.policy.load_state_dict(state["policy"])
         self.step, self.epoch, self.pos = state["step"], state["epoch"], state["pos"]
         self.best = dict(state["best"])
+        if state.get("early_stopping"):  # absent in checkpoints from before early stopping
+            self.stopper.load_state_dict(state["early_stopping"])
+        self.stop_reason = state.get("stop_reason")
         set_rng_state(state["rng"], self.device)
 
     def save(self, name: str | None = None) -> Path:
@@ -172,7 +190,8 @@ class DownstreamRunner:
     # ------------------------------------------------------------------ loops
     @torch.no_grad()
     def evaluate(self, role: str) -> dict[str, Any]:
-        """Decode ``role``'s split; returns ``{metric, ids, hyps, refs}``."""
+        """Decode ``role``'s split; returns ``{metric, ids, hyps, refs, empty_rate, collapsed}``
+        (``collapsed``: at least ``runner.collapse_empty_rate`` of the hypotheses are empty)."""
         self.featurizer.eval()
         self.head.eval()
         utts = self._utterances(role)
@@ -187,8 +206,10 @@ class DownstreamRunner:
         self.featurizer.train()
         self.head.train()
         refs = [self.task.reference(utts[i].text) for i in order]
+        rate = empty_rate(hyps, self.task.empty_hypotheses)
         return {self.task.metric: self.task.score(hyps, refs), "ids": [utts[i].uttid for i in order],
-                "hyps": hyps, "refs": refs}
+                "hyps": hyps, "refs": refs, "empty_rate": rate,
+                "collapsed": is_collapsed(rate, self.cfg.runner.collapse_empty_rate)}
 
     def train_step(self, batches: list[list[int]]) -> torch.Tensor:
         """One optimizer update over the training utterance batches ``batches`` (``gradient_accumulate_steps`` of
@@ -209,9 +230,57 @@ class DownstreamRunner:
             self.policy.count_bad(self.step)
         return total
 
-    def train(self) -> dict[str, Any]:
-        """Train to ``runner.total_steps``; returns the best dev metric and its step."""
+    def better_than_best(self, value: float, collapsed: bool) -> bool:
+        """Is a dev result better than the best so far? A collapsed result never beats one that is not."""
+        if self.best["value"] is None:
+            return True
+        best_collapsed = bool(self.best.get("collapsed", False))
+        if collapsed != best_collapsed:
+            return not collapsed
+        return self.task.better(value, self.best["value"])
+
+    def on_dev(self, result: dict[str, Any], train_loss: float | None, writer: SummaryWriter | None = None) -> bool:
+        """Record a dev evaluation after update ``self.step``: the curve, the best checkpoint, the stop rule.
+        Returns whether training should stop (``runner.patience`` evaluations without improvement)."""
+        metric = self.task.metric
+        value, rate, collapsed = float(result[metric]), float(result["empty_rate"]), bool(result["collapsed"])
+        if writer is not None:
+            writer.add_scalar(f"{self.spec.task}/dev-{metric}", value, self.step)
+            writer.add_scalar(f"{self.spec.task}/dev-empty-rate", rate, self.step)
+        self.stopper.update(DevPoint(self.step, value, rate, collapsed, train_loss))
+        log.info("step %d: dev %s %.2f (%.0f%% empty hypotheses)", self.step, metric, value, 100 * rate)
+        if collapsed:
+            log.warning("step %d: dev collapsed: %.0f%% of the hypotheses are empty (>= %.0f%%, "
+                        "config.runner.collapse_empty_rate); not counted for early stopping", self.step, 100 * rate,
+                        100 * self.cfg.runner.collapse_empty_rate)
+        if self.better_than_best(value, collapsed):
+            self.best = {"metric": metric, "value": value, "step": self.step, "empty_rate": rate,
+                         "collapsed": collapsed}
+            self.save("dev-best.ckpt")
+            self.task.write_predictions(self.expdir, "dev", self.task.split_name("dev"), result["ids"],
+                                        result["hyps"], result["refs"])
+        weights = self.featurizer.layer_weights()  # drawn at the end of training (a plot takes about 0.4 s)
+        (self.expdir / "layer_weights.json").write_text(json.dumps({"step": self.step, "weights": weights}))
+        return self.stopper.should_stop()
+
+    def training_summary(self, seconds: float | None = None) -> dict[str, Any]:
+        """``training.json``: what the run did (updates, why it stopped, dev curve) and its best dev result."""
         rc = self.cfg.runner
+        return {"task": self.spec.task, "upstream": self.spec.upstream, "ckpt": self.spec.ckpt,
+                "metric": self.task.metric, "updates": self.step, "stop_reason": self.stop_reason,
+                "best": dict(self.best), "collapsed": bool(self.best.get("collapsed", False)),
+                "rule": {"cap": rc.total_steps, "eval_step": rc.eval_step, "patience": rc.patience,
+                         "min_delta": rc.min_delta, "collapse_empty_rate": rc.collapse_empty_rate},
+                "dev_curve": self.stopper.state_dict()["curve"], "seconds": seconds}
+
+    def train(self) -> dict[str, Any]:
+        """Train to ``runner.total_steps`` or until dev stops improving (``runner.patience``).
+
+        Returns the best dev result ``{metric, value, step, empty_rate, collapsed}`` with the run's
+        ``updates`` and ``stop_reason`` (``cap`` / ``patience``); the same and the dev curve go to ``training.json``.
+        """
+        rc = self.cfg.runner
+        start = time.perf_counter()
         self.expdir.mkdir(parents=True, exist_ok=True)
         for tmp in ckpt_io.remove_stale_temp_files(self.expdir):
             log.warning("removed %s, left by a save that was interrupted", tmp)
@@ -221,32 +290,40 @@ class DownstreamRunner:
         batches = self.train_batches()
         bar = tqdm(total=rc.total_steps, initial=self.step, desc=f"{self.spec.task} {self.spec.upstream}",
                    unit="step", disable=not rc.progress_bar)
-        metric = self.task.metric
-        while self.step < rc.total_steps:
+        loss_sum, loss_n = torch.zeros((), device=self.device), 0  # training loss since the last evaluation
+        self.stop_reason = STOP_PATIENCE if self.stopper.should_stop() else None  # resumed after a stop
+        while self.stop_reason is None and self.step < rc.total_steps:
             loss = self.train_step([next(batches) for _ in range(rc.gradient_accumulate_steps)])
+            loss_sum, loss_n = loss_sum + loss, loss_n + 1
             bar.update(1)
-            if self.step % rc.log_step == 0:
-                writer.add_scalar(f"{self.spec.task}/train-loss", loss.item(), self.step)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+            if self.step % rc.log_step == 0:  # the only host sync of the loss between evaluations
+                value = loss.item()
+                writer.add_scalar(f"{self.spec.task}/train-loss", value, self.step)
+                bar.set_postfix(loss=f"{value:.3f}")
             if self.step % rc.eval_step == 0 or self.step == rc.total_steps:
-                result = self.evaluate("dev")
-                value = result[metric]
-                writer.add_scalar(f"{self.spec.task}/dev-{metric}", value, self.step)
-                log.info("step %d: dev %s %.2f", self.step, metric, value)
-                if self.best["value"] is None or self.task.better(value, self.best["value"]):
-                    self.best = {"metric": metric, "value": value, "step": self.step}
-                    self.save("dev-best.ckpt")
-                    self.task.write_predictions(self.expdir, "dev", self.task.split_name("dev"), result["ids"],
-                                                result["hyps"], result["refs"])
-                weights = self.featurizer.layer_weights()
-                (self.expdir / "layer_weights.json").write_text(json.dumps({"step": self.step, "weights": weights}))
-                plot_layer_weights(weights, self.expdir / "layer_weights.png",
-                                   f"{self.spec.upstream} {self.spec.task} step {self.step}")
-            if self.step % rc.save_step == 0 or self.step == rc.total_steps:
+                mean_loss = loss_sum.item() / max(1, loss_n)
+                loss_sum, loss_n = torch.zeros((), device=self.device), 0
+                if self.on_dev(self.evaluate("dev"), mean_loss, writer):
+                    self.stop_reason = STOP_PATIENCE
+                    log.info("step %d: dev has not improved by %g for %d evaluations: stopping (best %s %.2f at "
+                             "step %s)", self.step, rc.min_delta, rc.patience, self.task.metric, self.best["value"],
+                             self.best["step"])
+            if self.step % rc.save_step == 0 or self.step == rc.total_steps or self.stop_reason is not None:
                 self.save()
+        if self.stop_reason is None:
+            self.stop_reason = STOP_CAP
         bar.close()
         writer.close()
-        return dict(self.best)
+        plot_layer_weights(self.featurizer.layer_weights(), self.expdir / "layer_weights.png",
+                           f"{self.spec.upstream} {self.spec.task} step {self.step}")
+        summary = self.training_summary(time.perf_counter() - start)
+        if summary["collapsed"]:
+            log.warning("the best dev result is collapsed (%.0f%% empty hypotheses): do not report this probe; "
+                        "retry it with another seed or a lower learning rate (downstream.retry.probe_with_retry)",
+                        100 * self.best["empty_rate"])
+        text = json.dumps(summary, indent=1)
+        ckpt_io.write_atomic(self.expdir / TRAINING_JSON, lambda f: f.write(text), mode="w")
+        return {**self.best, "updates": self.step, "stop_reason": self.stop_reason}
 
 
 def evaluate_checkpoint(path: Path, split: str = "test", overrides: dict[str, Any] | None = None,
@@ -296,6 +373,8 @@ def evaluate_checkpoint(path: Path, split: str = "test", overrides: dict[str, An
                                           "move it away first (it is not overwritten)")
     runner = DownstreamRunner(RunSpec(**state["spec"]), cfg, path.parent, state, train=False)
     result = runner.evaluate(role)
+    training_json = Path(path).parent / TRAINING_JSON
+    training = json.loads(training_json.read_text()) if training_json.is_file() else {}
     metric = runner.task.metric
     out_dir.mkdir(exist_ok=True)
     # s3prl's file names for the run's own dev / test split; any other split's files are named after it
@@ -305,7 +384,15 @@ def evaluate_checkpoint(path: Path, split: str = "test", overrides: dict[str, An
     summary = {"task": runner.spec.task, "upstream": runner.spec.upstream, "ckpt": runner.spec.ckpt,
                "checkpoint": str(path), "step": state["step"], "split": name, "root": root,
                "metric": metric, metric: result[metric], "utterances": len(result["ids"]),
+               "empty_rate": result["empty_rate"], "collapsed": result["collapsed"],
+               # the training run behind the checkpoint (its training.json; None when there is none)
+               "dev_collapsed": state["best"].get("collapsed"), "updates": training.get("updates"),
+               "stop_reason": training.get("stop_reason"),
                "layer_weights": runner.featurizer.layer_weights()}
+    if result["collapsed"]:
+        log.warning("%s on %s is collapsed: %.0f%% of the hypotheses are empty (>= %.0f%%, "
+                    "config.runner.collapse_empty_rate): not a measurement of the features, do not report it",
+                    path, name, 100 * result["empty_rate"], 100 * cfg.runner.collapse_empty_rate)
     results.write_text(json.dumps(summary, indent=1))
     return summary
 

@@ -48,6 +48,14 @@ class DownstreamRunnerConfig:
     seed: int = 1337
     device: str = "auto"  # auto | cpu | cuda
     progress_bar: bool = True
+    # early stopping (downstream/convergence.py): dev every eval_step; stop after `patience` evaluations in a row
+    # that did not beat the last improvement by at least `min_delta` (metric units); total_steps stays the cap.
+    # null: no early stopping (s3prl's fixed schedule)
+    patience: Optional[int] = None
+    min_delta: float = 0.0
+    # a decode with at least this fraction of empty hypotheses (CTC: only blanks; ST: <unk>) is collapsed:
+    # flagged in the log and the result files, never reported as a number
+    collapse_empty_rate: float = 0.5
 
     def validate(self) -> None:
         choice(self.device, ("auto", "cpu", "cuda"), "config.runner.device")
@@ -57,6 +65,12 @@ class DownstreamRunnerConfig:
                      "eval_batch_size", "gradient_accumulate_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"config.runner.{name} must be >= 1, got {getattr(self, name)}")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"config.runner.patience must be >= 1 or null (no early stopping), got {self.patience}")
+        if self.min_delta < 0:
+            raise ConfigError(f"config.runner.min_delta must be >= 0, got {self.min_delta}")
+        if not 0.0 < self.collapse_empty_rate <= 1.0:
+            raise ConfigError(f"config.runner.collapse_empty_rate must be in (0, 1], got {self.collapse_empty_rate}")
 
 
 @dataclass

@@ -40,6 +40,8 @@ class DownstreamTask:
     Config: ClassVar[type[DownstreamConfig]] = DownstreamConfig  # the task's config: shared sections + its own
     # s3prl's settings of this task (config sections runner / optimizer / specaug), applied under the YAML
     s3prl_defaults: ClassVar[dict[str, Any]] = {}
+    # hypotheses that count as empty for the collapse test (besides "", which always does)
+    empty_hypotheses: ClassVar[tuple[str, ...]] = ("",)
 
     def __init__(self, cfg: DownstreamConfig) -> None:
         self.cfg = cfg

@@ -221,6 +221,7 @@ class STTask(DownstreamTask):
 
     metric, higher_better = "bleu", True
     Config = STConfig
+    empty_hypotheses = ("", "<unk>")  # _decode writes an empty translation as <unk>
     s3prl_defaults = {  # s3prl downstream/speech_translation/config.yaml
         "runner": {"total_steps": 32000, "gradient_clipping": 10.0, "gradient_accumulate_steps": 8,
                    "log_step": 100, "eval_step": 2000, "save_step": 250, "max_keep": 1,
