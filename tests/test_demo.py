@@ -25,6 +25,12 @@ def test_tiny_grid_runs_every_stage_and_reuses_them(tmp_path: Path, capsys: pyte
             assert stat["n"] == 1 and math.isfinite(stat["mean"]) and 0 <= stat["mean"] <= 200, (r["name"], split)
         assert r["params_m"] >= 0 and r["rtf"] > 0
     assert rows["teacher"]["params_m"] > rows["colld"]["params_m"] > 0 and rows["fbank"]["params_m"] == 0
+    # every probe says how long it trained, why it stopped and that it did not collapse (a collapsed one is retried)
+    for r in rows.values():
+        (probe,) = r["pr_probes"]
+        assert 0 < probe["updates"] <= 150 and probe["stop_reason"] in ("patience", "cap"), (r["name"], probe)
+        assert probe["collapsed"] is False and probe["attempts"] >= 1, (r["name"], probe)
+    assert "PR probes: 6 trained" in (out / "results.md").read_text()
     # results.json names no folder of this machine: checkpoints are relative to the grid's folder (and exist there)
     assert str(tmp_path) not in (out / "results.json").read_text()
     stored = [r["ckpt"] for r in rows.values() if r["ckpt"]]

@@ -111,23 +111,25 @@ SCALES: dict[str, Scale] = {
     ),
     # What fits in about two hours of this 2-core machine (the run in docs/results/): the 2 h subset of the
     # 10 h corpus for pretraining (every 5th utterance), teacher iterations 1 and 2, every English student
-    # with 3 seeds for the main comparison and 2 for the others, 300 steps each, shorter PR probes
-    # (1,000 training utterances, 400 updates), 2 probe seeds for the baselines; no German, ASR or ST.
+    # with 3 seeds for the main comparison and 2 for the others, 300 steps each, PR probes on 1,000 training
+    # utterances that train until dev stops improving (configs/downstream/pr.yaml: at most 2,000 updates),
+    # 2 probe seeds for the baselines; no German, ASR or ST.
     "reduced": Scale(
         en_args=("--hours", "10"), de_args=None,
         teacher_overrides=",,config.runner.total_steps=800", teacher_iter2_overrides="",
         student_steps=300, student_batch=8, frontend_steps=200,
-        probe_overrides=",,config.data.max_train_utts=1000,,config.runner.total_steps=400,,config.runner.eval_step=200",
+        probe_overrides=",,config.data.max_train_utts=1000",
         probe_seeds=2, asr_overrides=None, asr_top=0, st_overrides=None, curves=True, pretrain_every=5,
         students=tuple(s.key for s in STUDENTS if s is not COLLD_MULTILINGUAL),
     ),
-    # ``make demo``: about 15 min here. A 1,500-utterance corpus, iteration 1 of the teacher, DistilHuBERT and
-    # CoLLD once each, short PR probes, no learning curve.
+    # ``make demo``: about 20 min here. A 1,500-utterance corpus, iteration 1 of the teacher, DistilHuBERT and
+    # CoLLD once each, PR probes on 600 training utterances trained until dev stops improving (the preset's
+    # early stopping under a 2,000-update cap), no learning curve.
     "demo": Scale(
         en_args=("--utterances", "1500"), de_args=None,
         teacher_overrides=",,config.runner.total_steps=400", teacher_iter2_overrides=None,
         student_steps=200, student_batch=8, frontend_steps=200,
-        probe_overrides=",,config.data.max_train_utts=600,,config.runner.total_steps=300,,config.runner.eval_step=150",
+        probe_overrides=",,config.data.max_train_utts=600",
         probe_seeds=1, asr_overrides=None, asr_top=0, st_overrides=None,
         seeds_cap=1, students=(DISTILHUBERT.key, COLLD.key), rtf_utterances=10, curves=False,
     ),

@@ -37,6 +37,7 @@ def report(out: Path, results: dict[str, Any]) -> str:
                   f"(baselines). The stages took {total:.0f} min in all: {total - probes:.0f} min of corpus, "
                   f"teacher and distillation, {probes:.0f} min of probes (`stage_times` in results.json; "
                   f"measures and report not counted)."]
+    lines += probe_summary(results["rows"])
     if results.get("not_run"):
         lines += ["", f"Not run (the grid was cut short): {', '.join(results['not_run'])}."]
     checks = verdicts(results)
@@ -47,6 +48,27 @@ def report(out: Path, results: dict[str, Any]) -> str:
     (out / "results.json").write_text(json.dumps(results, indent=1))
     plot(out, results)
     return text
+
+
+def probe_summary(rows: list[dict[str, Any]]) -> list[str]:
+    """Lines saying how the PR probes ended (``pr_probes`` of each row: updates, stop reason, collapse); rows of a
+    ``results.json`` from before probes recorded it give none. A collapsed probe is named, and left out of the means.
+    """
+    runs = [(r["name"], p) for r in rows for p in r.get("pr_probes", [])]
+    if not runs:
+        return []
+    updates = [p["updates"] for _, p in runs if p.get("updates") is not None]
+    reasons: dict[str, int] = {}
+    for _, p in runs:
+        reasons[str(p.get("stop_reason"))] = reasons.get(str(p.get("stop_reason")), 0) + 1
+    retried = sum(1 for _, p in runs if (p.get("attempts") or 1) > 1)
+    lines = ["", f"PR probes: {len(runs)} trained until dev stopped improving or the cap "
+                 f"({', '.join(f'{n} by {k}' for k, n in sorted(reasons.items()))}), "
+                 f"{min(updates, default=0)}-{max(updates, default=0)} updates; {retried} retried after a collapse."]
+    collapsed = [name for name, p in runs if p.get("collapsed")]
+    if collapsed:
+        lines.append(f"**Collapsed probes (mostly empty hypotheses), left out of the means: {', '.join(collapsed)}.**")
+    return lines
 
 
 def compare(results: dict[str, Any], a: str, b: str, split: str = "test") -> str | None:

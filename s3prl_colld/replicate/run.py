@@ -46,9 +46,14 @@ def run_grid(grid: Grid) -> dict[str, Any]:
             path.write_text(json.dumps(measure_upstream(upstream, ckpt, test_wavs)))
         return json.loads(path.read_text())
 
-    def pr(probes: list[dict[str, float] | None]) -> dict[str, dict[str, float]]:
-        done = [p for p in probes if p is not None]
+    def pr(probes: list[dict[str, Any] | None]) -> dict[str, dict[str, float]]:
+        done = [p for p in probes if p is not None and not p.get("collapsed")]  # a collapsed probe is no number
         return {k: mean_std(p[k] for p in done) for k in ("dev", *splits)}
+
+    def probe_runs(probes: list[dict[str, Any] | None]) -> list[dict[str, Any]]:
+        """Per probe: how long it trained, why it stopped, whether it collapsed (``results.json``'s record)."""
+        return [{k: p.get(k) for k in ("updates", "stop_reason", "collapsed", "attempts")} for p in probes
+                if p is not None]
 
     rows: list[dict[str, Any]] = []
     baselines = (("teacher", "hubert_tiny", "hubert_local", teacher), ("fbank", "baseline", "fbank", None),
@@ -57,10 +62,11 @@ def run_grid(grid: Grid) -> dict[str, Any]:
         probes = [grid.probe("pr", name, upstream, ckpt, s, scale.probe_overrides, splits)
                   for s in range(scale.probe_seeds)]
         rows.append({"key": name, "name": name, "task": task, "upstream": upstream, "ckpt": grid.relative(ckpt),
-                     **measured(name, upstream, ckpt), "distil_minutes": None, "pr": pr(probes)})
+                     **measured(name, upstream, ckpt), "distil_minutes": None, "pr": pr(probes),
+                     "pr_probes": probe_runs(probes)})
 
     finals: dict[str, dict[int, Path]] = {s.name: {} for s in students}
-    probes_of: dict[str, list[dict[str, float] | None]] = {s.name: [] for s in students}
+    probes_of: dict[str, list[dict[str, Any] | None]] = {s.name: [] for s in students}
     for student, seed in student_order(students):
         run = grid.distil(student, seed, teacher)
         if run is None:
@@ -78,7 +84,7 @@ def run_grid(grid: Grid) -> dict[str, Any]:
                      "ckpt": grid.relative(first),
                      "seeds": len(finals[student.name]), **measured(student.name, upstream, first),
                      "distil_minutes": mean_std(t / 60 for t in times if t is not None)["mean"],
-                     "pr": pr(probes_of[student.name])})
+                     "pr": pr(probes_of[student.name]), "pr_probes": probe_runs(probes_of[student.name])})
         if student.curve and scale.curves and 0 in finals[student.name]:
             from s3prl_colld.checkpoint import list_checkpoints, step_of
 
@@ -86,7 +92,8 @@ def run_grid(grid: Grid) -> dict[str, Any]:
                        grid.probe("pr", f"{student.name}-s0-step{step_of(c)}", upstream, c, 0,
                                   scale.probe_overrides, ["test"]))
                       for c in list_checkpoints(first.parent)]
-            curves[student.name] = [(step, res["test"]) for step, res in points if res is not None]
+            curves[student.name] = [(step, res["test"]) for step, res in points
+                                     if res is not None and not res.get("collapsed")]
     by_key = {r["key"]: r for r in rows}
     ranked = sorted((r for r in rows if r["task"] not in ("hubert_tiny", "baseline") and r["pr"]["test"]["n"]),
                     key=lambda r: r["pr"]["test"]["mean"])
@@ -111,6 +118,8 @@ def run_grid(grid: Grid) -> dict[str, Any]:
     missing = sorted(planned - {f"{n} seed {seed}" for n, seeds in finals.items() for seed in seeds})
     # the corpus: hours and speakers per split, from its manifest (what the synthesiser recorded)
     manifest = json.loads((grid.corpus_en / "manifest.json").read_text())
+    if "command" in manifest:  # the synthesiser's command line names the corpus folder: relative to the grid's
+        manifest["command"] = manifest["command"].replace(str(grid.corpus_en), grid.relative(grid.corpus_en) or "")
     return {"scale": next(k for k, v in SCALES.items() if v is scale), "rows": rows, "curves": curves,
             "stage_times": grid.times, "pr_splits": splits, "not_run": missing,
             "corpus": {k: v for k, v in manifest.items() if k != "utterances"}}

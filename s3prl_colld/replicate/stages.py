@@ -170,8 +170,11 @@ class Grid:
               splits: Iterable[str], corpus: Path | None = None) -> dict[str, float] | None:
         """Train ``task`` on a frozen upstream (best on dev), then test once on each of ``splits``.
 
-        Returns ``{"dev": best dev metric, SPLIT: metric, ...}``; a finished probe is reused
-        (``None`` with ``report_only`` for a probe that has not finished).
+        Returns ``{"dev": best dev metric, SPLIT: metric, ..., "updates", "stop_reason", "collapsed",
+        "attempts", "dev_curve"}``; a finished probe is reused (``None`` with ``report_only`` for a probe that
+        has not finished). A probe that collapses (mostly empty hypotheses) is trained again with another seed or
+        a lower learning rate (:func:`~s3prl_colld.downstream.retry.probe_with_retry`); ``collapsed`` is true when
+        every attempt collapsed or a tested split's decode did: its numbers must not be reported.
         """
         run = self.out / "probes" / task / f"{slug(name)}-p{seed}"
         done = run / "DONE.json"
@@ -182,24 +185,27 @@ class Grid:
             return result
         if self.report_only:
             return None
-        from s3prl_colld.downstream.cli import main as downstream_main
+        from s3prl_colld.downstream.retry import probe_with_retry
         from s3prl_colld.downstream.runner import evaluate_checkpoint, load_downstream_checkpoint
 
-        if run.exists():  # an unfinished probe starts again (it is short)
-            shutil.rmtree(run)
+        for old in (run, *run.parent.glob(f"{run.name}.collapsed-*")):  # an unfinished probe starts again
+            if old.exists():
+                shutil.rmtree(old)
         corpus = corpus or self.corpus_en
-        args = ["-m", "train", "-u", upstream, "-d", task, "-p", str(run), "-o",
-                f"config.data.root={corpus},,config.cache.dir={self.out / 'probes' / '_feature_cache'},,"
-                f"config.runner.seed={1337 + seed},,config.runner.progress_bar=false" + overrides]
-        if ckpt is not None:
-            args[4:4] = ["-k", str(ckpt)]
         start = time.time()
-        _check(downstream_main(args), f"run_downstream.py -d {task} -u {upstream} ({name})")
+        training = probe_with_retry(
+            task, upstream, run, f"config.data.root={corpus},,config.cache.dir={self.out / 'probes' / '_feature_cache'},,"
+            f"config.runner.seed={1337 + seed},,config.runner.progress_bar=false" + overrides, ckpt)
         best = load_downstream_checkpoint(run / "dev-best.ckpt")["best"]
-        result: dict[str, float] = {"dev": float(best["value"])}
+        result: dict[str, Any] = {"dev": float(best["value"])}
+        collapsed = bool(training["collapsed"])
         for split in splits:
             summary = evaluate_checkpoint(run / "dev-best.ckpt", split)
             result[split] = float(summary[best["metric"]])
+            collapsed = collapsed or bool(summary.get("collapsed"))
+        result.update(updates=training["updates"], stop_reason=training["stop_reason"], collapsed=collapsed,
+                      attempts=len(training["attempts"]),
+                      dev_curve=[[point["step"], point["value"]] for point in training["dev_curve"]])
         result["seconds"] = time.time() - start
         done.write_text(json.dumps(result, indent=1))
         self._record(f"probe {task} {name} p{seed}", result["seconds"])
