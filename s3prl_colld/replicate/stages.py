@@ -18,14 +18,23 @@ from typing import Any, Callable, Iterable
 
 from s3prl_colld.checkpoint import latest_checkpoint
 from s3prl_colld.config import CONFIG_DIR
-from s3prl_colld.replicate.plan import Scale, Student
+from s3prl_colld.replicate.plan import TASKS, Scale, Student, plan_students
 
 
 class Grid:
-    """Runs (or reuses) the stages of one grid in ``out``; records stage wall times."""
+    """Runs (or reuses) the stages of one grid in ``out``; records stage wall times.
 
-    def __init__(self, out: Path, scale: Scale, seed: int, report_only: bool = False) -> None:
+    ``tasks`` (default ``scale.default_tasks()``) are the probe tasks that may run; a probe of another task is
+    reused when it has finished and otherwise left out, as with ``report_only``.
+    """
+
+    def __init__(self, out: Path, scale: Scale, seed: int, report_only: bool = False,
+                 tasks: Iterable[str] | None = None) -> None:
         self.out, self.scale, self.seed, self.report_only = out, scale, seed, report_only
+        self.tasks = tuple(scale.default_tasks() if tasks is None else tasks)
+        unknown = [t for t in self.tasks if t not in TASKS]
+        if unknown:
+            raise ValueError(f"unknown task(s) {unknown}: --tasks takes a comma-separated subset of {','.join(TASKS)}")
         self.corpus_en, self.corpus_de, self.corpus_mix = out / "corpus_en", out / "corpus_de", out / "corpus_mix"
         self.times_path = out / "stage_times.json"
         self.times: dict[str, float] = json.loads(self.times_path.read_text()) if self.times_path.is_file() else {}
@@ -71,14 +80,22 @@ class Grid:
     def corpora(self) -> None:
         from s3prl_colld.data.synth.generate import main as synth_main
 
+        workers = self.scale.synth_workers or os.cpu_count() or 1
         for lang, path, extra in (("en", self.corpus_en, self.scale.en_args), ("de", self.corpus_de, self.scale.de_args)):
-            if extra is None:
+            if extra is None or (lang == "de" and not self.needs_german):
                 continue
             self.stage(f"corpus_{lang}", path / "manifest.json", lambda lang=lang, path=path, extra=extra: _check(
-                synth_main(["--lang", lang, "--out", str(path), "--seed", str(self.seed), *extra]), f"corpus {lang}"))
-        if self.scale.de_args is not None:
+                synth_main(["--lang", lang, "--out", str(path), "--seed", str(self.seed), "--workers", str(workers),
+                            *extra]), f"corpus {lang}"))
+        if self.needs_german and any(s.corpus == "mix" for s in plan_students(self.scale)):
             self.stage("corpus_mix", self.corpus_mix / "len_for_bucket" / "train.csv",
                        lambda: write_mixed_corpus(self.corpus_mix, {"en": self.corpus_en, "de": self.corpus_de}))
+
+    @property
+    def needs_german(self) -> bool:
+        """Whether the German corpus is made: the scale has one, and ST runs or a student distils on the mix."""
+        return self.scale.de_args is not None and (
+            "st" in self.tasks or any(s.corpus == "mix" for s in plan_students(self.scale)))
 
     @property
     def pretrain_root(self) -> Path:
@@ -167,20 +184,25 @@ class Grid:
 
     # ---- probes
     def probe(self, task: str, name: str, upstream: str, ckpt: Path | None, seed: int, overrides: str,
-              splits: Iterable[str], corpus: Path | None = None) -> dict[str, float] | None:
+              splits: Iterable[str], corpus: Path | None = None, config: str | None = None,
+              folder: str | None = None) -> dict[str, float] | None:
         """Train ``task`` on a frozen upstream (best on dev), then test once on each of ``splits``.
 
-        Returns ``{"dev": best dev metric, SPLIT: metric, ...}``; a finished probe is reused
-        (``None`` with ``report_only`` for a probe that has not finished).
+        ``config``: a yaml under ``configs/downstream/`` (``-c``; None: the task's default); ``folder``: the
+        folder under ``probes/`` (default ``task``). Returns ``{"dev": best dev metric, SPLIT: metric, ...}``;
+        a finished probe is reused (``None`` with ``report_only``, or for a task outside ``tasks``, for a
+        probe that has not finished).
         """
-        run = self.out / "probes" / task / f"{slug(name)}-p{seed}"
+        folder = folder or task
+        run = self.out / "probes" / folder / f"{slug(name)}-p{seed}"
         done = run / "DONE.json"
         if done.is_file():
             result = json.loads(done.read_text())
-            if f"probe {task} {name} p{seed}" not in self.times:  # a probe of a grid from before probes were timed
-                self._record(f"probe {task} {name} p{seed}", result.get("seconds", 0.0))
+            if f"probe {folder} {name} p{seed}" not in self.times:  # a probe of a grid from before probes were timed
+                self._record(f"probe {folder} {name} p{seed}", result.get("seconds", 0.0))
+            print(f"[replicate] probe {folder} {name} p{seed}: reused ({done})", flush=True)
             return result
-        if self.report_only:
+        if self.report_only or task not in self.tasks:
             return None
         from s3prl_colld.downstream.cli import main as downstream_main
         from s3prl_colld.downstream.runner import evaluate_checkpoint, load_downstream_checkpoint
@@ -193,6 +215,9 @@ class Grid:
                 f"config.runner.seed={1337 + seed},,config.runner.progress_bar=false" + overrides]
         if ckpt is not None:
             args[4:4] = ["-k", str(ckpt)]
+        if config is not None:
+            args += ["-c", str(CONFIG_DIR / "downstream" / config)]
+        print(f"[replicate] probe {folder} {name} p{seed}: running ...", flush=True)
         start = time.time()
         _check(downstream_main(args), f"run_downstream.py -d {task} -u {upstream} ({name})")
         best = load_downstream_checkpoint(run / "dev-best.ckpt")["best"]
@@ -202,7 +227,7 @@ class Grid:
             result[split] = float(summary[best["metric"]])
         result["seconds"] = time.time() - start
         done.write_text(json.dumps(result, indent=1))
-        self._record(f"probe {task} {name} p{seed}", result["seconds"])
+        self._record(f"probe {folder} {name} p{seed}", result["seconds"])
         print(f"[replicate] {task} {name} (probe seed {seed}): {result}", flush=True)
         return result
 
