@@ -213,12 +213,12 @@ SCALES: dict[str, Scale] = {
     # both languages, both teacher iterations, the five main students for 2 steps, and PR / ASR / ST probes of a
     # few updates with the mini heads (configs/downstream/mini/).
     "gpu-tiny": Scale(
-        en_args=("--utterances", "48"), de_args=("--utterances", "40"), synth_workers=0,
-        teacher_overrides=",,config.runner.total_steps=30,,config.runner.save_step=30,,config.runner.log_step=10,,"
+        en_args=("--utterances", "40"), de_args=("--utterances", "40"), synth_workers=0,
+        teacher_overrides=",,config.runner.total_steps=15,,config.runner.save_step=15,,config.runner.log_step=10,,"
                           "config.runner.num_workers=0,,config.runner.progress_bar=false,,config.data.batch_size=8,,"
                           "config.data.crop_min_sec=1.0,,config.data.crop_max_sec=2.0,,config.units.n_clusters=8,,"
                           "config.optimizer.warmup_steps=5",
-        teacher_iter2_overrides=",,config.runner.total_steps=10,,config.runner.save_step=10,,config.runner.log_step=5,,"
+        teacher_iter2_overrides=",,config.runner.total_steps=5,,config.runner.save_step=5,,config.runner.log_step=5,,"
                                 "config.runner.num_workers=0,,config.runner.progress_bar=false,,config.data.batch_size=8,,"
                                 "config.data.crop_min_sec=1.0,,config.data.crop_max_sec=2.0,,config.units.n_clusters=8",
         student_steps=2, student_batch=4, frontend_steps=2,

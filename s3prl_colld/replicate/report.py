@@ -66,7 +66,7 @@ def report(out: Path, results: dict[str, Any]) -> str:
     asr_splits = results.get("asr_splits") or []
     if len(asr_splits) > 1 and any("asr" in r for r in results["rows"]):
         lines += ["", "ASR WER by test split (greedy CTC, no LM; mean ± std (n) over distillation seeds):", "",
-                  "| features / student | dev | " + " | ".join(asr_splits) + " |",
+                  "| ASR WER: features / student | dev | " + " | ".join(asr_splits) + " |",
                   "|" + "---|" * (len(asr_splits) + 2)]
         lines += ["| " + " | ".join([r["name"], *[fmt(r["asr"].get(s)) for s in ("dev", *asr_splits)]]) + " |"
                   for r in results["rows"] if "asr" in r]
