@@ -147,3 +147,5 @@ def test_old_results_json_still_renders(tmp_path: Path) -> None:
 def test_bad_tasks_are_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path), "--scale", "tiny", "--tasks", "pr,sid"])
+    with pytest.raises(SystemExit):  # the demo scale has no ASR stage
+        main(["--out", str(tmp_path), "--scale", "demo", "--tasks", "pr,asr"])

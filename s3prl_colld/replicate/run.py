@@ -158,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_only and stored.is_file() and not (args.out / "corpus_en" / "manifest.json").is_file():
         results = upgrade(json.loads(stored.read_text()))  # the stages are gone: render the stored numbers again
     else:
-        results = run_grid(Grid(args.out, SCALES[args.scale], args.seed, args.report_only, tasks))
+        try:
+            grid = Grid(args.out, SCALES[args.scale], args.seed, args.report_only, tasks)
+        except ValueError as err:
+            p.error(f"--scale {args.scale} --tasks {args.tasks}: {err}")
+        results = run_grid(grid)
     print("\n" + report(args.out, results) + f"\n\n[replicate] results in {args.out}/results.md")
     return 0

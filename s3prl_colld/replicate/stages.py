@@ -35,6 +35,10 @@ class Grid:
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown:
             raise ValueError(f"unknown task(s) {unknown}: --tasks takes a comma-separated subset of {','.join(TASKS)}")
+        missing = [t for t, o in (("asr", scale.asr_overrides), ("st", scale.st_overrides)) if t in self.tasks and o is None]
+        if missing:
+            raise ValueError(f"this scale has no {' or '.join(missing)} stage (its Scale.{missing[0]}_overrides is None): "
+                             "leave it out of --tasks or pick a scale that has it (tiny, reduced, full, gpu, gpu-tiny)")
         self.corpus_en, self.corpus_de, self.corpus_mix = out / "corpus_en", out / "corpus_de", out / "corpus_mix"
         self.times_path = out / "stage_times.json"
         self.times: dict[str, float] = json.loads(self.times_path.read_text()) if self.times_path.is_file() else {}
