@@ -130,7 +130,17 @@ def run_grid(grid: Grid) -> dict[str, Any]:
     return {"scale": next(k for k, v in SCALES.items() if v is scale), "rows": rows, "curves": curves,
             "stage_times": grid.times, "pr_splits": splits, "asr_splits": asr_splits, "st_splits": list(ST_SPLITS),
             "tasks": list(grid.tasks), "not_run": missing,
-            "corpus": {k: v for k, v in manifest.items() if k != "utterances"}}
+            "corpus": {k: _without_folder(v, grid) for k, v in manifest.items() if k != "utterances"}}
+
+
+def _without_folder(value: Any, grid: Grid) -> Any:
+    """A manifest entry with the grid's folder written ``GRID`` (the synthesiser's command names its ``--out``):
+    a committed ``results.json`` names no folder of the machine it was made on."""
+    if not isinstance(value, str):
+        return value
+    for folder in (str(grid.out.resolve()), str(grid.out)):
+        value = value.replace(folder, "GRID")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
