@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one command for a bare GPU machine (docs/gpu_kit.md): install the GPU kit with no network, then the step
-# bench, then the grid (once replicate has --scale gpu). Every log and result goes to $OUT (the device tool's
+# bench, then the grid (replicate --scale gpu; docs/gpu_kit.md). Every log and result goes to $OUT (the device tool's
 # folder that comes back; else result/gpu_kit_run), at most 8 files, none deeper than $OUT/NAME.
 #   bash bench/gpu_kit_run.sh [KIT]          # KIT: the packed folder, default .gpu_kit (carry it)
 # Environment: BENCH_ARGS (default: every contender, --budget-s 90 --deadline-s 120), BENCH_TIMEOUT_S (150),

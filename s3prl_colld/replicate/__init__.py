@@ -9,9 +9,13 @@ teacher at one budget (steps, data, batch), then probed SUPERB-style:
 3. students - every distillation task, several seeds each (``plan.STUDENTS``);
 4. probes   - PR (dev-best checkpoint, then ``test``, ``test_noisy`` and
               ``test_unseen``) for every student seed and the baselines
-              (teacher, fbank, MFCC, a random-init teacher); ASR for the teacher,
-              fbank and the best students; ST En->De and De->En for the
-              teacher and two students (one of them multilingual);
+              (teacher, fbank, MFCC, a random-init teacher); ASR (same test
+              splits) for the teacher, fbank, MFCC and every English student
+              (CoLLD and DistilHuBERT with 2 seeds); ST En->De and De->En for
+              the teacher, fbank and the main students (``plan.asr_rows``,
+              ``plan.st_rows``). ``--tasks pr,asr,st`` picks the probe tasks
+              (default: the scale's); ASR and ST run on the students of the
+              PR grid, and a finished probe of any task is reused;
 5. measures - parameters and CPU real-time factor of each upstream;
 6. report   - ``DIR/results.md``, ``DIR/results.json`` and two plots.
 
@@ -19,8 +23,13 @@ Each stage writes a ``DONE`` marker (or its result file) and is skipped when
 run again; an unfinished pretraining run resumes from its last checkpoint, an
 unfinished probe starts again (it is short). ``--scale`` picks the budget:
 ``full`` is the whole grid, ``reduced`` what fits in about two hours here (the
-run in ``docs/results/``), ``demo`` the grid of ``make demo`` (about 15 min) and
-``tiny`` the test suite's end-to-end run.
+run in ``docs/results/``; ``--tasks pr,asr,st`` adds ASR and ST with the small
+heads of ``configs/downstream/mini/``), ``demo`` the grid of ``make demo``
+(about 15 min), ``tiny`` the test suite's end-to-end run, ``gpu`` one H100 with
+SUPERB's own heads (docs/gpu_kit.md) and ``gpu-tiny`` the gpu scale's stages at
+toy size on CPU (tests/test_replicate_tasks.py). ``--report-only`` on a folder
+holding only a ``results.json`` (e.g. a copy of ``docs/results/grid_reduced``)
+renders it again.
 
 Modules, one job each: ``plan`` (rows, scales, claims: data only), ``stages``
 (``Grid``: run or reuse one stage), ``measures`` (parameters, real-time factor,

@@ -14,6 +14,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 PR_SPLITS = ("test", "test_noisy", "test_unseen")
+ASR_SPLITS = PR_SPLITS  # ASR is tested on the same splits, where the corpus has them
+ST_SPLITS = ("test",)
+TASKS = ("pr", "asr", "st")  # the probe tasks of ``--tasks``
+# ST directions: results.json block name -> the corpus (spoken language) it trains and tests on
+ST_DIRECTIONS: dict[str, str] = {"st_en_de": "en", "st_de_en": "de"}
 
 
 @dataclass(frozen=True)
@@ -52,14 +57,29 @@ class Scale:
     frontend_steps: int
     probe_overrides: str
     probe_seeds: int  # for the baselines
-    asr_overrides: str | None
-    asr_top: int  # ASR for this many best students
-    st_overrides: str | None
+    asr_overrides: str | None  # ``-o`` text of the ASR probes (None: the scale has no ASR stage)
+    asr_top: int  # unused since the ASR rows are the plan's (``ASR_ROWS``); kept for old callers
+    st_overrides: str | None  # ``-o`` text of the ST probes (None: no ST stage)
     seeds_cap: int | None = None  # at most this many distillation seeds per student
     students: tuple[str, ...] | None = None  # keys of the students to run (None: all of STUDENTS)
     rtf_utterances: int = 20
     curves: bool = True  # probe intermediate checkpoints of the main comparison (learning curve)
     pretrain_every: int = 1  # teacher and students train on every N-th training utterance (1: all)
+    # probe presets: a yaml under configs/downstream/ (``-c``; None: the task's default, SUPERB's head)
+    asr_config: str | None = None
+    st_config: str | None = None
+    synth_workers: int = 2  # processes of the corpus synthesiser (0: every core of the machine)
+    tasks: tuple[str, ...] | None = None  # the probe tasks run by default (None: pr, plus asr / st where set)
+    # retries of a collapsed probe (the first N of downstream.retry.DEFAULT_RETRIES); a toy scale whose probes are
+    # too short to learn sets 0: its collapsed probes are flagged and left out, not trained again
+    probe_retries: int = 3
+
+    def default_tasks(self) -> tuple[str, ...]:
+        """What ``--tasks`` is when not given: ``tasks``, else PR plus ASR / ST where the scale sets them."""
+        if self.tasks is not None:
+            return self.tasks
+        return ("pr", *(["asr"] if self.asr_overrides is not None else []),
+                *(["st"] if self.st_overrides is not None else []))
 
 
 # Deep-thin against shallow-wide at equal parameters (Wang et al. at mini scale): 1.140 M and 1.139 M.
@@ -85,6 +105,26 @@ STUDENTS: tuple[Student, ...] = (DISTILHUBERT, L2L, COLLD, COLLD_DISC, DISTILHUB
                                  COLLD_SHALLOW_WIDE, DICEHUBERT, COLLD_MULTILINGUAL)
 
 
+# Which rows get which probe (``run.run_grid``). ASR: the teacher, fbank, MFCC and every English student at
+# seed 0, CoLLD and DistilHuBERT at seeds 0 and 1 (the main comparison). ST, both directions: the teacher,
+# fbank and the main students (CoLLD against DistilHuBERT, and the multilingual CoLLD where the scale has it).
+ASR_BASELINES = ("teacher", "fbank", "mfcc")
+ASR_SEEDS: dict[str, int] = {COLLD.key: 2, DISTILHUBERT.key: 2}  # other English students: 1 seed
+ST_BASELINES = ("teacher", "fbank")
+ST_STUDENTS: tuple[Student, ...] = (DISTILHUBERT, COLLD, COLLD_MULTILINGUAL)
+
+
+def asr_rows(students: list[Student]) -> list[tuple[Student, int]]:
+    """The ``(student, distillation seed)`` pairs probed for ASR among ``students`` (English ones only)."""
+    return [(s, seed) for s in students if s.corpus == "en" for seed in range(min(s.seeds, ASR_SEEDS.get(s.key, 1)))]
+
+
+def st_rows(students: list[Student]) -> list[tuple[Student, int]]:
+    """The ``(student, distillation seed)`` pairs probed for ST (both directions) among ``students``: seed 0."""
+    keys = {s.key for s in ST_STUDENTS}
+    return [(s, 0) for s in students if s.key in keys and s.seeds > 0]
+
+
 @dataclass(frozen=True)
 class Claim:
     """A paper claim the grid checks: row ``a`` against row ``b`` on PR PER (``report.compare``)."""
@@ -100,6 +140,13 @@ CLAIMS: tuple[Claim, ...] = (
 )
 FRONTEND_SPEED = Claim(COLLD_FBANK, COLLD)  # the Fbank front-end's speed and size against the CNN's
 
+# The students of the gpu scales: the main comparison, the discriminative loss, input distillation, DiceHuBERT.
+GPU_STUDENTS = (DISTILHUBERT.key, COLLD.key, COLLD_DISC.key, COLLD_FBANK.key, DICEHUBERT.key)
+
+# SUPERB's ST model (s2t_transformer, covost2/st.yaml's head) over configs/downstream/st.yaml's small CPU preset
+SUPERB_ST_HEAD = (",,config.head.d_model=512,,config.head.nhead=8,,config.head.ffn_dim=2048,,config.head.encoder_layers=3,,"
+                  "config.head.decoder_layers=3,,config.head.conv_channels=1024,,config.head.beam=20,,config.head.max_len_b=400")
+
 SCALES: dict[str, Scale] = {
     "full": Scale(
         en_args=("--hours", "10"), de_args=("--hours", "3"),
@@ -107,20 +154,22 @@ SCALES: dict[str, Scale] = {
         student_steps=400, student_batch=8, frontend_steps=300,
         probe_overrides=",,config.data.max_train_utts=2000", probe_seeds=2,
         asr_overrides=",,config.data.max_train_utts=2000", asr_top=3,
-        st_overrides="",
+        st_overrides=SUPERB_ST_HEAD,
     ),
     # What fits in about two hours of this 2-core machine (the run in docs/results/): the 2 h subset of the
     # 10 h corpus for pretraining (every 5th utterance), teacher iterations 1 and 2, every English student
     # with 3 seeds for the main comparison and 2 for the others, 300 steps each, PR probes on 1,000 training
     # utterances that train until dev stops improving (configs/downstream/pr.yaml: at most 2,000 updates),
-    # 2 probe seeds for the baselines; no German, ASR or ST.
+    # 2 probe seeds for the baselines. ASR and ST (with the mini heads of configs/downstream/mini/ and a 1 h
+    # German corpus) only with --tasks pr,asr,st.
     "reduced": Scale(
-        en_args=("--hours", "10"), de_args=None,
+        en_args=("--hours", "10"), de_args=("--hours", "1"),  # German only for ST De->En (--tasks ...,st)
         teacher_overrides=",,config.runner.total_steps=800", teacher_iter2_overrides="",
         student_steps=300, student_batch=8, frontend_steps=200,
         probe_overrides=",,config.data.max_train_utts=1000",
-        probe_seeds=2, asr_overrides=None, asr_top=0, st_overrides=None, curves=True, pretrain_every=5,
+        probe_seeds=2, asr_overrides="", asr_top=0, st_overrides="", curves=True, pretrain_every=5,
         students=tuple(s.key for s in STUDENTS if s is not COLLD_MULTILINGUAL),
+        asr_config="mini/asr.yaml", st_config="mini/st.yaml", tasks=("pr",),  # --tasks pr,asr,st adds them
     ),
     # ``make demo``: about 20 min here. A 1,500-utterance corpus, iteration 1 of the teacher, DistilHuBERT and
     # CoLLD once each, PR probes on 600 training utterances trained until dev stops improving (the preset's
@@ -136,7 +185,7 @@ SCALES: dict[str, Scale] = {
     # The test suite's end-to-end run (tests/test_demo.py): 60 utterances, a teacher that learns its 12 units in
     # 120 steps of 1-2 s crops, 2-step students, 150-update probes.
     "tiny": Scale(
-        en_args=("--utterances", "60"), de_args=None,
+        en_args=("--utterances", "60"), de_args=("--utterances", "40"),
         teacher_overrides=",,config.runner.total_steps=120,,config.runner.save_step=120,,config.runner.log_step=10,,"
                           "config.runner.num_workers=0,,config.runner.progress_bar=false,,config.data.batch_size=8,,"
                           "config.data.crop_min_sec=1.0,,config.data.crop_max_sec=2.0,,config.units.n_clusters=12,,"
@@ -144,8 +193,53 @@ SCALES: dict[str, Scale] = {
         teacher_iter2_overrides=None,
         student_steps=2, student_batch=4, frontend_steps=2,
         probe_overrides=",,config.runner.total_steps=150,,config.runner.eval_step=75,,config.runner.batch_size=8",
-        probe_seeds=1, asr_overrides=None, asr_top=0, st_overrides=None,
-        seeds_cap=1, students=(DISTILHUBERT.key, COLLD.key), rtf_utterances=2,
+        probe_seeds=1, seeds_cap=1, students=(DISTILHUBERT.key, COLLD.key), rtf_utterances=2,
+        # ASR and ST only with --tasks pr,asr,st (a 40-utterance German corpus then for De->En)
+        asr_overrides=",,config.runner.total_steps=4,,config.runner.eval_step=4,,config.runner.save_step=4", asr_top=0,
+        st_overrides=",,config.runner.total_steps=4,,config.runner.eval_step=4,,config.runner.save_step=4,,"
+                     "config.head.beam=2,,config.head.max_len_b=20",
+        asr_config="mini/asr.yaml", st_config="mini/st.yaml", tasks=("pr",),
+    ),
+    # One H100 + 16 cores from a cold start (issue 25). Budgets set, NOT yet timed on a GPU: the default English
+    # corpus and a 1 h German one (ST De->En) synthesised on every core, teacher iterations 1 and 2 (2,000 and
+    # 1,500 updates of 32 crops, against 800 + 600 of 8 on CPU), the five main students once each (800 steps of
+    # 32), probed with SUPERB's own heads (PR linear, ASR 2 x BiLSTM 1024, ST s2t transformer 3 + 3 x 512) on
+    # short schedules. Every stage is reused, so a call cut short continues on the next call (same machine).
+    "gpu": Scale(
+        en_args=(), de_args=("--hours", "1"), synth_workers=0,
+        teacher_overrides=",,config.runner.total_steps=2000,,config.runner.save_step=1000,,config.data.batch_size=32,,"
+                          "config.runner.num_workers=8,,config.runner.progress_bar=false",
+        teacher_iter2_overrides=",,config.runner.total_steps=1500,,config.runner.save_step=750,,"
+                                "config.data.batch_size=32,,config.runner.num_workers=8,,config.runner.progress_bar=false",
+        student_steps=800, student_batch=32, frontend_steps=600,
+        probe_overrides=",,config.runner.total_steps=1000,,config.runner.eval_step=250",
+        probe_seeds=1,
+        asr_overrides=",,config.runner.total_steps=1500,,config.runner.eval_step=500",
+        asr_top=0,
+        st_overrides=",,config.runner.total_steps=1500,,config.runner.eval_step=500" + SUPERB_ST_HEAD,
+        seeds_cap=1, students=GPU_STUDENTS, rtf_utterances=10, curves=False, tasks=TASKS,
+    ),
+    # The gpu scale's stages and code path at toy size, on CPU (tests/test_replicate_tasks.py): tiny corpora in
+    # both languages, both teacher iterations, the five main students for 2 steps, and PR / ASR / ST probes of a
+    # few updates with the mini heads (configs/downstream/mini/).
+    "gpu-tiny": Scale(
+        en_args=("--utterances", "40"), de_args=("--utterances", "40"), synth_workers=0,
+        teacher_overrides=",,config.runner.total_steps=15,,config.runner.save_step=15,,config.runner.log_step=10,,"
+                          "config.runner.num_workers=0,,config.runner.progress_bar=false,,config.data.batch_size=8,,"
+                          "config.data.crop_min_sec=1.0,,config.data.crop_max_sec=2.0,,config.units.n_clusters=8,,"
+                          "config.optimizer.warmup_steps=5",
+        teacher_iter2_overrides=",,config.runner.total_steps=5,,config.runner.save_step=5,,config.runner.log_step=5,,"
+                                "config.runner.num_workers=0,,config.runner.progress_bar=false,,config.data.batch_size=8,,"
+                                "config.data.crop_min_sec=1.0,,config.data.crop_max_sec=2.0,,config.units.n_clusters=8",
+        student_steps=2, student_batch=4, frontend_steps=2,
+        probe_overrides=",,config.runner.total_steps=6,,config.runner.eval_step=6,,config.runner.batch_size=8",
+        probe_seeds=1,
+        asr_overrides=",,config.runner.total_steps=4,,config.runner.eval_step=4,,config.runner.save_step=4",
+        asr_top=0,
+        st_overrides=",,config.runner.total_steps=4,,config.runner.eval_step=4,,config.runner.save_step=4,,"
+                     "config.head.beam=2,,config.head.max_len_b=20",
+        asr_config="mini/asr.yaml", st_config="mini/st.yaml",
+        seeds_cap=1, students=GPU_STUDENTS, rtf_utterances=2, curves=False, tasks=TASKS, probe_retries=0,
     ),
 }
 

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from s3prl_colld.replicate.plan import CLAIMS, FRONTEND_SPEED, Claim
+from s3prl_colld.replicate.plan import CLAIMS, FRONTEND_SPEED, ST_DIRECTIONS, STUDENTS, Claim
+
+BLOCKS = ("pr", "asr", *ST_DIRECTIONS)  # the probe blocks of a row: {"dev": {"mean", "std", "n"}, SPLIT: ...}
 
 
 def fmt(stat: dict[str, float] | None) -> str:
@@ -16,24 +18,62 @@ def fmt(stat: dict[str, float] | None) -> str:
     return f"{stat['mean']:.1f} ± {stat['std']:.1f} ({stat['n']})" if stat["n"] > 1 else f"{stat['mean']:.1f}"
 
 
+def _stat(value: Any) -> dict[str, float]:
+    """A block entry: a ``mean_std`` dict as is, an old bare number as one value (``n`` 1)."""
+    if isinstance(value, dict):
+        return value
+    return {"mean": float(value), "std": 0.0, "n": 1}
+
+
+def upgrade(results: dict[str, Any]) -> dict[str, Any]:
+    """``results.json`` of any earlier version in today's shape (a copy; today's is returned unchanged in content).
+
+    Rows without a ``key`` (before keys) get their plan key (by display name; the baselines' name is their
+    key); an old ``asr`` of bare numbers (``{"dev": 12.3, "test": 14.5}``) and an old ``st`` of
+    ``{"en-de": {"dev", "test"}}`` become blocks shaped like ``pr`` (``asr``, ``st_en_de``, ``st_de_en``).
+    """
+    keys = {s.name: s.key for s in STUDENTS}
+    rows = []
+    for old in results["rows"]:
+        row = dict(old)
+        row.setdefault("key", keys.get(row["name"], row["name"]))
+        if "asr" in row:
+            row["asr"] = {k: _stat(v) for k, v in row["asr"].items() if k != "seconds"}
+        for direction, stat in row.pop("st", {}).items():  # the old ST entry: {"en-de": {"dev", "test"}}
+            row.setdefault("st_" + direction.replace("-", "_"), {k: _stat(v) for k, v in stat.items()})
+        rows.append(row)
+    return {**results, "rows": rows}
+
+
 def report(out: Path, results: dict[str, Any]) -> str:
-    """``results.md`` / ``results.json`` and the plots; returns the markdown."""
+    """``results.md`` / ``results.json`` and the plots; returns the markdown.
+
+    ``results`` may be of an older version (:func:`upgrade`); what is written is today's shape.
+    """
+    results = upgrade(results)
     splits = results["pr_splits"]
+    directions = [d[3:].replace("_", "-") for d in ST_DIRECTIONS]  # en-de, de-en
     head = ["features / student", "params (M)", "RTF (CPU)", "distil (min)",
-            *[f"PR {s} PER" for s in splits], "ASR test WER", "ST en-de BLEU", "ST de-en BLEU"]
+            *[f"PR {s} PER" for s in splits], "ASR test WER", *[f"ST {d} BLEU" for d in directions]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results["rows"]:
-        st = r.get("st", {})
         cells = [r["name"], f"{r['params_m']:.2f}", f"{r['rtf']:.4f}",
                  "-" if r["distil_minutes"] is None else f"{r['distil_minutes']:.1f}",
                  *[fmt(r["pr"].get(s)) for s in splits],
-                 f"{r['asr']['test']:.1f}" if "asr" in r else "-",
-                 *[f"{st[d]['test']:.2f}" if d in st else "-" for d in ("en-de", "de-en")]]
+                 fmt(r.get("asr", {}).get("test")),
+                 *[fmt(r.get(field, {}).get("test")) for field in ST_DIRECTIONS]]
         lines.append("| " + " | ".join(cells) + " |")
+    asr_splits = results.get("asr_splits") or []
+    if len(asr_splits) > 1 and any("asr" in r for r in results["rows"]):
+        lines += ["", "ASR WER by test split (greedy CTC, no LM; mean ± std (n) over distillation seeds):", "",
+                  "| ASR WER: features / student | dev | " + " | ".join(asr_splits) + " |",
+                  "|" + "---|" * (len(asr_splits) + 2)]
+        lines += ["| " + " | ".join([r["name"], *[fmt(r["asr"].get(s)) for s in ("dev", *asr_splits)]]) + " |"
+                  for r in results["rows"] if "asr" in r]
     times = results["stage_times"]
     probes = sum(v for k, v in times.items() if k.startswith("probe ")) / 60
     total = sum(times.values()) / 60
-    lines += ["", f"PER: mean ± std (n) over distillation seeds (students; one probe each) or probe seeds "
+    lines += ["", f"PER, WER, BLEU: mean ± std (n) over distillation seeds (students; one probe each) or probe seeds "
                   f"(baselines). The stages took {total:.0f} min in all: {total - probes:.0f} min of corpus, "
                   f"teacher and distillation, {probes:.0f} min of probes (`stage_times` in results.json; "
                   f"measures and report not counted)."]

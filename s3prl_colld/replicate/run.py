@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from s3prl_colld.replicate.measures import mean_std, measure_upstream
-from s3prl_colld.replicate.plan import COLLD_MULTILINGUAL, PR_SPLITS, SCALES, plan_students, student_order
-from s3prl_colld.replicate.report import report
+from s3prl_colld.replicate.plan import (ASR_BASELINES, ASR_SPLITS, PR_SPLITS, SCALES, ST_BASELINES, ST_DIRECTIONS,
+                                        ST_SPLITS, TASKS, asr_rows, plan_students, st_rows, student_order)
+from s3prl_colld.replicate.report import report, upgrade
 from s3prl_colld.replicate.stages import Grid, _latest, slug
 
 
@@ -19,6 +20,21 @@ def upstream_of(task: str) -> str:
     from s3prl_colld.pretrain.task import get_task
 
     return get_task(task).upstreams[0]
+
+
+def block(probes: list[dict[str, Any] | None], splits: list[str] | tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """A ``results.json`` block (``pr``, ``asr``, ``st_en_de``, ``st_de_en``): ``{"dev": {"mean", "std", "n"},
+    SPLIT: {...}, ...}`` over the finished probes (``None``: not finished) of one row; a collapsed probe is no
+    number and is left out."""
+    done = [p for p in probes if p is not None and not p.get("collapsed")]
+    return {k: mean_std(p[k] for p in done if k in p) for k in ("dev", *splits)}
+
+
+def probe_runs(probes: list[dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """Per finished probe: how long it trained, why it stopped, its attempts, whether it collapsed (a row's
+    ``pr_probes`` / ``asr_probes`` / ``st_en_de_probes`` / ``st_de_en_probes`` in ``results.json``)."""
+    return [{k: p.get(k) for k in ("updates", "stop_reason", "collapsed", "attempts")} for p in probes
+            if p is not None]
 
 
 def run_grid(grid: Grid) -> dict[str, Any]:
@@ -47,13 +63,7 @@ def run_grid(grid: Grid) -> dict[str, Any]:
         return json.loads(path.read_text())
 
     def pr(probes: list[dict[str, Any] | None]) -> dict[str, dict[str, float]]:
-        done = [p for p in probes if p is not None and not p.get("collapsed")]  # a collapsed probe is no number
-        return {k: mean_std(p[k] for p in done) for k in ("dev", *splits)}
-
-    def probe_runs(probes: list[dict[str, Any] | None]) -> list[dict[str, Any]]:
-        """Per probe: how long it trained, why it stopped, whether it collapsed (``results.json``'s record)."""
-        return [{k: p.get(k) for k in ("updates", "stop_reason", "collapsed", "attempts")} for p in probes
-                if p is not None]
+        return block(probes, splits)
 
     rows: list[dict[str, Any]] = []
     baselines = (("teacher", "hubert_tiny", "hubert_local", teacher), ("fbank", "baseline", "fbank", None),
@@ -95,34 +105,54 @@ def run_grid(grid: Grid) -> dict[str, Any]:
             curves[student.name] = [(step, res["test"]) for step, res in points
                                      if res is not None and not res.get("collapsed")]
     by_key = {r["key"]: r for r in rows}
-    ranked = sorted((r for r in rows if r["task"] not in ("hubert_tiny", "baseline") and r["pr"]["test"]["n"]),
-                    key=lambda r: r["pr"]["test"]["mean"])
-    if scale.asr_overrides is not None:
-        for row in [by_key["teacher"], by_key["fbank"], *ranked[: scale.asr_top]]:
-            ckpt = grid.absolute(row["ckpt"])
-            res = grid.probe("asr", row["name"], row["upstream"], ckpt, 0, scale.asr_overrides, ["test"])
-            if res is not None:
-                row["asr"] = {k: v for k, v in res.items() if k != "seconds"}
-    if scale.st_overrides is not None:
-        multi = by_key.get(COLLD_MULTILINGUAL.key)
-        best = ranked[0] if ranked else None
-        for row in [by_key["teacher"], *(r for r in (best, multi) if r is not None and r is not by_key["teacher"])]:
-            ckpt = grid.absolute(row["ckpt"])
-            for direction, corpus in (("en-de", grid.corpus_en), ("de-en", grid.corpus_de)):
-                if corpus.is_dir():
-                    res = grid.probe("st", f"{row['name']}-{direction}", row["upstream"], ckpt, 0,
-                                     scale.st_overrides, ["test"], corpus=corpus)
-                    if res is not None:
-                        row.setdefault("st", {})[direction] = {"dev": res["dev"], "test": res["test"]}
+    asr_splits = [s for s in ASR_SPLITS if (grid.corpus_en / s).is_dir()]
+    if scale.asr_overrides is not None:  # ASR: the plan's rows (plan.ASR_BASELINES, plan.asr_rows)
+        asr_probes: dict[str, list[dict[str, float] | None]] = {}
+        for name, _, upstream, ckpt in baselines:
+            if name in ASR_BASELINES:
+                asr_probes[name] = [grid.probe("asr", name, upstream, ckpt, 0, scale.asr_overrides, asr_splits,
+                                               config=scale.asr_config)]
+        for student, seed in asr_rows(students):
+            if seed in finals[student.name]:
+                asr_probes.setdefault(student.key, []).append(grid.probe(
+                    "asr", f"{student.name}-s{seed}", upstream_of(student.task), finals[student.name][seed], 0,
+                    scale.asr_overrides, asr_splits, config=scale.asr_config))
+        for key, probes in asr_probes.items():
+            if key in by_key and any(p is not None for p in probes):
+                by_key[key]["asr"] = block(probes, asr_splits)
+                by_key[key]["asr_probes"] = probe_runs(probes)
+    if scale.st_overrides is not None:  # ST both directions: plan.ST_BASELINES and plan.st_rows
+        targets = [(name, name, upstream, ckpt) for name, _, upstream, ckpt in baselines if name in ST_BASELINES]
+        targets += [(s.key, f"{s.name}-s{seed}", upstream_of(s.task), finals[s.name][seed])
+                    for s, seed in st_rows(students) if seed in finals[s.name]]
+        for key, name, upstream, ckpt in targets:
+            for field, lang in ST_DIRECTIONS.items():
+                corpus = {"en": grid.corpus_en, "de": grid.corpus_de}[lang]
+                if not (corpus / "manifest.json").is_file():
+                    continue
+                res = grid.probe("st", f"{name}-{field[3:].replace('_', '-')}", upstream, ckpt, 0,
+                                 scale.st_overrides, ST_SPLITS, corpus=corpus, config=scale.st_config)
+                if res is not None and key in by_key:
+                    by_key[key][field] = block([res], ST_SPLITS)
+                    by_key[key][f"{field}_probes"] = probe_runs([res])
     planned = {f"{s.name} seed {seed}" for s, seed in student_order(students)}
     missing = sorted(planned - {f"{n} seed {seed}" for n, seeds in finals.items() for seed in seeds})
     # the corpus: hours and speakers per split, from its manifest (what the synthesiser recorded)
     manifest = json.loads((grid.corpus_en / "manifest.json").read_text())
-    if "command" in manifest:  # the synthesiser's command line names the corpus folder: relative to the grid's
-        manifest["command"] = manifest["command"].replace(str(grid.corpus_en), grid.relative(grid.corpus_en) or "")
     return {"scale": next(k for k, v in SCALES.items() if v is scale), "rows": rows, "curves": curves,
-            "stage_times": grid.times, "pr_splits": splits, "not_run": missing,
-            "corpus": {k: v for k, v in manifest.items() if k != "utterances"}}
+            "stage_times": grid.times, "pr_splits": splits, "asr_splits": asr_splits, "st_splits": list(ST_SPLITS),
+            "tasks": list(grid.tasks), "not_run": missing,
+            "corpus": {k: _without_folder(v, grid) for k, v in manifest.items() if k != "utterances"}}
+
+
+def _without_folder(value: Any, grid: Grid) -> Any:
+    """A manifest entry with the grid's folder written ``GRID`` (the synthesiser's command names its ``--out``):
+    a committed ``results.json`` names no folder of the machine it was made on."""
+    if not isinstance(value, str):
+        return value
+    for folder in (str(grid.out.resolve()), str(grid.out)):
+        value = value.replace(folder, "GRID")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,11 +164,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="where every stage writes")
     p.add_argument("--scale", choices=sorted(SCALES), default="full")
     p.add_argument("--seed", type=int, default=0, help="corpus seed")
+    p.add_argument("--tasks", default=None,
+                   help=f"comma-separated probe tasks to run, of {','.join(TASKS)} (default: the scale's; ASR and "
+                        "ST run on the students of the PR grid, each probe reused once finished)")
     p.add_argument("--report-only", action="store_true",
-                   help="run nothing new: write results.md/json from the stages that have finished")
+                   help="run nothing new: write results.md/json from the stages that have finished (a folder "
+                        "holding only a results.json, e.g. docs/results/grid_reduced, is rendered again from it)")
     args = p.parse_args(argv)
+    tasks = None if args.tasks is None else tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    if tasks is not None and (not tasks or any(t not in TASKS for t in tasks)):
+        p.error(f"--tasks {args.tasks!r}: give a comma-separated subset of {','.join(TASKS)}, e.g. pr,asr,st")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
-    results = run_grid(Grid(args.out, SCALES[args.scale], args.seed, args.report_only))
+    stored = args.out / "results.json"
+    if args.report_only and stored.is_file() and not (args.out / "corpus_en" / "manifest.json").is_file():
+        results = upgrade(json.loads(stored.read_text()))  # the stages are gone: render the stored numbers again
+    else:
+        try:
+            grid = Grid(args.out, SCALES[args.scale], args.seed, args.report_only, tasks)
+        except ValueError as err:
+            p.error(f"--scale {args.scale} --tasks {args.tasks}: {err}")
+        results = run_grid(grid)
     print("\n" + report(args.out, results) + f"\n\n[replicate] results in {args.out}/results.md")
     return 0

@@ -18,14 +18,27 @@ from typing import Any, Callable, Iterable
 
 from s3prl_colld.checkpoint import latest_checkpoint
 from s3prl_colld.config import CONFIG_DIR
-from s3prl_colld.replicate.plan import Scale, Student
+from s3prl_colld.replicate.plan import TASKS, Scale, Student, plan_students
 
 
 class Grid:
-    """Runs (or reuses) the stages of one grid in ``out``; records stage wall times."""
+    """Runs (or reuses) the stages of one grid in ``out``; records stage wall times.
 
-    def __init__(self, out: Path, scale: Scale, seed: int, report_only: bool = False) -> None:
+    ``tasks`` (default ``scale.default_tasks()``) are the probe tasks that may run; a probe of another task is
+    reused when it has finished and otherwise left out, as with ``report_only``.
+    """
+
+    def __init__(self, out: Path, scale: Scale, seed: int, report_only: bool = False,
+                 tasks: Iterable[str] | None = None) -> None:
         self.out, self.scale, self.seed, self.report_only = out, scale, seed, report_only
+        self.tasks = tuple(scale.default_tasks() if tasks is None else tasks)
+        unknown = [t for t in self.tasks if t not in TASKS]
+        if unknown:
+            raise ValueError(f"unknown task(s) {unknown}: --tasks takes a comma-separated subset of {','.join(TASKS)}")
+        missing = [t for t, o in (("asr", scale.asr_overrides), ("st", scale.st_overrides)) if t in self.tasks and o is None]
+        if missing:
+            raise ValueError(f"this scale has no {' or '.join(missing)} stage (its Scale.{missing[0]}_overrides is None): "
+                             "leave it out of --tasks or pick a scale that has it (tiny, reduced, full, gpu, gpu-tiny)")
         self.corpus_en, self.corpus_de, self.corpus_mix = out / "corpus_en", out / "corpus_de", out / "corpus_mix"
         self.times_path = out / "stage_times.json"
         self.times: dict[str, float] = json.loads(self.times_path.read_text()) if self.times_path.is_file() else {}
@@ -71,14 +84,22 @@ class Grid:
     def corpora(self) -> None:
         from s3prl_colld.data.synth.generate import main as synth_main
 
+        workers = self.scale.synth_workers or os.cpu_count() or 1
         for lang, path, extra in (("en", self.corpus_en, self.scale.en_args), ("de", self.corpus_de, self.scale.de_args)):
-            if extra is None:
+            if extra is None or (lang == "de" and not self.needs_german):
                 continue
             self.stage(f"corpus_{lang}", path / "manifest.json", lambda lang=lang, path=path, extra=extra: _check(
-                synth_main(["--lang", lang, "--out", str(path), "--seed", str(self.seed), *extra]), f"corpus {lang}"))
-        if self.scale.de_args is not None:
+                synth_main(["--lang", lang, "--out", str(path), "--seed", str(self.seed), "--workers", str(workers),
+                            *extra]), f"corpus {lang}"))
+        if self.needs_german and any(s.corpus == "mix" for s in plan_students(self.scale)):
             self.stage("corpus_mix", self.corpus_mix / "len_for_bucket" / "train.csv",
                        lambda: write_mixed_corpus(self.corpus_mix, {"en": self.corpus_en, "de": self.corpus_de}))
+
+    @property
+    def needs_german(self) -> bool:
+        """Whether the German corpus is made: the scale has one, and ST runs or a student distils on the mix."""
+        return self.scale.de_args is not None and (
+            "st" in self.tasks or any(s.corpus == "mix" for s in plan_students(self.scale)))
 
     @property
     def pretrain_root(self) -> Path:
@@ -167,35 +188,43 @@ class Grid:
 
     # ---- probes
     def probe(self, task: str, name: str, upstream: str, ckpt: Path | None, seed: int, overrides: str,
-              splits: Iterable[str], corpus: Path | None = None) -> dict[str, float] | None:
+              splits: Iterable[str], corpus: Path | None = None, config: str | None = None,
+              folder: str | None = None) -> dict[str, float] | None:
         """Train ``task`` on a frozen upstream (best on dev), then test once on each of ``splits``.
 
-        Returns ``{"dev": best dev metric, SPLIT: metric, ..., "updates", "stop_reason", "collapsed",
-        "attempts", "dev_curve"}``; a finished probe is reused (``None`` with ``report_only`` for a probe that
-        has not finished). A probe that collapses (mostly empty hypotheses) is trained again with another seed or
-        a lower learning rate (:func:`~s3prl_colld.downstream.retry.probe_with_retry`); ``collapsed`` is true when
-        every attempt collapsed or a tested split's decode did: its numbers must not be reported.
+        ``config``: a yaml under ``configs/downstream/`` (``-c``; None: the task's default); ``folder``: the
+        folder under ``probes/`` (default ``task``). Returns ``{"dev": best dev metric, SPLIT: metric, ...,
+        "updates", "stop_reason", "collapsed", "attempts", "dev_curve"}``; a finished probe is reused (``None``
+        with ``report_only``, or for a task outside ``tasks``, for a probe that has not finished). A probe that
+        collapses (mostly empty hypotheses) is trained again with another seed or a lower learning rate
+        (:func:`~s3prl_colld.downstream.retry.probe_with_retry`); ``collapsed`` is true when every attempt
+        collapsed or a tested split's decode did: its numbers must not be reported.
         """
-        run = self.out / "probes" / task / f"{slug(name)}-p{seed}"
+        folder = folder or task
+        run = self.out / "probes" / folder / f"{slug(name)}-p{seed}"
         done = run / "DONE.json"
         if done.is_file():
             result = json.loads(done.read_text())
-            if f"probe {task} {name} p{seed}" not in self.times:  # a probe of a grid from before probes were timed
-                self._record(f"probe {task} {name} p{seed}", result.get("seconds", 0.0))
+            if f"probe {folder} {name} p{seed}" not in self.times:  # a probe of a grid from before probes were timed
+                self._record(f"probe {folder} {name} p{seed}", result.get("seconds", 0.0))
+            print(f"[replicate] probe {folder} {name} p{seed}: reused ({done})", flush=True)
             return result
-        if self.report_only:
+        if self.report_only or task not in self.tasks:
             return None
-        from s3prl_colld.downstream.retry import probe_with_retry
+        from s3prl_colld.downstream.retry import DEFAULT_RETRIES, probe_with_retry
         from s3prl_colld.downstream.runner import evaluate_checkpoint, load_downstream_checkpoint
 
         for old in (run, *run.parent.glob(f"{run.name}.collapsed-*")):  # an unfinished probe starts again
             if old.exists():
                 shutil.rmtree(old)
         corpus = corpus or self.corpus_en
+        print(f"[replicate] probe {folder} {name} p{seed}: running ...", flush=True)
         start = time.time()
         training = probe_with_retry(
             task, upstream, run, f"config.data.root={corpus},,config.cache.dir={self.out / 'probes' / '_feature_cache'},,"
-            f"config.runner.seed={1337 + seed},,config.runner.progress_bar=false" + overrides, ckpt)
+            f"config.runner.seed={1337 + seed},,config.runner.progress_bar=false" + overrides, ckpt,
+            retries=DEFAULT_RETRIES[: self.scale.probe_retries],
+            config=None if config is None else str(CONFIG_DIR / "downstream" / config))
         best = load_downstream_checkpoint(run / "dev-best.ckpt")["best"]
         result: dict[str, Any] = {"dev": float(best["value"])}
         collapsed = bool(training["collapsed"])
@@ -208,7 +237,7 @@ class Grid:
                       dev_curve=[[point["step"], point["value"]] for point in training["dev_curve"]])
         result["seconds"] = time.time() - start
         done.write_text(json.dumps(result, indent=1))
-        self._record(f"probe {task} {name} p{seed}", result["seconds"])
+        self._record(f"probe {folder} {name} p{seed}", result["seconds"])
         print(f"[replicate] {task} {name} (probe seed {seed}): {result}", flush=True)
         return result
 
