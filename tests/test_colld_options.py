@@ -23,32 +23,7 @@ from s3prl_colld.pretrain.cli import main
 from s3prl_colld.pretrain.tasks.distill import DistillConfig, DistillTask
 from s3prl_colld.pretrain.tasks.input_distill import InputDistillConfig
 
-TINY_CNN = [[128, 10, 5], [128, 3, 2], [128, 3, 2], [128, 3, 2], [128, 3, 2], [128, 2, 2], [128, 2, 2]]
-SMALL_STUDENT = {"layers": 2, "dim": 64, "ffn_dim": 128, "heads": 4, "conv_pos": 16, "conv_pos_groups": 4,
-                 "dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0,
-                 "cnn": {"conv_layers": TINY_CNN}}
-
-
-def _task(corpus: Path, teacher_run: Path, tmp_path: Path, **sections: dict[str, Any]) -> DistillTask:
-    """A CoLLD task (span masks 0.8 x 10, InfoNCE, K = 20) with a small student, in eval mode (no dropout)."""
-    raw: dict[str, Any] = {
-        "data": {"root": str(corpus)}, "teacher": {"ckpt": str(latest_checkpoint(teacher_run))},
-        "heads": {"map": "uniform"}, "mask": {"prob": 0.8, "length": 10},
-        "loss": {"kind": "contrastive", "num_negatives": 20, "temperature": 0.1, "masked_only": True},
-        "model": dict(SMALL_STUDENT)}
-    for key, value in sections.items():
-        raw[key] = {**raw.get(key, {}), **value}
-    torch.manual_seed(0)
-    return DistillTask(from_dict(DistillConfig, raw), tmp_path).eval()
-
-
-def _batch(lengths: list[int]) -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(3)
-    wav = torch.randn(len(lengths), max(lengths), generator=gen) * 0.1
-    for i, n in enumerate(lengths):
-        wav[i, n:] = 0
-    return {"wav": wav, "wav_lengths": torch.tensor(lengths)}
-
+from colld_tiny import colld_task, wav_batch
 
 def _run(task: DistillTask, batch: dict[str, torch.Tensor], seed: int = 5) -> dict[str, Any]:
     """One forward + backward from a fixed RNG state; returns the loss, stats, the heads' outputs and their
@@ -109,8 +84,8 @@ def test_task_loss_reads_the_normalised_targets(kind: str, norm: str, synth_corp
                                                 tmp_path: Path) -> None:
     """The task's loss is, bit for bit, the pre-issue-21 formula (masked frames, InfoNCE or L1 + cos, mean
     over pairs) on the raw teacher layers (norm none) or on the normalised ones."""
-    task = _task(synth_corpus_en, teacher_run, tmp_path, teacher={"target_norm": norm}, loss={"kind": kind})
-    batch = _batch([32_000, 20_000])
+    task = colld_task(synth_corpus_en, teacher_run, tmp_path, teacher={"target_norm": norm}, loss={"kind": kind})
+    batch = wav_batch([32_000, 20_000])
     got = _run(task, batch)
     valid, mask = got["valid"], got["mask"]
     with torch.no_grad():
@@ -130,7 +105,7 @@ def test_task_loss_reads_the_normalised_targets(kind: str, norm: str, synth_corp
         total = total + loss / len(task.pairs)
     assert torch.equal(total.detach(), got["loss"])
     if norm != "none":  # and the normalisation changed the loss (it is not the raw formula by accident)
-        raw = _run(_task(synth_corpus_en, teacher_run, tmp_path, loss={"kind": kind}), batch)
+        raw = _run(colld_task(synth_corpus_en, teacher_run, tmp_path, loss={"kind": kind}), batch)
         assert not torch.equal(raw["loss"], got["loss"])
 
 
@@ -202,9 +177,9 @@ def test_exclude_neighbours_loss_is_finite_on_short_utterances() -> None:
 def test_exclude_neighbours_config(synth_corpus_en: Path, teacher_run: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="exclude_neighbours must be >= 0"):
         from_dict(DistillConfig, {"teacher": {"ckpt": "x"}, "loss": {"exclude_neighbours": -1}})
-    task = _task(synth_corpus_en, teacher_run, tmp_path, loss={"exclude_neighbours": 3})
-    got = _run(task, _batch([32_000, 20_000]))
-    plain = _run(_task(synth_corpus_en, teacher_run, tmp_path), _batch([32_000, 20_000]))
+    task = colld_task(synth_corpus_en, teacher_run, tmp_path, loss={"exclude_neighbours": 3})
+    got = _run(task, wav_batch([32_000, 20_000]))
+    plain = _run(colld_task(synth_corpus_en, teacher_run, tmp_path), wav_batch([32_000, 20_000]))
     assert math.isfinite(got["loss"].item()) and not torch.equal(got["loss"], plain["loss"])
 
 
@@ -212,8 +187,8 @@ def test_exclude_neighbours_config(synth_corpus_en: Path, teacher_run: Path, tmp
 @pytest.mark.parametrize("weight", [None, 1.0])
 def test_mask_prob_zero_masks_nothing_and_reads_every_frame(weight: float | None, synth_corpus_en: Path,
                                                             teacher_run: Path, tmp_path: Path) -> None:
-    task = _task(synth_corpus_en, teacher_run, tmp_path, mask={"prob": 0.0}, loss={"masked_weight": weight})
-    got = _run(task, _batch([32_000, 20_000]))
+    task = colld_task(synth_corpus_en, teacher_run, tmp_path, mask={"prob": 0.0}, loss={"masked_weight": weight})
+    got = _run(task, wav_batch([32_000, 20_000]))
     assert got["mask"] is None and "mask_frac" not in got["stats"]  # nothing masked
     assert math.isfinite(got["loss"].item()) and got["loss"].item() > 0
     T = got["grads"][0].size(1)
@@ -222,8 +197,8 @@ def test_mask_prob_zero_masks_nothing_and_reads_every_frame(weight: float | None
 
 
 def test_low_mask_rate_masks_few_frames(synth_corpus_en: Path, teacher_run: Path, tmp_path: Path) -> None:
-    task = _task(synth_corpus_en, teacher_run, tmp_path, mask={"prob": 0.05, "length": 5})
-    got = _run(task, _batch([32_000, 32_000]))
+    task = colld_task(synth_corpus_en, teacher_run, tmp_path, mask={"prob": 0.05, "length": 5})
+    got = _run(task, wav_batch([32_000, 32_000]))
     frac = float(got["stats"]["mask_frac"])
     assert 0 < frac < 0.25 and math.isfinite(got["loss"].item())
 
@@ -261,8 +236,8 @@ def test_weighting_interpolates_between_masked_and_unmasked() -> None:
 
 @pytest.mark.parametrize("weight", [1.0, 0.0, 0.5])
 def test_masked_weight_in_the_task(weight: float, synth_corpus_en: Path, teacher_run: Path, tmp_path: Path) -> None:
-    task = _task(synth_corpus_en, teacher_run, tmp_path, loss={"masked_weight": weight})
-    batch = _batch([32_000, 20_000])
+    task = colld_task(synth_corpus_en, teacher_run, tmp_path, loss={"masked_weight": weight})
+    batch = wav_batch([32_000, 20_000])
     got = _run(task, batch)
     T = got["grads"][0].size(1)
     valid, mask = got["valid"][:, :T], got["mask"][:, :T]
@@ -270,7 +245,7 @@ def test_masked_weight_in_the_task(weight: float, synth_corpus_en: Path, teacher
     for g in got["grads"]:
         assert torch.equal(g.abs().sum(-1) > 0, reads)
     if weight == 1.0:  # alpha = 1 is exactly the masked-only loss (the same negatives)
-        masked_only = _run(_task(synth_corpus_en, teacher_run, tmp_path), batch)
+        masked_only = _run(colld_task(synth_corpus_en, teacher_run, tmp_path), batch)
         assert torch.equal(got["loss"], masked_only["loss"])
 
 
@@ -312,8 +287,8 @@ def test_discriminative_agreement_and_its_chance() -> None:
 
 
 def test_task_logs_accuracy_and_chance_per_pair(synth_corpus_en: Path, teacher_run: Path, tmp_path: Path) -> None:
-    task = _task(synth_corpus_en, teacher_run, tmp_path)
-    stats = _run(task, _batch([32_000, 20_000]))["stats"]
+    task = colld_task(synth_corpus_en, teacher_run, tmp_path)
+    stats = _run(task, wav_batch([32_000, 20_000]))["stats"]
     for i, j in task.pairs:
         assert 0 <= float(stats[f"acc_{i}_{j}"]) <= 1
         assert 1 / 21 <= float(stats[f"chance_{i}_{j}"]) <= 1 / 10
@@ -363,6 +338,7 @@ def _ratios(row: dict[str, Any]) -> float:
 
 def test_colld_without_masking_rises_above_chance(synth_corpus_en: Path, teacher_run: Path, tmp_path: Path,
                                                   caplog: pytest.LogCaptureFixture) -> None:
+
     """mask 0 (loss on every frame): within 30 steps the accuracy rises to several times its chance level (measured:
     3.4x over steps 1-5, 12x over steps 26-30), and the log line says so."""
     with caplog.at_level(logging.INFO):

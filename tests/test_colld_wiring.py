@@ -10,37 +10,11 @@ from typing import Any
 import pytest
 import torch
 
-from s3prl_colld.checkpoint import latest_checkpoint
-from s3prl_colld.config import ConfigError, from_dict
+from s3prl_colld.config import ConfigError
 from s3prl_colld.objectives.losses import info_nce, sample_negatives
-from s3prl_colld.pretrain.tasks.distill import DistillConfig, DistillTask
+from s3prl_colld.pretrain.tasks.distill import DistillTask
 
-TINY_CNN = [[128, 10, 5], [128, 3, 2], [128, 3, 2], [128, 3, 2], [128, 3, 2], [128, 2, 2], [128, 2, 2]]
-SMALL_STUDENT = {"layers": 2, "dim": 64, "ffn_dim": 128, "heads": 4, "conv_pos": 16, "conv_pos_groups": 4,
-                 "dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0,
-                 "cnn": {"conv_layers": TINY_CNN}}
-
-
-def _colld(corpus: Path, teacher_run: Path, tmp_path: Path, **sections: dict[str, Any]) -> DistillTask:
-    """A CoLLD task (span masks, per-frame InfoNCE) with a small student, in eval mode (no dropout)."""
-    raw: dict[str, Any] = {
-        "data": {"root": str(corpus)}, "teacher": {"ckpt": str(latest_checkpoint(teacher_run))},
-        "heads": {"map": "uniform"}, "mask": {"prob": 0.8, "length": 10},
-        "loss": {"kind": "contrastive", "num_negatives": 20, "temperature": 0.1, "masked_only": True},
-        "model": dict(SMALL_STUDENT)}
-    for key, value in sections.items():
-        raw[key] = {**raw.get(key, {}), **value}
-    torch.manual_seed(0)
-    return DistillTask(from_dict(DistillConfig, raw), tmp_path).eval()
-
-
-def _batch(lengths: list[int]) -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(3)
-    wav = torch.randn(len(lengths), max(lengths), generator=gen) * 0.1
-    for i, n in enumerate(lengths):
-        wav[i, n:] = 0
-    return {"wav": wav, "wav_lengths": torch.tensor(lengths)}
-
+from colld_tiny import colld_task, wav_batch
 
 def _pred_grads(task: DistillTask, batch: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor,
                                                                                 torch.Tensor]:
@@ -68,8 +42,8 @@ def _pred_grads(task: DistillTask, batch: dict[str, torch.Tensor]) -> tuple[list
 @pytest.mark.parametrize("masked_only", [True, False])
 def test_masked_only_limits_the_loss_to_masked_frames(masked_only: bool, synth_corpus_en: Path, teacher_run: Path,
                                                       tmp_path: Path) -> None:
-    task = _colld(synth_corpus_en, teacher_run, tmp_path, loss={"masked_only": masked_only})
-    grads, valid, mask = _pred_grads(task, _batch([32_000, 20_000]))
+    task = colld_task(synth_corpus_en, teacher_run, tmp_path, loss={"masked_only": masked_only})
+    grads, valid, mask = _pred_grads(task, wav_batch([32_000, 20_000]))
     assert mask is not None and (mask & valid).any() and (~mask & valid).any()
     T = grads[0].size(1)
     valid, mask = valid[:, :T], mask[:, :T]
@@ -84,9 +58,10 @@ def test_masked_only_limits_the_loss_to_masked_frames(masked_only: bool, synth_c
 
 def test_the_mask_embedding_replaces_the_masked_inputs(synth_corpus_en: Path, teacher_run: Path,
                                                        tmp_path: Path) -> None:
-    task = _colld(synth_corpus_en, teacher_run, tmp_path)
+
+    task = colld_task(synth_corpus_en, teacher_run, tmp_path)
     student = task.student
-    batch = _batch([32_000, 20_000])
+    batch = wav_batch([32_000, 20_000])
     seen: dict[str, torch.Tensor] = {}
 
     def keep_input(_module: Any, inputs: tuple, _output: Any) -> None:  # the encoder input after masking
@@ -155,19 +130,19 @@ def test_info_nce_one_frame_utterance() -> None:
 
 def test_one_frame_utterance_in_a_colld_batch(synth_corpus_en: Path, teacher_run: Path, tmp_path: Path) -> None:
     """A 400-sample utterance (one frame) next to a normal one: the loss and every gradient stay finite."""
-    task = _colld(synth_corpus_en, teacher_run, tmp_path)
-    grads, valid, mask = _pred_grads(task, _batch([32_000, 400]))
+    task = colld_task(synth_corpus_en, teacher_run, tmp_path)
+    grads, valid, mask = _pred_grads(task, wav_batch([32_000, 400]))
     assert valid[1].sum() == 1 and mask[1].sum() == 1  # the one frame is masked (every utterance gets a span)
     assert all(torch.isfinite(g).all() for g in grads)
     assert all(torch.isfinite(p.grad).all() for p in task.parameters() if p.grad is not None)
-    loss, stats = task(_batch([32_000, 400]))
+    loss, stats = task(wav_batch([32_000, 400]))
     assert math.isfinite(loss.item()) and all(math.isfinite(float(v)) for v in stats.values())
 
 
 def test_shared_frontend_needs_an_fp32_teacher(synth_corpus_en: Path, teacher_run: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"share_teacher_frontend.*teacher\.precision must be fp32"):
-        _colld(synth_corpus_en, teacher_run, tmp_path, teacher={"precision": "bf16"},
+        colld_task(synth_corpus_en, teacher_run, tmp_path, teacher={"precision": "bf16"},
                init={"share_teacher_frontend": True})
     # the same config with an fp32 teacher is accepted (the error above is about precision only)
-    task = _colld(synth_corpus_en, teacher_run, tmp_path, init={"share_teacher_frontend": True})
+    task = colld_task(synth_corpus_en, teacher_run, tmp_path, init={"share_teacher_frontend": True})
     assert not any(p.requires_grad for p in task.student.frontend.parameters())
