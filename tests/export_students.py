@@ -17,9 +17,10 @@ from typing import Any, Callable
 import torch
 import yaml
 
-from s3prl_colld.config import CONFIG_DIR, from_dict, to_dict
+from s3prl_colld.config import from_dict, to_dict
 from s3prl_colld.models.student import StudentConfig, StudentEncoder
 from s3prl_colld.models.tiny_hubert import TinyHubertConfig, build_hubert, hubert_local_keys
+from s3prl_colld.pretrain.task import get_task
 
 REPO = Path(__file__).resolve().parents[1]
 UPSTREAMS = {"colld_distiller": ["colld_local", "colld_small"], "distilhubert": ["distilhubert_colld_local"],
@@ -34,8 +35,10 @@ def _perturb(module: torch.nn.Module, seed: int) -> None:
 
 
 def task_model(task: str, **changes: Any) -> StudentConfig:
-    """``config.model`` of ``task``'s shipped model.yaml, with ``changes``."""
-    data = yaml.safe_load((CONFIG_DIR / "pretrain" / task / "model.yaml").read_text())
+    """``config.model`` of ``task``'s shipped model.yaml (the task's own, or the shared one it names), with
+    ``changes``."""
+    model_yaml, _ = get_task(task).default_config_paths()
+    data = yaml.safe_load(model_yaml.read_text())
     return replace(from_dict(StudentConfig, data, "model.yaml"), **changes)
 
 
@@ -77,7 +80,7 @@ def write_hubert(path: Path, cfg: TinyHubertConfig, seed: int = 0, task: str = "
 
 def tiny_hubert(**changes: Any) -> TinyHubertConfig:
     """dicehubert's shipped model.yaml with ``changes``."""
-    data = yaml.safe_load((CONFIG_DIR / "pretrain" / "dicehubert" / "model.yaml").read_text())
+    data = yaml.safe_load(get_task("dicehubert").default_config_paths()[0].read_text())
     return replace(from_dict(TinyHubertConfig, data, "model.yaml"), **changes)
 
 
