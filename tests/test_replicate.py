@@ -141,3 +141,17 @@ def test_student_shapes_keep_the_task_model_and_have_equal_parameters() -> None:
         assert all(getattr(model, k) == v for k, v in shape.model.items())
     counts = [sum(p.numel() for p in StudentEncoder(model).parameters()) for model in models]
     assert abs(counts[0] - counts[1]) / counts[0] < 0.01, counts
+
+
+def test_task_verdicts_read_wer_lower_and_bleu_higher_as_better() -> None:
+    """ASR and ST claims (plan.TASK_CLAIMS) compare their own blocks; BLEU's direction is the other way round."""
+    def row(student: Student, wer: list[float], bleu: list[float]) -> dict:
+        return {"key": student.key, "name": student.name, "task": student.task, "params_m": 1.0, "rtf": 0.01,
+                "distil_minutes": 1.0, "pr": {}, "asr": {"test": mean_std(wer)}, "st_en_de": {"test": mean_std(bleu)}}
+
+    results = {"rows": [row(COLLD, [30.0, 31.0], [20.0, 21.0]), row(DISTILHUBERT, [40.0, 41.0], [10.0, 11.0])],
+               "pr_splits": ["test"], "asr_splits": ["test"], "st_splits": ["test"]}
+    lines = verdicts(results)
+    assert "colld 30.5 ± 0.7 vs distilhubert 40.5 ± 0.7 WER on test (difference -10.0): colld is better" in lines[0]
+    assert "BLEU en-de on test (difference +10.0): colld is better, beyond the seed spread" in lines[1]
+    assert len(lines) == 2  # no PR blocks, no De->En block, no other rows: nothing else is claimed

@@ -73,6 +73,10 @@ class Scale:
     # retries of a collapsed probe (the first N of downstream.retry.DEFAULT_RETRIES); a toy scale whose probes are
     # too short to learn sets 0: its collapsed probes are flagged and left out, not trained again
     probe_retries: int = 3
+    # the budget curve (``--stages curves``): the main students (``Student.curve``) distilled for each of these
+    # step counts, ``curve_seeds`` seeds each, probed on PR test (empty: the scale has no curve stage)
+    curve_steps: tuple[int, ...] = ()
+    curve_seeds: int = 2
 
     def default_tasks(self) -> tuple[str, ...]:
         """What ``--tasks`` is when not given: ``tasks``, else PR plus ASR / ST where the scale sets them."""
@@ -126,6 +130,37 @@ def st_rows(students: list[Student]) -> list[tuple[Student, int]]:
 
 
 @dataclass(frozen=True)
+class SweepPoint:
+    """One setting of a method's dev sweep (``--stages sweep``): the row ``method`` distilled with ``overrides``.
+
+    The sweep distils each point once (seed 0) at the scale's budget and probes PR; the setting with the best dev
+    PER becomes the row of the grid (``sweep.chosen_students``). ``overrides`` "" is the row as planned.
+    """
+
+    method: str  # the key of the swept Student
+    label: str  # what the sweep table shows, and the suffix of the variant's name
+    overrides: str = ""  # extra ``-o`` text (``,,``-joined)
+
+
+# The sweep (issue 21): CoLLD's assumed paper setting (span masks 0.8 x 10, loss on masked frames only) against
+# no mask, a low mask rate, the loss on all frames or HuBERT-style weighted, target normalisation and negatives
+# away from the positive; DistilHuBERT's learning rate (1e-3 in its config) halved and doubled. Each method's
+# first point is its planned row, which a tie keeps.
+SWEEP: tuple[SweepPoint, ...] = (
+    SweepPoint(COLLD.key, "mask 0.8 x 10, masked frames (assumed paper setting)"),
+    SweepPoint(COLLD.key, "no mask", "config.mask.prob=0"),
+    SweepPoint(COLLD.key, "mask 0.2 x 10, masked frames", "config.mask.prob=0.2"),
+    SweepPoint(COLLD.key, "mask 0.8 x 10, all frames", "config.loss.masked_only=false"),
+    SweepPoint(COLLD.key, "mask 0.8 x 10, masked weight 0.5", "config.loss.masked_weight=0.5"),
+    SweepPoint(COLLD.key, "no mask, instance-normalised targets", "config.mask.prob=0,,config.teacher.target_norm=instance"),
+    SweepPoint(COLLD.key, "no mask, negatives beyond 2 neighbours", "config.mask.prob=0,,config.loss.exclude_neighbours=2"),
+    SweepPoint(DISTILHUBERT.key, "lr 1e-3 (config)"),
+    SweepPoint(DISTILHUBERT.key, "lr 5e-4", "config.optimizer.lr=5.0e-4"),
+    SweepPoint(DISTILHUBERT.key, "lr 2e-3", "config.optimizer.lr=2.0e-3"),
+)
+
+
+@dataclass(frozen=True)
 class Claim:
     """A paper claim the grid checks: row ``a`` against row ``b`` on PR PER (``report.compare``)."""
 
@@ -138,7 +173,14 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(COLLD, DISTILHUBERT), Claim(COLLD_DISC, COLLD), Claim(DISTILHUBERT_DISC, DISTILHUBERT),
     Claim(COLLD_DEEP_THIN, COLLD_SHALLOW_WIDE), Claim(COLLD_FBANK, COLLD), Claim(DICEHUBERT, COLLD),
 )
-FRONTEND_SPEED = Claim(COLLD_FBANK, COLLD)  # the Fbank front-end's speed and size against the CNN's
+FRONTEND_SPEED = Claim(COLLD_FBANK, COLLD)
+# the papers' own tasks (issue 22), each ``(results.json block, claim)``: input distillation's ASR cost and the
+# discriminative loss on ASR (Wang et al.), CoLLD against DistilHuBERT on ASR and ST both ways (CoLLD)
+TASK_CLAIMS: tuple[tuple[str, Claim], ...] = (
+    ("asr", Claim(COLLD, DISTILHUBERT)), ("asr", Claim(COLLD_FBANK, COLLD)), ("asr", Claim(COLLD_DISC, COLLD)),
+    ("asr", Claim(DISTILHUBERT_DISC, DISTILHUBERT)),
+    ("st_en_de", Claim(COLLD, DISTILHUBERT)), ("st_de_en", Claim(COLLD, DISTILHUBERT)),
+)  # the Fbank front-end's speed and size against the CNN's
 
 # The students of the gpu scales: the main comparison, the discriminative loss, input distillation, DiceHuBERT.
 GPU_STUDENTS = (DISTILHUBERT.key, COLLD.key, COLLD_DISC.key, COLLD_FBANK.key, DICEHUBERT.key)
@@ -170,6 +212,7 @@ SCALES: dict[str, Scale] = {
         probe_seeds=2, asr_overrides="", asr_top=0, st_overrides="", curves=True, pretrain_every=5,
         students=tuple(s.key for s in STUDENTS if s is not COLLD_MULTILINGUAL),
         asr_config="mini/asr.yaml", st_config="mini/st.yaml", tasks=("pr",),  # --tasks pr,asr,st adds them
+        curve_steps=(300, 1200, 3000), curve_seeds=2,  # --stages curves
     ),
     # ``make demo``: about 20 min here. A 1,500-utterance corpus, iteration 1 of the teacher, DistilHuBERT and
     # CoLLD once each, PR probes on 600 training utterances trained until dev stops improving (the preset's
@@ -199,6 +242,7 @@ SCALES: dict[str, Scale] = {
         st_overrides=",,config.runner.total_steps=4,,config.runner.eval_step=4,,config.runner.save_step=4,,"
                      "config.head.beam=2,,config.head.max_len_b=20",
         asr_config="mini/asr.yaml", st_config="mini/st.yaml", tasks=("pr",),
+        curve_steps=(2, 4), curve_seeds=1,
     ),
     # One H100 + 16 cores from a cold start (issue 25). Budgets set, NOT yet timed on a GPU: the default English
     # corpus and a 1 h German one (ST De->En) synthesised on every core, teacher iterations 1 and 2 (2,000 and

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from s3prl_colld.replicate.plan import CLAIMS, FRONTEND_SPEED, ST_DIRECTIONS, STUDENTS, Claim
+from s3prl_colld.replicate.plan import CLAIMS, FRONTEND_SPEED, ST_DIRECTIONS, STUDENTS, TASK_CLAIMS, Claim
 
 BLOCKS = ("pr", "asr", *ST_DIRECTIONS)  # the probe blocks of a row: {"dev": {"mean", "std", "n"}, SPLIT: ...}
 
@@ -80,6 +80,16 @@ def report(out: Path, results: dict[str, Any]) -> str:
     lines += probe_summary(results["rows"])
     if results.get("not_run"):
         lines += ["", f"Not run (the grid was cut short): {', '.join(results['not_run'])}."]
+    if results.get("sweep"):
+        from s3prl_colld.replicate.sweep import render as render_sweep
+
+        lines += ["", "Settings chosen on dev (`--stages sweep`; the chosen one is the method's row above):", "",
+                  render_sweep(results["sweep"])]
+    if results.get("budget_curves"):
+        from s3prl_colld.replicate.curves import render as render_curves
+
+        lines += ["", "PER against distillation budget (`--stages curves`; each budget its own run, mean ± std (n) "
+                      "over distillation seeds; budget_curve.png):", "", render_curves(results["budget_curves"])]
     checks = verdicts(results)
     if checks:
         lines += ["", "Paper claims, from these numbers:", *[f"- {c}" for c in checks]]
@@ -87,6 +97,10 @@ def report(out: Path, results: dict[str, Any]) -> str:
     (out / "results.md").write_text(text + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=1))
     plot(out, results)
+    if results.get("budget_curves"):
+        from s3prl_colld.replicate.curves import plot as plot_curves
+
+        plot_curves(out, results["budget_curves"])
     return text
 
 
@@ -111,35 +125,51 @@ def probe_summary(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def compare(results: dict[str, Any], a: str, b: str, split: str = "test") -> str | None:
-    """Row ``a`` against row ``b`` (their keys) on PR ``split``: the means, the difference and whether it exceeds
-    the spread; ``None`` when either row (or its split) is missing.
+# what each block measures: (metric, whether higher is better)
+METRICS: dict[str, tuple[str, bool]] = {"pr": ("PER", False), "asr": ("WER", False), "st_en_de": ("BLEU en-de", True),
+                                        "st_de_en": ("BLEU de-en", True)}
+
+
+def compare(results: dict[str, Any], a: str, b: str, split: str = "test", block: str = "pr") -> str | None:
+    """Row ``a`` against row ``b`` (their keys) on ``block``'s ``split`` (PR PER, ASR WER, ST BLEU): the means,
+    the difference and whether it exceeds the spread; ``None`` when either row (or its block or split) is missing.
 
     A difference counts as real only when it is larger than the sum of both standard deviations
     (with one seed, it is reported as untested). The line names the rows by their display names.
     """
     rows = {r["key"]: r for r in results["rows"]}
-    if a not in rows or b not in rows or split not in rows[a]["pr"] or split not in rows[b]["pr"]:
+    if a not in rows or b not in rows:
         return None
-    x, y = rows[a]["pr"][split], rows[b]["pr"][split]
+    x, y = rows[a].get(block, {}).get(split), rows[b].get(block, {}).get(split)
+    if not x or not y or not x.get("n") or not y.get("n"):
+        return None
+    metric, higher_better = METRICS[block]
     na, nb = rows[a]["name"], rows[b]["name"]
     diff = x["mean"] - y["mean"]
     if min(x["n"], y["n"]) < 2:
         verdict = "one seed only: not tested"
     elif abs(diff) > x["std"] + y["std"]:
-        verdict = f"{na if diff < 0 else nb} is better, beyond the seed spread"
+        verdict = f"{na if (diff > 0) == higher_better else nb} is better, beyond the seed spread"
     else:
         verdict = "within the seed spread: no difference shown"
-    return (f"{na} {x['mean']:.1f} ± {x['std']:.1f} vs {nb} {y['mean']:.1f} ± {y['std']:.1f} PER on {split} "
+    return (f"{na} {x['mean']:.1f} ± {x['std']:.1f} vs {nb} {y['mean']:.1f} ± {y['std']:.1f} {metric} on {split} "
             f"(difference {diff:+.1f}): {verdict}")
 
 
-def verdicts(results: dict[str, Any], claims: tuple[Claim, ...] = CLAIMS) -> list[str]:
-    """One line per paper claim (``plan.CLAIMS``, rows found by their keys) the grid can check, from the numbers."""
+def verdicts(results: dict[str, Any], claims: tuple[Claim, ...] = CLAIMS,
+             task_claims: tuple[tuple[str, Claim], ...] = TASK_CLAIMS) -> list[str]:
+    """One line per paper claim the grid can check, from the numbers: ``claims`` (``plan.CLAIMS``) on every PR
+    split, then ``task_claims`` (``plan.TASK_CLAIMS``: ASR and ST) on each of their blocks' test splits."""
     lines = []
     for split in results["pr_splits"]:
         for claim in claims:
             line = compare(results, claim.a.key, claim.b.key, split)
+            if line:
+                lines.append(line)
+    for block, claim in task_claims:
+        splits = (results.get("asr_splits") or ["test"]) if block == "asr" else (results.get("st_splits") or ["test"])
+        for split in splits:
+            line = compare(results, claim.a.key, claim.b.key, split, block)
             if line:
                 lines.append(line)
     rows = {r["key"]: r for r in results["rows"]}

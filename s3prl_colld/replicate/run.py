@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -10,9 +11,12 @@ from typing import Any
 
 from s3prl_colld.replicate.measures import mean_std, measure_upstream
 from s3prl_colld.replicate.plan import (ASR_BASELINES, ASR_SPLITS, PR_SPLITS, SCALES, ST_BASELINES, ST_DIRECTIONS,
-                                        ST_SPLITS, TASKS, asr_rows, plan_students, st_rows, student_order)
+                                        ST_SPLITS, STUDENTS, TASKS, asr_rows, plan_students, st_rows, student_order)
 from s3prl_colld.replicate.report import report, upgrade
 from s3prl_colld.replicate.stages import Grid, _latest, slug
+from s3prl_colld.replicate.sweep import chosen_students, run_sweep
+
+STAGES = ("sweep", "grid", "curves")  # what --stages may name, in the order they run
 
 
 def upstream_of(task: str) -> str:
@@ -42,7 +46,7 @@ def run_grid(grid: Grid) -> dict[str, Any]:
     scale = grid.scale
     grid.corpora()
     teacher = grid.teacher()
-    students = plan_students(scale)
+    students = chosen_students(grid.out, plan_students(scale))  # a finished sweep's choices replace its rows
     splits = [s for s in PR_SPLITS if (grid.corpus_en / s).is_dir()]  # the PR test splits the corpus has
     test_wavs = sorted((grid.corpus_en / "test").rglob("*.flac"))[: scale.rtf_utterances]
     random_ckpt = grid.out / "random_init_teacher.ckpt"
@@ -139,10 +143,22 @@ def run_grid(grid: Grid) -> dict[str, Any]:
     missing = sorted(planned - {f"{n} seed {seed}" for n, seeds in finals.items() for seed in seeds})
     # the corpus: hours and speakers per split, from its manifest (what the synthesiser recorded)
     manifest = json.loads((grid.corpus_en / "manifest.json").read_text())
-    return {"scale": next(k for k, v in SCALES.items() if v is scale), "rows": rows, "curves": curves,
+    return {"scale": grid.scale_name, "rows": rows, "curves": curves, **_stage_files(grid),
             "stage_times": grid.times, "pr_splits": splits, "asr_splits": asr_splits, "st_splits": list(ST_SPLITS),
             "tasks": list(grid.tasks), "not_run": missing,
             "corpus": {k: _without_folder(v, grid) for k, v in manifest.items() if k != "utterances"}}
+
+
+def _stage_files(grid: Grid) -> dict[str, Any]:
+    """The results of the sweep and curves stages found in the grid's folder (``sweep``, ``budget_curves``)."""
+    from s3prl_colld.replicate.curves import CURVES_FILE
+    from s3prl_colld.replicate.sweep import SWEEP_FILE
+
+    found = {}
+    for key, name in (("sweep", SWEEP_FILE), ("budget_curves", CURVES_FILE)):
+        if (grid.out / name).is_file():
+            found[key] = json.loads((grid.out / name).read_text())
+    return found
 
 
 def _without_folder(value: Any, grid: Grid) -> Any:
@@ -170,10 +186,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report-only", action="store_true",
                    help="run nothing new: write results.md/json from the stages that have finished (a folder "
                         "holding only a results.json, e.g. docs/results/grid_reduced, is rendered again from it)")
+    p.add_argument("--stages", default="grid",
+                   help="comma-separated, of sweep,grid,curves (run in that order; default grid): sweep = each "
+                        "method's settings (plan.SWEEP) on dev, whose choices the grid then uses; curves = the main "
+                        "students at several budgets (Scale.curve_steps)")
+    p.add_argument("--students", default=None,
+                   help="comma-separated row keys to run instead of the scale's (e.g. colld,distilhubert)")
+    p.add_argument("--curve-steps", default=None, help="comma-separated step counts of the curves stage "
+                                                         "(default: the scale's)")
     args = p.parse_args(argv)
     tasks = None if args.tasks is None else tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     if tasks is not None and (not tasks or any(t not in TASKS for t in tasks)):
         p.error(f"--tasks {args.tasks!r}: give a comma-separated subset of {','.join(TASKS)}, e.g. pr,asr,st")
+    stages = [t.strip() for t in args.stages.split(",") if t.strip()]
+    if not stages or any(t not in STAGES for t in stages):
+        p.error(f"--stages {args.stages!r}: give a comma-separated subset of {','.join(STAGES)}, e.g. sweep,grid")
+    scale = SCALES[args.scale]
+    if args.students is not None:
+        keys = tuple(k.strip() for k in args.students.split(",") if k.strip())
+        known = {s.key for s in STUDENTS}
+        if not keys or any(k not in known for k in keys):
+            p.error(f"--students {args.students!r}: give row keys of {','.join(sorted(known))}")
+        scale = dataclasses.replace(scale, students=keys)
+    if args.curve_steps is not None:
+        try:
+            scale = dataclasses.replace(scale, curve_steps=tuple(int(n) for n in args.curve_steps.split(",")))
+        except ValueError:
+            p.error(f"--curve-steps {args.curve_steps!r}: give comma-separated step counts, e.g. 300,1200")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
     stored = args.out / "results.json"
@@ -181,9 +220,22 @@ def main(argv: list[str] | None = None) -> int:
         results = upgrade(json.loads(stored.read_text()))  # the stages are gone: render the stored numbers again
     else:
         try:
-            grid = Grid(args.out, SCALES[args.scale], args.seed, args.report_only, tasks)
+            grid = Grid(args.out, scale, args.seed, args.report_only, tasks, scale_name=args.scale)
         except ValueError as err:
             p.error(f"--scale {args.scale} --tasks {args.tasks}: {err}")
-        results = run_grid(grid)
+        if "curves" in stages and not scale.curve_steps:
+            p.error(f"--scale {args.scale} has no curve budgets: give --curve-steps")
+        if "sweep" in stages:
+            grid.corpora()
+            run_sweep(grid, grid.teacher())
+            print(f"[replicate] sweep in {args.out}/sweep.md", flush=True)
+        if "grid" in stages:
+            results = run_grid(grid)
+        if "curves" in stages:
+            from s3prl_colld.replicate.curves import run_curves
+
+            run_curves(grid, grid.teacher(), chosen_students(grid.out, plan_students(scale)))
+        if "grid" not in stages or "curves" in stages:  # the report of what has finished, the new stages' included
+            results = run_grid(Grid(args.out, scale, args.seed, True, tasks, scale_name=args.scale))
     print("\n" + report(args.out, results) + f"\n\n[replicate] results in {args.out}/results.md")
     return 0

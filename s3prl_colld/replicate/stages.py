@@ -29,8 +29,12 @@ class Grid:
     """
 
     def __init__(self, out: Path, scale: Scale, seed: int, report_only: bool = False,
-                 tasks: Iterable[str] | None = None) -> None:
+                 tasks: Iterable[str] | None = None, scale_name: str | None = None) -> None:
+        from s3prl_colld.replicate.plan import SCALES
+
         self.out, self.scale, self.seed, self.report_only = out, scale, seed, report_only
+        # the name results.json records (default: the SCALES entry that is ``scale``)
+        self.scale_name = scale_name or next((k for k, v in SCALES.items() if v is scale), "custom")
         self.tasks = tuple(scale.default_tasks() if tasks is None else tasks)
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown:
@@ -166,13 +170,15 @@ class Grid:
             (run / "DONE").touch()))
         return _latest(run)
 
-    def distil(self, student: Student, seed: int, teacher: Path) -> Path | None:
-        """Distil (or resume, or reuse) one seed of ``student``; its run folder (``None``: not run)."""
-        run = self.out / "students" / f"{slug(student.name)}-s{seed}"
+    def distil(self, student: Student, seed: int, teacher: Path, steps: int | None = None) -> Path | None:
+        """Distil (or resume, or reuse) one seed of ``student`` for ``steps`` (default: the scale's budget); its
+        run folder (``None``: not run). A budget other than the scale's has its own folder (``...-<N>steps-sS``)."""
+        budget = "" if steps is None or steps == self.scale.student_steps else f"-{steps}steps"
+        run = self.out / "students" / f"{slug(student.name)}{budget}-s{seed}"
         if self.report_only and not (run / "DONE").exists():
             return None
-        steps = self.scale.student_steps
-        save = max(1, steps // 4) if student.curve and seed == 0 and self.scale.curves else steps
+        steps = steps or self.scale.student_steps
+        save = max(1, steps // 4) if student.curve and seed == 0 and self.scale.curves and not budget else steps
         data = f"config.data.root={self.corpus_mix}" if student.corpus == "mix" else self.pretrain_data
         overrides = (f"{data},,config.teacher.ckpt={teacher},,config.runner.seed={1337 + seed},,"
                      f"config.runner.total_steps={steps},,config.runner.save_step={save},,config.runner.max_keep=8,,"
@@ -182,7 +188,7 @@ class Grid:
         if student.overrides:
             overrides += ",," + student.overrides
         overrides += model_overrides(student)
-        finished = self.stage(f"student {student.name} seed {seed}", run / "DONE", lambda: (
+        finished = self.stage(f"student {student.name}{budget.replace('-', ' ')} seed {seed}", run / "DONE", lambda: (
             pretrain(student.task, run, overrides), (run / "DONE").touch()))
         return run if finished else None
 

@@ -1,0 +1,77 @@
+"""The sweep and curves stages of the grid (issue 21) at toy size: ``--stages sweep,grid,curves`` chooses a setting
+on dev, the grid's row becomes that setting, each budget of the curve is its own run, and a second run reuses all."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from s3prl_colld.replicate import main, sweep
+from s3prl_colld.replicate.plan import COLLD, SWEEP, SweepPoint
+
+
+def test_choose_takes_the_lowest_finished_dev_and_keeps_the_earlier_on_a_tie() -> None:
+    points = [{"method": "a", "label": "planned", "dev": 50.0}, {"method": "a", "label": "x", "dev": 50.0},
+              {"method": "a", "label": "collapsed", "dev": 10.0, "collapsed": True},
+              {"method": "a", "label": "unfinished", "dev": None},
+              {"method": "b", "label": "planned", "dev": 60.0}, {"method": "b", "label": "y", "dev": 59.9}]
+    assert sweep.choose(points) == {"a": "planned", "b": "y"}
+
+
+def test_every_sweep_point_names_a_planned_row_and_each_method_starts_with_it() -> None:
+    methods = {p.method for p in SWEEP}
+    assert COLLD.key in methods
+    for method in methods:
+        first = next(p for p in SWEEP if p.method == method)
+        assert first.overrides == "", f"{method}: the first point must be the planned row (the one a tie keeps)"
+    labels = [(p.method, p.label) for p in SWEEP]
+    assert len(labels) == len(set(labels))
+
+
+def test_sweep_grid_and_curves_stages_at_toy_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    # two of CoLLD's points (the full sweep is 7 x a distillation and a probe)
+    monkeypatch.setattr(sweep, "SWEEP", (SweepPoint(COLLD.key, "planned"),
+                                         SweepPoint(COLLD.key, "no mask", "config.mask.prob=0")))
+    out = tmp_path / "grid"
+    args = ["--out", str(out), "--scale", "tiny", "--students", "colld", "--stages", "sweep,grid,curves",
+            "--curve-steps", "2,4"]
+    assert main(args) == 0
+    swept = json.loads((out / "sweep.json").read_text())
+    devs = {p["label"]: p["dev"] for p in swept["points"]}
+    assert set(devs) == {"planned", "no mask"} and all(math.isfinite(v) for v in devs.values())
+    assert swept["chosen"] == {"colld": min(devs, key=lambda k: (devs[k], k != "planned"))}
+    # the unmasked point really trained without masks: its run's config says so
+    run_config = yaml.safe_load((out / "students" / "colld_no_mask-s0" / "config.yaml").read_text())
+    assert run_config["mask"]["prob"] == 0
+    results = json.loads((out / "results.json").read_text())
+    rows = {r["key"]: r for r in results["rows"]}
+    chosen_name = "colld" if swept["chosen"]["colld"] == "planned" else "colld [no mask]"
+    assert rows["colld"]["name"] == chosen_name and rows["colld"]["pr"]["test"]["n"] == 1
+    assert results["sweep"]["chosen"] == swept["chosen"]
+    # the curve: the scale's 2 steps are the grid's run; 4 steps its own run, from scratch
+    curve = results["budget_curves"]["curves"][chosen_name]
+    assert set(curve) == {"2", "4"} and all(curve[k]["test"]["n"] == 1 for k in curve)
+    folder = "colld" if chosen_name == "colld" else "colld_no_mask"
+    assert (out / "students" / f"{folder}-4steps-s0" / "states-4.ckpt").is_file()
+    assert not (out / "students" / f"{folder}-4steps-s0" / "states-2.ckpt").exists()  # no intermediate save
+    text = (out / "results.md").read_text()
+    assert "Settings chosen on dev" in text and "PER against distillation budget" in text
+    assert (out / "sweep.md").is_file() and (out / "budget_curve.png").is_file()
+    capsys.readouterr()
+    assert main(args) == 0  # everything reused
+    assert "running" not in capsys.readouterr().out
+    assert json.loads((out / "results.json").read_text())["rows"] == results["rows"]
+
+
+def test_bad_stage_and_student_names_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), "--scale", "tiny", "--stages", "grid,sweeps"])
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), "--scale", "tiny", "--students", "colld,nope"])
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), "--scale", "demo", "--stages", "curves"])  # demo has no curve budgets
