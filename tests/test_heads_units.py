@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from s3prl_colld.config import ConfigError
-from s3prl_colld.downstream.ctc_heads import ASRHeadConfig, BiLSTMCTCHead, LinearCTCHead, PRHeadConfig
+from s3prl_colld.downstream.ctc_heads import ASRHeadConfig, BiLSTMCTCHead, ConvCTCHead, LinearCTCHead, PRHeadConfig
 from s3prl_colld.downstream.featurizer import Featurizer, pad_features, plot_layer_weights
 from s3prl_colld.downstream.schema import FeaturizerConfig
 
@@ -180,3 +180,25 @@ def test_bilstm_ctc_head_ignores_padding_and_reads_both_directions() -> None:
     earlier[0, 0] += 1.0
     assert not torch.allclose(head(earlier, lengths)[0, 5], both[0, 5])  # the forward direction reads the past
     assert torch.equal(head(x, lengths.to(torch.int32)), both)
+
+
+def test_conv_asr_head_subsamples_and_ignores_its_batch_padding() -> None:
+    """The mini ASR preset's head (kind conv, sample_rate 2): T' = ceil(T / 2), and an utterance's output is the
+    same alone and padded inside a batch (padded frames are zeroed before every convolution)."""
+    torch.manual_seed(0)
+    cfg = ASRHeadConfig(project_dim=32, hidden_dim=24, layers=3, dropout=0.0, kind="conv", kernel=5, sample_rate=2)
+    cfg.validate()
+    head = ConvCTCHead(16, 7, cfg).eval()
+    short = torch.randn(1, 9, 16)
+    batch = torch.cat([F.pad(short, (0, 0, 0, 11)), torch.randn(1, 20, 16)])
+    batch[0, 9:] = 5.0  # garbage in the padding must not leak into the short utterance
+    lengths = torch.tensor([9, 20])
+    out = head(batch, lengths)
+    assert out.shape == (2, 10, 7)
+    assert head.output_lengths(lengths).tolist() == [5, 10]
+    alone = head(short, torch.tensor([9]))
+    assert alone.shape == (1, 5, 7)
+    torch.testing.assert_close(out[0, :5], alone[0], atol=1e-5, rtol=1e-5)
+    for bad in (dict(kind="gru"), dict(kernel=4), dict(sample_rate=0)):
+        with pytest.raises(ConfigError):
+            ASRHeadConfig(**bad).validate()

@@ -21,23 +21,52 @@ class PRHeadConfig:
             raise ConfigError("config.head.project_dim must be >= 1")
 
 
+ASR_HEAD_KINDS = ("bilstm", "conv")
+
+
 @dataclass
 class ASRHeadConfig:
     """ASR: Linear(D, project_dim) -> (BiLSTM(hidden_dim) -> dropout) x layers -> Linear(2 hidden_dim, V).
 
     Defaults: s3prl's ``downstream/asr/config.yaml`` (``modelrc.project_dim``, ``RNNs.dim``, ``RNNs.dropout``).
+    ``kind: conv`` (not in s3prl; the 2-core mini preset, :class:`ConvCTCHead`) replaces the BiLSTMs by
+    ``layers`` residual dilated convolutions of ``hidden_dim`` channels and width ``kernel``. ``sample_rate`` R
+    concatenates every R frames before the projection (s3prl's ``RNNs.sample_rate`` with ``sample_style:
+    concat``, applied once at the input): the head then runs at 1/R of the upstream's frame rate.
     """
 
     project_dim: int = 1024
     hidden_dim: int = 1024
     layers: int = 2
     dropout: float = 0.2
+    kind: str = "bilstm"
+    kernel: int = 5
+    sample_rate: int = 1
 
     def validate(self) -> None:
         if min(self.project_dim, self.hidden_dim, self.layers) < 1:
             raise ConfigError("config.head.project_dim, hidden_dim and layers must be >= 1")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError("config.head.dropout must be in [0, 1)")
+        if self.kind not in ASR_HEAD_KINDS:
+            raise ConfigError(f"config.head.kind={self.kind!r}: use one of {', '.join(ASR_HEAD_KINDS)}")
+        if self.kernel < 1 or self.kernel % 2 == 0:
+            raise ConfigError(f"config.head.kernel={self.kernel}: use an odd width >= 1")
+        if self.sample_rate < 1:
+            raise ConfigError(f"config.head.sample_rate={self.sample_rate}: use an integer >= 1 (1: every frame)")
+
+
+def concat_frames(x: torch.Tensor, lengths: torch.Tensor, rate: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, T, D]`` -> ``[B, ceil(T / rate), rate * D]``: every ``rate`` frames side by side, the frames past each
+    utterance's length set to 0 (so the last group does not read its batch's padding); lengths become
+    ``ceil(lengths / rate)``."""
+    if rate == 1:
+        return x, lengths
+    valid = torch.arange(x.size(1), device=x.device)[None, :] < lengths.to(x.device)[:, None]
+    x = x.masked_fill(~valid.unsqueeze(-1), 0.0)
+    pad = (-x.size(1)) % rate
+    x = nn.functional.pad(x, (0, 0, 0, pad))
+    return x.reshape(x.size(0), x.size(1) // rate, rate * x.size(2)), (lengths + rate - 1) // rate
 
 
 class LinearCTCHead(nn.Module):
@@ -50,6 +79,10 @@ class LinearCTCHead(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.net(x).log_softmax(-1)
 
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Frames of the output per utterance: the input's."""
+        return lengths
+
 
 class BiLSTMCTCHead(nn.Module):
     """``[B, T, D]`` -> log-probs ``[B, T, V]``: s3prl's ASR ``RNNs`` model.
@@ -61,13 +94,16 @@ class BiLSTMCTCHead(nn.Module):
 
     def __init__(self, dim: int, vocab_size: int, cfg: ASRHeadConfig) -> None:
         super().__init__()
-        self.proj = nn.Linear(dim, cfg.project_dim)
+        self.rate = cfg.sample_rate
+        self.proj = nn.Linear(dim * cfg.sample_rate, cfg.project_dim)
         sizes = [cfg.project_dim] + [2 * cfg.hidden_dim] * (cfg.layers - 1)
         self.lstms = nn.ModuleList(nn.LSTM(n, cfg.hidden_dim, bidirectional=True, batch_first=True) for n in sizes)
         self.dropout = nn.Dropout(cfg.dropout)
         self.out = nn.Linear(2 * cfg.hidden_dim, vocab_size)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``[B, T, D]`` -> ``[B, T', V]`` (``T' = ceil(T / sample_rate)``; :meth:`output_lengths`)."""
+        x, lengths = concat_frames(x, lengths, self.rate)
         y = self.proj(x)
         for lstm in self.lstms:
             packed = nn.utils.rnn.pack_padded_sequence(y, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -75,3 +111,42 @@ class BiLSTMCTCHead(nn.Module):
             y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=x.size(1))
             y = self.dropout(y)
         return self.out(y).log_softmax(-1)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Frames of the output per utterance: ``ceil(lengths / sample_rate)``."""
+        return (lengths + self.rate - 1) // self.rate
+
+
+class ConvCTCHead(nn.Module):
+    """``[B, T, D]`` -> log-probs ``[B, T', V]``: the ASR mini preset's head (``kind: conv``; not in s3prl).
+
+    Frames concatenated by ``sample_rate`` (``T' = ceil(T / sample_rate)``), ``Linear(R D, project_dim)``, a
+    ``Linear(project_dim, hidden_dim)`` when they differ, then ``layers`` x residual
+    ``x + Dropout(GELU(Conv1d(LayerNorm(x))))`` of width ``kernel`` and dilation 1, 2, 4, ... (receptive field
+    ``1 + (kernel - 1)(2^layers - 1)`` frames), then ``Linear(hidden_dim, V)``. Padded frames are zeroed before
+    every convolution, so an utterance's output does not depend on the padding of its batch.
+    """
+
+    def __init__(self, dim: int, vocab_size: int, cfg: ASRHeadConfig) -> None:
+        super().__init__()
+        self.rate = cfg.sample_rate
+        self.proj = nn.Sequential(nn.Linear(dim * cfg.sample_rate, cfg.project_dim),
+                                  *([nn.Linear(cfg.project_dim, cfg.hidden_dim)] if cfg.project_dim != cfg.hidden_dim else []))
+        self.norms = nn.ModuleList(nn.LayerNorm(cfg.hidden_dim) for _ in range(cfg.layers))
+        self.convs = nn.ModuleList(nn.Conv1d(cfg.hidden_dim, cfg.hidden_dim, cfg.kernel, dilation=2 ** i,
+                                             padding=(cfg.kernel - 1) // 2 * 2 ** i) for i in range(cfg.layers))
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(cfg.hidden_dim, vocab_size)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x, lengths = concat_frames(x, lengths, self.rate)
+        valid = (torch.arange(x.size(1), device=x.device)[None, :] < lengths.to(x.device)[:, None]).unsqueeze(-1)
+        y = self.proj(x)
+        for norm, conv in zip(self.norms, self.convs):
+            h = norm(y).masked_fill(~valid, 0.0).transpose(1, 2)  # [B, C, T']
+            y = y + self.dropout(nn.functional.gelu(conv(h))).transpose(1, 2)
+        return self.out(y).log_softmax(-1)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Frames of the output per utterance: ``ceil(lengths / sample_rate)``."""
+        return (lengths + self.rate - 1) // self.rate

@@ -24,7 +24,7 @@ from torch import nn
 
 from s3prl_colld.config import ConfigError
 from s3prl_colld.downstream import batching, corpus, metrics
-from s3prl_colld.downstream.ctc_heads import ASRHeadConfig, BiLSTMCTCHead, LinearCTCHead, PRHeadConfig
+from s3prl_colld.downstream.ctc_heads import ASRHeadConfig, BiLSTMCTCHead, ConvCTCHead, LinearCTCHead, PRHeadConfig
 from s3prl_colld.downstream.schema import DownstreamConfig, DownstreamDataConfig, DownstreamRunnerConfig
 from s3prl_colld.downstream.st_model import STHeadConfig
 from s3prl_colld.downstream.task import DownstreamTask, register, write_ark
@@ -122,13 +122,20 @@ class CTCTask(DownstreamTask):
     def loss(self, head: nn.Module, x: torch.Tensor, lengths: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
         """Mean CTC loss per utterance (s3prl: ``zero_infinity=True``)."""
         ys = self.targets(texts)
-        log_probs = head(x, lengths).float().transpose(0, 1)  # [T, B, V]
-        return F.ctc_loss(log_probs, torch.cat(ys).to(x.device), lengths.to(x.device),
+        log_probs = head(x, lengths).float().transpose(0, 1)  # [T', B, V]
+        return F.ctc_loss(log_probs, torch.cat(ys).to(x.device), _output_lengths(head, lengths).to(x.device),
                           torch.tensor([len(y) for y in ys], device=x.device), blank=0, zero_infinity=True)
 
     def decode(self, head: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> list[str]:
         return [self.detokenize([self.tokens[i - 1] for i in ids])
-                for ids in metrics.ctc_greedy(head(x, lengths), lengths)]
+                for ids in metrics.ctc_greedy(head(x, lengths), _output_lengths(head, lengths))]
+
+
+def _output_lengths(head: nn.Module, lengths: torch.Tensor) -> torch.Tensor:
+    """The frames per utterance of a CTC head's output (a head that subsamples says so; a DDP wrapper is looked
+    through)."""
+    inner = getattr(head, "module", head)
+    return inner.output_lengths(lengths) if hasattr(inner, "output_lengths") else lengths
 
 
 @register("pr")
@@ -178,6 +185,11 @@ class ASRTask(CTCTask):
     metric, higher_better = "wer", False
     Config = ASRConfig
     head_class, scorer = BiLSTMCTCHead, staticmethod(metrics.wer)
+
+    def build_head(self, dim: int) -> nn.Module:
+        """s3prl's BiLSTM head, or with ``config.head.kind: conv`` the mini preset's :class:`ConvCTCHead`."""
+        cls = ConvCTCHead if self.head_cfg.kind == "conv" else BiLSTMCTCHead
+        return cls(dim, self.vocab_size, self.head_cfg)
     s3prl_defaults = {  # s3prl downstream/asr/config.yaml
         "runner": {"total_steps": 200000, "gradient_clipping": 1.0, "gradient_accumulate_steps": 1,
                    "log_step": 100, "eval_step": 2000, "save_step": 500, "max_keep": 1,
