@@ -131,7 +131,7 @@ def run_grid(grid: Grid) -> dict[str, Any]:
                     for s, seed in st_rows(students) if seed in finals[s.name]]
         for key, name, upstream, ckpt in targets:
             for field, lang in ST_DIRECTIONS.items():
-                corpus = {"en": grid.corpus_en, "de": grid.corpus_de}[lang]
+                corpus = grid.st_corpus(lang)
                 if not (corpus / "manifest.json").is_file():
                     continue
                 res = grid.probe("st", f"{name}-{field[3:].replace('_', '-')}", upstream, ckpt, 0,

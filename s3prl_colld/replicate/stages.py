@@ -89,21 +89,33 @@ class Grid:
         from s3prl_colld.data.synth.generate import main as synth_main
 
         workers = self.scale.synth_workers or os.cpu_count() or 1
-        for lang, path, extra in (("en", self.corpus_en, self.scale.en_args), ("de", self.corpus_de, self.scale.de_args)):
-            if extra is None or (lang == "de" and not self.needs_german):
+        made = [("en", self.corpus_en, self.scale.en_args), ("de", self.corpus_de, self.scale.de_args)]
+        if "st" in self.tasks and self.scale.st_corpus_args is not None:
+            made += [(lang, self.st_corpus(lang), self.scale.st_corpus_args) for lang in ("en", "de")]
+        for lang, path, extra in made:
+            if extra is None or (path == self.corpus_de and not self.needs_german):
                 continue
-            self.stage(f"corpus_{lang}", path / "manifest.json", lambda lang=lang, path=path, extra=extra: _check(
+            self.stage(path.name, path / "manifest.json", lambda lang=lang, path=path, extra=extra: _check(
                 synth_main(["--lang", lang, "--out", str(path), "--seed", str(self.seed), "--workers", str(workers),
-                            *extra]), f"corpus {lang}"))
+                            *extra]), f"corpus {path.name}"))
         if self.needs_german and any(s.corpus == "mix" for s in plan_students(self.scale)):
             self.stage("corpus_mix", self.corpus_mix / "len_for_bucket" / "train.csv",
                        lambda: write_mixed_corpus(self.corpus_mix, {"en": self.corpus_en, "de": self.corpus_de}))
 
+    def st_corpus(self, lang: str) -> Path:
+        """The corpus ST trains and tests on when ``lang`` is spoken: ``corpus_st_<lang>`` when the scale gives ST
+        corpora of its own (``Scale.st_corpus_args``), else the grid's English / German corpus."""
+        if self.scale.st_corpus_args is not None:
+            return self.out / f"corpus_st_{lang}"
+        return {"en": self.corpus_en, "de": self.corpus_de}[lang]
+
     @property
     def needs_german(self) -> bool:
-        """Whether the German corpus is made: the scale has one, and ST runs or a student distils on the mix."""
+        """Whether the German corpus is made: the scale has one, and a student distils on the mix or ST De->En
+        runs on it (no ST corpora of its own)."""
+        st_on_it = "st" in self.tasks and self.scale.st_corpus_args is None
         return self.scale.de_args is not None and (
-            "st" in self.tasks or any(s.corpus == "mix" for s in plan_students(self.scale)))
+            st_on_it or any(s.corpus == "mix" for s in plan_students(self.scale)))
 
     @property
     def pretrain_root(self) -> Path:
