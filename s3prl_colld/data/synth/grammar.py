@@ -1,10 +1,10 @@
 """English-German sentence pairs from a small templated grammar: a translation task a tiny model can learn.
 
-The trans-de-en dictionary (:mod:`.sentences`) gives ~12k real, diverse
+The trans-de-en dictionary (:mod:`.sentences`) gives 13,406 real, diverse
 sentences with a vocabulary far too large for a 2+2-layer speech translation
 probe trained on 10 h of speech. This module makes pairs from a controlled
-vocabulary instead (~125 nouns with German gender and plural, ~55
-adjectives, ~60 verbs, the numbers two to twelve, seven prepositions) and six
+vocabulary instead (125 nouns with German gender and plural, 58
+adjectives, 61 verbs, the numbers two to twelve, seven prepositions) and six
 templates, each word translated one way only, so the mapping is
 compositional::
 
@@ -442,7 +442,6 @@ DEF_PLURAL = {"nom": "die", "acc": "die", "dat": "den"}
 INDEF_ARTICLE = {("nom", "m"): "ein", ("nom", "f"): "eine", ("nom", "n"): "ein", ("acc", "m"): "einen",
                  ("acc", "f"): "eine", ("acc", "n"): "ein", ("dat", "m"): "einem", ("dat", "f"): "einer",
                  ("dat", "n"): "einem"}
-KEIN_PLURAL = {"nom": "keine", "acc": "keine", "dat": "keinen"}
 
 # determiner kinds: "the" (singular), "the+pl", "a", "num" (a number, plural), "no" (kein, singular; negation only)
 DETERMINERS = ("the", "the+pl", "a", "num")
