@@ -7,7 +7,8 @@ Loading a corpus, synthetic or real, is the rest of ``s3prl_colld.data``.
 - ``generate``: the command (``main``): plan, synthesise, augment, write, check;
 - ``corpus_plan``: speakers, sentences and rooms per split, decided before any audio;
 - ``voices`` / ``flite``: the espeak-ng and flite voices; ``augment``: rooms and noise;
-- ``sentences`` / ``phonemes`` / ``arpabet``: texts, their phonemes and the lexicons.
+- ``sentences`` / ``grammar`` / ``phonemes`` / ``arpabet``: texts (dictionary or templated grammar),
+  their phonemes and the lexicons.
 
 ``main`` and ``SPLITS`` are importable from here too (what ``s3prl_colld.data.synth``
 offered as a module), without importing the generator until they are used.

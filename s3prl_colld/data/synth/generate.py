@@ -5,7 +5,8 @@
     python -m s3prl_colld.data.synth --lang de --out data/synth_de --seed 0             # >= 3 h
 
 Sentences are English-German pairs from Debian's trans-de-en dictionary
-(:mod:`.sentences`). English is spoken by espeak-ng speakers (:mod:`.voices`)
+(:mod:`.sentences`), or with ``--sentences grammar`` from a small templated
+grammar whose translations a small model can learn (:mod:`.grammar`). English is spoken by espeak-ng speakers (:mod:`.voices`)
 and flite speakers (:mod:`.flite`), German by espeak-ng speakers (flite has
 no German voice); ``--engines`` picks them. English phones are ARPAbet from
 flite's CMUdict-based lexicon whichever engine spoke (:mod:`.arpabet`),
@@ -54,6 +55,7 @@ import argparse
 import csv
 import functools
 import json
+import math
 import random
 import shlex
 import shutil
@@ -77,12 +79,14 @@ from s3prl_colld.data.synth.arpabet import T2PMissing, arpabet_lexicon, require_
 from s3prl_colld.data.synth.augment import RT60_RANGE, SNR_RANGE, augment, plan_rooms, room_impulse_response
 from s3prl_colld.data.synth.corpus_plan import (BASE_SPLITS, NOISY_SPLITS, SPLITS, SynthError, Utterance, auto_rooms,
                                           check_engines, check_family, default_unseen_family, make_speaker_groups,
-                                          plan_conditions, plan_utterances, sizes_for_hours, sizes_for_utterances)
+                                          plan_conditions, plan_utterances, sizes_for_hours, sizes_for_utterances,
+                                          Sizes)
+from s3prl_colld.data.synth import grammar
 from s3prl_colld.data.lengths import LengthRow, write_length_csv
 from s3prl_colld.data.synth.phonemes import (PHONEME_VOICE, EspeakMissing, phonemize_words, require_espeak,
                                        write_lexicon, write_phone_inventory)
-from s3prl_colld.data.synth.sentences import (DICTIONARY_PATH, DictionaryMissing, load_sentence_pairs, normalise_transcript,
-                                        require_dictionary, spoken_words)
+from s3prl_colld.data.synth.sentences import (DICTIONARY_PATH, DictionaryMissing, SentencePair, load_sentence_pairs,
+                                        normalise_transcript, require_dictionary, spoken_words)
 from s3prl_colld.data.synth.voices import SynthesisError, installed_variants, speaker_record
 from s3prl_colld.data.synth.voices import synthesize as espeak_synthesize
 
@@ -98,6 +102,23 @@ AUGMENT_BATCH = 16  # noisy utterances per augmentation job
 OUTPUTS = (*SPLITS, "clean", "covost", "len_for_bucket", "lexicon.txt", "phones.txt", "manifest.json")
 TSV_HEADER = ["id", "audio", "n_frames", "sr", "src_text", "tgt_text"]
 SYNTHESISERS: dict[str, Callable] = {"espeak": espeak_synthesize, "flite": flite.synthesize}
+SENTENCE_SOURCES = ("dictionary", "grammar")
+GRAMMAR_SECONDS_PER_UTTERANCE = 1.5  # grammar utterances average ~2.3 s: --hours does not run out of distinct pairs
+
+
+def grammar_pool_size(sizes: Sizes) -> int:
+    """How many distinct grammar pairs a corpus of ``sizes`` draws from: one per utterance of train, dev, test
+    and test_unseen (with ``--hours``, one per :data:`GRAMMAR_SECONDS_PER_UTTERANCE` of training speech)."""
+    train = sizes.train if sizes.train is not None else math.ceil(sizes.hours * 3600 / GRAMMAR_SECONDS_PER_UTTERANCE)
+    return sizes.dev + sizes.test + sizes.unseen + train
+
+
+def sentence_pairs(args: argparse.Namespace, sizes: Sizes) -> list[SentencePair]:
+    """The pairs the corpus draws its sentences from: the dictionary's, or ``--sentences grammar``'s
+    (:mod:`.grammar`, seeded by ``--seed``)."""
+    if args.sentences == "grammar":
+        return grammar.grammar_pairs(grammar_pool_size(sizes), args.seed)
+    return load_sentence_pairs(args.dictionary)
 
 
 def prepare_output_dir(out: Path, force: bool) -> Path:
@@ -318,14 +339,17 @@ def generate(args: argparse.Namespace, argv: Sequence[str]) -> dict:
         executables["flite"] = flite.require_flite(args.flite)
     if lang == "en":
         executables["t2p"] = require_t2p(args.t2p)
-    require_dictionary(args.dictionary)
+    if args.sentences not in SENTENCE_SOURCES:
+        raise SynthError(f"unknown --sentences {args.sentences!r}: choose one of {', '.join(SENTENCE_SOURCES)}")
+    if args.sentences == "dictionary":
+        require_dictionary(args.dictionary)
     variants = installed_variants(executables["espeak"])
     flite_voices = flite.installed_voices(executables["flite"]) if uses_flite else []
     check_family(unseen, lang, variants, flite_voices)
     sizes = (sizes_for_utterances(args.utterances) if args.utterances is not None
              else sizes_for_hours(DEFAULT_HOURS[lang] if args.hours is None else args.hours, args.held_out))
 
-    pairs = load_sentence_pairs(args.dictionary)
+    pairs = sentence_pairs(args, sizes)
     rng = random.Random(args.seed)
     groups = make_speaker_groups(lang, engines, args.speakers, args.unseen_speakers, unseen, rng, variants, flite_voices)
     clean = plan_utterances(pairs, lang, sizes, groups, rng)
@@ -369,7 +393,10 @@ def generate(args: argparse.Namespace, argv: Sequence[str]) -> dict:
         lengths[u.split, u.uttid] = n
     augment_done = time.perf_counter()
 
-    settings = {"engines": list(engines), "unseen_family": unseen, "phone_set": "arpabet" if lang == "en" else "espeak-ipa",
+    settings = {"sentences": args.sentences, **({"grammar": {
+                    "pairs_possible": grammar.count_pairs(), "content_words": grammar.content_words(),
+                    "word_forms": {s: len(grammar.vocabulary(s)) for s in LANGUAGES}}} if args.sentences == "grammar" else {}),
+                "engines": list(engines), "unseen_family": unseen, "phone_set": "arpabet" if lang == "en" else "espeak-ipa",
                 "hours_target": sizes.hours, "augmentation": {
                     "noisy_fraction": args.noisy_fraction, "rt60_s": list(rt60), "snr_db": list(snr),
                     "rooms": [asdict(r) for r in rooms]}}
@@ -416,6 +443,10 @@ def parser() -> argparse.ArgumentParser:
                    help="rooms in the impulse-response bank (default: one per 16 noisy utterances, 2 to 24; 0: no reverb)")
     p.add_argument("--rt60", default=",".join(f"{x:g}" for x in RT60_RANGE), help="RT60 range of the rooms in s (default 0.2,0.9)")
     p.add_argument("--snr", default=",".join(f"{x:g}" for x in SNR_RANGE), help="SNR range in dB of noise and babble (default 0,20)")
+    p.add_argument("--sentences", default="dictionary", choices=SENTENCE_SOURCES,
+                   help="where the sentence pairs come from: dictionary (real sentences of trans-de-en, default) or "
+                        "grammar (a small templated grammar with ~260 content words, learnable by a small "
+                        "translation model; see docs/corpus.md)")
     p.add_argument("--dictionary", default=str(DICTIONARY_PATH), help=f"trans-de-en dictionary (default {DICTIONARY_PATH})")
     p.add_argument("--espeak", default="espeak-ng", help="espeak-ng executable (default: espeak-ng on PATH)")
     p.add_argument("--flite", default="flite", help="flite executable (default: flite on PATH)")
