@@ -214,6 +214,9 @@ SCALES: dict[str, Scale] = {
         probe_seeds=2, asr_overrides="", asr_top=0, st_overrides="", pretrain_every=5,
         students=tuple(s.key for s in STUDENTS if s is not COLLD_MULTILINGUAL),
         asr_config="mini/asr.yaml", st_config="mini/st.yaml", tasks=("pr",),  # --tasks pr,asr,st adds them
+        # ST on corpora of the templated grammar (data/synth/grammar.py), 5 h per spoken language: the dictionary's
+        # 12k real sentence pairs (16k German word forms) are more than a mini ST head can learn from 10 h
+        st_corpus_args=("--sentences", "grammar", "--hours", "5"),
         curve_steps=(300, 1200, 3000), curve_seeds=2,  # --stages curves (budgets, each its own run) ...
         curves=False,  # ... instead of probing the intermediate checkpoints of one 300-step run
     ),

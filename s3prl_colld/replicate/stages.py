@@ -80,9 +80,17 @@ class Grid:
         return None if stored is None else self.out / stored
 
     def _record(self, name: str, seconds: float) -> None:
-        """Keep ``seconds`` as the wall time of ``name`` in ``stage_times.json``."""
+        """Keep ``seconds`` as the wall time of ``name`` in ``stage_times.json``.
+
+        The file is read again first, so two processes working on one grid (say, the sweep beside a probe
+        stage) keep each other's entries; it is replaced atomically."""
+        from s3prl_colld.checkpoint import write_atomic
+
+        if self.times_path.is_file():
+            self.times = {**json.loads(self.times_path.read_text()), **self.times}
         self.times[name] = seconds
-        self.times_path.write_text(json.dumps(self.times, indent=1, sort_keys=True))
+        text = json.dumps(self.times, indent=1, sort_keys=True).encode()
+        write_atomic(self.times_path, lambda f: f.write(text))
 
     # ---- corpora
     def corpora(self) -> None:
