@@ -90,6 +90,9 @@ def test_the_plan_names_the_asr_and_st_rows() -> None:
     assert sorted(seed for s, seed in pairs if s.key == DISTILHUBERT.key) == [0, 1]
     assert all(seed == 0 for s, seed in pairs if s.key not in ASR_SEEDS)
     assert {s.key for s, _ in st_rows(full)} == {DISTILHUBERT.key, COLLD.key, COLLD_MULTILINGUAL.key}
+    # ST: two seeds of the main comparison (its verdict needs a spread), one of the multilingual student
+    assert sorted(seed for s, seed in st_rows(full) if s.key == COLLD.key) == [0, 1]
+    assert [seed for s, seed in st_rows(full) if s.key == COLLD_MULTILINGUAL.key] == [0]
     # seeds capped by the scale: gpu-tiny distils one seed, so ASR probes one
     assert all(seed == 0 for _, seed in asr_rows(plan_students(SCALES["gpu-tiny"])))
     # SUPERB's heads stay the default of the full and gpu scales; the mini presets are the CPU scales'

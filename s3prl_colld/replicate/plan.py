@@ -127,9 +127,10 @@ def asr_rows(students: list[Student]) -> list[tuple[Student, int]]:
 
 
 def st_rows(students: list[Student]) -> list[tuple[Student, int]]:
-    """The ``(student, distillation seed)`` pairs probed for ST (both directions) among ``students``: seed 0."""
+    """The ``(student, distillation seed)`` pairs probed for ST (both directions) among ``students``: the seeds
+    of ``ASR_SEEDS`` (2 for the main comparison, so its verdict has a spread), else seed 0."""
     keys = {s.key for s in ST_STUDENTS}
-    return [(s, 0) for s in students if s.key in keys and s.seeds > 0]
+    return [(s, seed) for s in students if s.key in keys for seed in range(min(s.seeds, ASR_SEEDS.get(s.key, 1)))]
 
 
 @dataclass(frozen=True)

@@ -129,16 +129,19 @@ def run_grid(grid: Grid) -> dict[str, Any]:
         targets = [(name, name, upstream, ckpt) for name, _, upstream, ckpt in baselines if name in ST_BASELINES]
         targets += [(s.key, f"{s.name}-s{seed}", upstream_of(s.task), finals[s.name][seed])
                     for s, seed in st_rows(students) if seed in finals[s.name]]
+        st_probes: dict[tuple[str, str], list[dict[str, Any] | None]] = {}
         for key, name, upstream, ckpt in targets:
             for field, lang in ST_DIRECTIONS.items():
                 corpus = grid.st_corpus(lang)
                 if not (corpus / "manifest.json").is_file():
                     continue
-                res = grid.probe("st", f"{name}-{field[3:].replace('_', '-')}", upstream, ckpt, 0,
-                                 scale.st_overrides, ST_SPLITS, corpus=corpus, config=scale.st_config)
-                if res is not None and key in by_key:
-                    by_key[key][field] = block([res], ST_SPLITS)
-                    by_key[key][f"{field}_probes"] = probe_runs([res])
+                st_probes.setdefault((key, field), []).append(grid.probe(
+                    "st", f"{name}-{field[3:].replace('_', '-')}", upstream, ckpt, 0, scale.st_overrides, ST_SPLITS,
+                    corpus=corpus, config=scale.st_config))
+        for (key, field), probes in st_probes.items():
+            if key in by_key and any(p is not None for p in probes):
+                by_key[key][field] = block(probes, ST_SPLITS)
+                by_key[key][f"{field}_probes"] = probe_runs(probes)
     planned = {f"{s.name} seed {seed}" for s, seed in student_order(students)}
     missing = sorted(planned - {f"{n} seed {seed}" for n, seeds in finals.items() for seed in seeds})
     # the corpus: hours and speakers per split, from its manifest (what the synthesiser recorded)
