@@ -151,7 +151,7 @@ def test_old_results_json_still_renders(tmp_path: Path) -> None:
     assert "| 31.5 | 4.5 | 2.5 |" in report(tmp_path, old)
     grid = tmp_path / "grid_reduced"  # replicate --report-only on a folder that holds only the committed results.json
     grid.mkdir()
-    committed = REPO / "docs" / "results" / "grid_reduced" / "results.json"
+    committed = REPO / "docs" / "results" / "history" / "grid_reduced_400_updates" / "results.json"
     shutil.copy(committed, grid / "results.json")
     assert main(["--out", str(grid), "--scale", "reduced", "--report-only"]) == 0
     md = (grid / "results.md").read_text()

@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
                         "students at several budgets (Scale.curve_steps)")
     p.add_argument("--students", default=None,
                    help="comma-separated row keys to run instead of the scale's (e.g. colld,distilhubert)")
+    p.add_argument("--seeds-cap", type=int, default=None,
+                   help="at most this many distillation seeds per student (default: the scale's)")
     p.add_argument("--curve-steps", default=None, help="comma-separated step counts of the curves stage "
                                                          "(default: the scale's)")
     args = p.parse_args(argv)
@@ -211,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         if not keys or any(k not in known for k in keys):
             p.error(f"--students {args.students!r}: give row keys of {','.join(sorted(known))}")
         scale = dataclasses.replace(scale, students=keys)
+    if args.seeds_cap is not None:
+        if args.seeds_cap < 1:
+            p.error(f"--seeds-cap {args.seeds_cap}: give at least 1")
+        scale = dataclasses.replace(scale, seeds_cap=args.seeds_cap)
     if args.curve_steps is not None:
         try:
             scale = dataclasses.replace(scale, curve_steps=tuple(int(n) for n in args.curve_steps.split(",")))

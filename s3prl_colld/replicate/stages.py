@@ -9,6 +9,7 @@ only into its own folder under the grid's, never into its inputs.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -224,10 +225,22 @@ class Grid:
         with ``report_only``, or for a task outside ``tasks``, for a probe that has not finished). A probe that
         collapses (mostly empty hypotheses) is trained again with another seed or a lower learning rate
         (:func:`~s3prl_colld.downstream.retry.probe_with_retry`); ``collapsed`` is true when every attempt
-        collapsed or a tested split's decode did: its numbers must not be reported.
+        collapsed or a tested split's decode did: its numbers must not be reported. A probe holds a lock
+        (``probes/<folder>/.<run>.lock``) while it runs, so two processes working on one grid (the sweep beside
+        a probe stage, say) never train the same probe twice: the second waits and reuses the first's result.
         """
         folder = folder or task
         run = self.out / "probes" / folder / f"{slug(name)}-p{seed}"
+        if self.report_only or task not in self.tasks:
+            return self._probe(task, name, run, seed, folder, upstream, ckpt, overrides, splits, corpus, config)
+        run.parent.mkdir(parents=True, exist_ok=True)
+        with open(run.parent / f".{run.name}.lock", "w") as lock:  # another process on this probe: wait, then reuse
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return self._probe(task, name, run, seed, folder, upstream, ckpt, overrides, splits, corpus, config)
+
+    def _probe(self, task: str, name: str, run: Path, seed: int, folder: str, upstream: str, ckpt: Path | None,
+               overrides: str, splits: Iterable[str], corpus: Path | None, config: str | None) -> dict[str, Any] | None:
+        """:meth:`probe` in its folder ``run`` (under the probe's lock)."""
         done = run / "DONE.json"
         if done.is_file():
             result = json.loads(done.read_text())

@@ -38,20 +38,31 @@ def run_sweep(grid: Grid, teacher: Path) -> dict[str, Any]:
 
     students = {s.key: s for s in plan_students(grid.scale)}
     splits = [s for s in PR_SPLITS if (grid.corpus_en / s).is_dir()]
-    points = []
-    for point in SWEEP:
-        if point.method not in students:
-            continue
+    todo = [p for p in SWEEP if p.method in students]
+    points = [_point(p, variant(students[p.method], p), None) for p in todo]
+    result = _write(grid.out, points)  # a sweep cut short keeps its finished points (and says which are not)
+    for i, point in enumerate(todo):
         student = variant(students[point.method], point)
         run = grid.distil(student, 0, teacher)
         probe = None if run is None else grid.probe(
             "pr", f"{student.name}-s0", upstream_of(student.task), _latest(run), 0, grid.scale.probe_overrides, splits)
-        points.append({"method": point.method, "label": point.label, "overrides": point.overrides,
-                       "name": student.name, "dev": None if probe is None else probe["dev"],
-                       **{k: None if probe is None else probe.get(k) for k in ("updates", "stop_reason", "collapsed")}})
+        points[i] = _point(point, student, probe)
+        result = _write(grid.out, points)
+    return result
+
+
+def _point(point: SweepPoint, student: Student, probe: dict[str, Any] | None) -> dict[str, Any]:
+    """``sweep.json``'s entry of one point (``dev`` None: not finished)."""
+    return {"method": point.method, "label": point.label, "overrides": point.overrides, "name": student.name,
+            "dev": None if probe is None else probe["dev"],
+            **{k: None if probe is None else probe.get(k) for k in ("updates", "stop_reason", "collapsed")}}
+
+
+def _write(out: Path, points: list[dict[str, Any]]) -> dict[str, Any]:
+    """``sweep.json`` and ``sweep.md`` of the points so far; returns the content."""
     result = {"points": points, "chosen": choose(points)}
-    (grid.out / SWEEP_FILE).write_text(json.dumps(result, indent=1))
-    (grid.out / "sweep.md").write_text(render(result) + "\n")
+    (out / SWEEP_FILE).write_text(json.dumps(result, indent=1))
+    (out / "sweep.md").write_text(render(result) + "\n")
     return result
 
 
@@ -71,7 +82,7 @@ def render(result: dict[str, Any]) -> str:
     """``sweep.md``: one table row per point, the chosen one marked."""
     lines = ["| method | setting | overrides | dev PER | probe updates (stop) | chosen |", "|---|---|---|---|---|---|"]
     for p in result["points"]:
-        dev = "-" if p["dev"] is None else ("collapsed" if p.get("collapsed") else f"{p['dev']:.1f}")
+        dev = "not run" if p["dev"] is None else ("collapsed" if p.get("collapsed") else f"{p['dev']:.1f}")
         chosen = "**yes**" if result["chosen"].get(p["method"]) == p["label"] else ""
         lines.append(f"| {p['method']} | {p['label']} | `{p['overrides'] or '(planned row)'}` | {dev} | "
                      f"{p.get('updates') or '-'} ({p.get('stop_reason') or '-'}) | {chosen} |")
