@@ -155,3 +155,14 @@ def test_task_verdicts_read_wer_lower_and_bleu_higher_as_better() -> None:
     assert "colld 30.5 ± 0.7 vs distilhubert 40.5 ± 0.7 WER on test (difference -10.0): colld is better" in lines[0]
     assert "BLEU en-de on test (difference +10.0): colld is better, beyond the seed spread" in lines[1]
     assert len(lines) == 2  # no PR blocks, no De->En block, no other rows: nothing else is claimed
+
+
+def test_hypotheses_pairs_each_hypothesis_with_its_reference(tmp_path: Path) -> None:
+    """The report's by-eye lines: hypotheses in the probe's order, references looked up by utterance id."""
+    from s3prl_colld.replicate.run import hypotheses
+
+    (tmp_path / "test-ref.ark").write_text("u1 THE CAT\nu2 A DOG\nu3 TWO MEN\n")
+    (tmp_path / "test-hyp.ark").write_text("u2 A DOG\nu1 THE CAD\nu3 \nu4 EXTRA\n")
+    assert hypotheses(tmp_path, n=3) == [{"ref": "A DOG", "hyp": "A DOG"}, {"ref": "THE CAT", "hyp": "THE CAD"},
+                                         {"ref": "TWO MEN", "hyp": ""}]
+    assert hypotheses(tmp_path / "missing") == []

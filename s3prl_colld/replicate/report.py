@@ -80,6 +80,11 @@ def report(out: Path, results: dict[str, Any]) -> str:
     lines += probe_summary(results["rows"])
     if results.get("not_run"):
         lines += ["", f"Not run (the grid was cut short): {', '.join(results['not_run'])}."]
+    if results.get("samples"):
+        lines += ["", "By eye: the teacher's first test utterances (reference / hypothesis):"]
+        for probe, pairs in results["samples"].items():
+            for x in pairs:
+                lines += [f"- {probe}: `{x['ref']}`", f"  -> `{x['hyp'] or '(empty)'}`"]
     if results.get("sweep"):
         from s3prl_colld.replicate.sweep import render as render_sweep
 

@@ -142,14 +142,31 @@ def run_grid(grid: Grid) -> dict[str, Any]:
             if key in by_key and any(p is not None for p in probes):
                 by_key[key][field] = block(probes, ST_SPLITS)
                 by_key[key][f"{field}_probes"] = probe_runs(probes)
+    samples = {f"{folder} {name}": lines for folder, name in (("asr", "teacher-p0"), ("st", "teacher-en-de-p0"),
+                                                             ("st", "teacher-de-en-p0"))
+               if (lines := hypotheses(grid.out / "probes" / folder / name))}
     planned = {f"{s.name} seed {seed}" for s, seed in student_order(students)}
     missing = sorted(planned - {f"{n} seed {seed}" for n, seeds in finals.items() for seed in seeds})
     # the corpus: hours and speakers per split, from its manifest (what the synthesiser recorded)
     manifest = json.loads((grid.corpus_en / "manifest.json").read_text())
     return {"scale": grid.scale_name, "rows": rows, "curves": curves, **_stage_files(grid),
             "stage_times": grid.times, "pr_splits": splits, "asr_splits": asr_splits, "st_splits": list(ST_SPLITS),
-            "tasks": list(grid.tasks), "not_run": missing,
+            "tasks": list(grid.tasks), "not_run": missing, "samples": samples,
             "corpus": {k: _without_folder(v, grid) for k, v in manifest.items() if k != "utterances"}}
+
+
+def hypotheses(run: Path, split: str = "test", n: int = 3) -> list[dict[str, str]]:
+    """The first ``n`` test utterances of a finished probe as ``{"ref", "hyp"}`` (its ``SPLIT-ref.ark`` /
+    ``SPLIT-hyp.ark``: ``uttid text`` lines), for the report's by-eye check; [] when the probe has none."""
+    ref, hyp = run / f"{split}-ref.ark", run / f"{split}-hyp.ark"
+    if not (ref.is_file() and hyp.is_file()):
+        return []
+    refs = dict(line.split(" ", 1) for line in ref.read_text().splitlines() if " " in line)
+    out = []
+    for line in hyp.read_text().splitlines()[:n]:
+        uttid, _, text = line.partition(" ")
+        out.append({"ref": refs.get(uttid, "").strip(), "hyp": text.strip()})
+    return out
 
 
 def _stage_files(grid: Grid) -> dict[str, Any]:
