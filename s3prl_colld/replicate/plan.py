@@ -80,6 +80,7 @@ class Scale:
     # synth arguments of ST's own corpora, one per spoken language (``corpus_st_en``, ``corpus_st_de``); None:
     # ST runs on the English corpus (En->De) and the German one (De->En)
     st_corpus_args: tuple[str, ...] | None = None
+    asr_on_st_corpus: bool = False  # ASR trains and tests on ST's English corpus instead of PR's
 
     def default_tasks(self) -> tuple[str, ...]:
         """What ``--tasks`` is when not given: ``tasks``, else PR plus ASR / ST where the scale sets them."""
@@ -216,8 +217,10 @@ SCALES: dict[str, Scale] = {
         students=tuple(s.key for s in STUDENTS if s is not COLLD_MULTILINGUAL),
         asr_config="mini/asr.yaml", st_config="mini/st.yaml", tasks=("pr",),  # --tasks pr,asr,st adds them
         # ST on corpora of the templated grammar (data/synth/grammar.py), 5 h per spoken language: the dictionary's
-        # 12k real sentence pairs (16k German word forms) are more than a mini ST head can learn from 10 h
-        st_corpus_args=("--sentences", "grammar", "--hours", "5"),
+        # 12k real sentence pairs (16k German word forms) are more than a mini ST head can learn from 10 h. ASR
+        # on the English one too: on PR's corpus (the dictionary's 11.7k English words) the teacher's mini ASR
+        # probe stayed at 98-101 dev WER for 1,500 updates (docs/superb_protocol.md, "Mini presets")
+        st_corpus_args=("--sentences", "grammar", "--hours", "5"), asr_on_st_corpus=True,
         curve_steps=(300, 1200, 3000), curve_seeds=2,  # --stages curves (budgets, each its own run) ...
         curves=False,  # ... instead of probing the intermediate checkpoints of one 300-step run
     ),

@@ -109,18 +109,18 @@ def run_grid(grid: Grid) -> dict[str, Any]:
             curves[student.name] = [(step, res["test"]) for step, res in points
                                      if res is not None and not res.get("collapsed")]
     by_key = {r["key"]: r for r in rows}
-    asr_splits = [s for s in ASR_SPLITS if (grid.corpus_en / s).is_dir()]
+    asr_splits = [s for s in ASR_SPLITS if (grid.asr_corpus / s).is_dir()]
     if scale.asr_overrides is not None:  # ASR: the plan's rows (plan.ASR_BASELINES, plan.asr_rows)
         asr_probes: dict[str, list[dict[str, float] | None]] = {}
         for name, _, upstream, ckpt in baselines:
             if name in ASR_BASELINES:
                 asr_probes[name] = [grid.probe("asr", name, upstream, ckpt, 0, scale.asr_overrides, asr_splits,
-                                               config=scale.asr_config)]
+                                               corpus=grid.asr_corpus, config=scale.asr_config)]
         for student, seed in asr_rows(students):
             if seed in finals[student.name]:
                 asr_probes.setdefault(student.key, []).append(grid.probe(
                     "asr", f"{student.name}-s{seed}", upstream_of(student.task), finals[student.name][seed], 0,
-                    scale.asr_overrides, asr_splits, config=scale.asr_config))
+                    scale.asr_overrides, asr_splits, corpus=grid.asr_corpus, config=scale.asr_config))
         for key, probes in asr_probes.items():
             if key in by_key and any(p is not None for p in probes):
                 by_key[key]["asr"] = block(probes, asr_splits)

@@ -99,8 +99,10 @@ class Grid:
 
         workers = self.scale.synth_workers or os.cpu_count() or 1
         made = [("en", self.corpus_en, self.scale.en_args), ("de", self.corpus_de, self.scale.de_args)]
-        if "st" in self.tasks and self.scale.st_corpus_args is not None:
-            made += [(lang, self.st_corpus(lang), self.scale.st_corpus_args) for lang in ("en", "de")]
+        if self.scale.st_corpus_args is not None:  # ST's corpora (English also ASR's, with asr_on_st_corpus)
+            langs = (["en"] if "st" in self.tasks or ("asr" in self.tasks and self.scale.asr_on_st_corpus) else []) \
+                + (["de"] if "st" in self.tasks else [])
+            made += [(lang, self.st_corpus(lang), self.scale.st_corpus_args) for lang in langs]
         for lang, path, extra in made:
             if extra is None or (path == self.corpus_de and not self.needs_german):
                 continue
@@ -117,6 +119,12 @@ class Grid:
         if self.scale.st_corpus_args is not None:
             return self.out / f"corpus_st_{lang}"
         return {"en": self.corpus_en, "de": self.corpus_de}[lang]
+
+    @property
+    def asr_corpus(self) -> Path:
+        """The corpus ASR trains and tests on: ST's English corpus with ``Scale.asr_on_st_corpus``, else the
+        grid's English corpus (PR's)."""
+        return self.st_corpus("en") if self.scale.asr_on_st_corpus else self.corpus_en
 
     @property
     def needs_german(self) -> bool:
