@@ -51,7 +51,8 @@ class Grid:
     def stage(self, name: str, done: Path, fn: Callable[[], Any]) -> bool:
         """Run ``fn`` unless ``done`` exists; the wall time of a run is kept in ``stage_times.json``.
 
-        Returns whether the stage is finished (``False`` only with ``report_only``, which runs nothing).
+        Returns whether the stage is finished (``False`` only with ``report_only``, which runs nothing). The stage
+        holds a lock (``.<name>.lock`` in the grid's folder) while it runs: a second process asking for it waits.
         """
         if done.exists():
             print(f"[replicate] {name}: reusing {done}", flush=True)
@@ -59,11 +60,17 @@ class Grid:
         if self.report_only:
             print(f"[replicate] {name}: not run (--report-only)", flush=True)
             return False
-        print(f"[replicate] {name}: running ...", flush=True)
-        start = time.time()
-        fn()
-        self._record(name, self.times.get(name, 0.0) + time.time() - start)
-        print(f"[replicate] {name}: done in {time.time() - start:.0f} s", flush=True)
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / f".{slug(name)}.lock", "w") as lock:  # another process runs it: wait, then reuse
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if done.exists():
+                print(f"[replicate] {name}: reusing {done} (finished by another process)", flush=True)
+                return True
+            print(f"[replicate] {name}: running ...", flush=True)
+            start = time.time()
+            fn()
+            self._record(name, self.times.get(name, 0.0) + time.time() - start)
+            print(f"[replicate] {name}: done in {time.time() - start:.0f} s", flush=True)
         return True
 
     def relative(self, path: Path | None) -> str | None:
