@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from s3prl_colld.checkpoint import latest_checkpoint
+import yaml
+
+from s3prl_colld.checkpoint import latest_checkpoint, step_of
 from s3prl_colld.config import CONFIG_DIR
 from s3prl_colld.replicate.plan import TASKS, Scale, Student, plan_students
 
@@ -335,7 +337,12 @@ def pretrain(task: str, expdir: Path, overrides: str, runner_yaml: Path | None =
     if last is not None:
         args += ["-e", str(last)]
     _check(pretrain_main(args), f"run_pretrain.py -u {task} -p {expdir}")
-    return _latest(expdir)
+    last = _latest(expdir)
+    total = yaml.safe_load((expdir / "config.yaml").read_text())["runner"]["total_steps"]
+    if (step_of(last) or 0) < total:  # SIGTERM / Ctrl-C: the trainer saved and returned 0; the stage is not done
+        raise SystemExit(f"[replicate] run_pretrain.py -u {task} -p {expdir} stopped at step {step_of(last)} of "
+                         f"{total} (a stop signal?): run the grid again to resume it")
+    return last
 
 
 def write_mixed_corpus(out: Path, corpora: dict[str, Path]) -> None:
