@@ -166,3 +166,15 @@ def test_hypotheses_pairs_each_hypothesis_with_its_reference(tmp_path: Path) -> 
     assert hypotheses(tmp_path, n=3) == [{"ref": "A DOG", "hyp": "A DOG"}, {"ref": "THE CAT", "hyp": "THE CAD"},
                                          {"ref": "TWO MEN", "hyp": ""}]
     assert hypotheses(tmp_path / "missing") == []
+
+
+def test_a_pretraining_run_stopped_before_its_last_step_is_not_finished(tmp_path: Path) -> None:
+    """A student stopped by SIGTERM leaves ``states-3.ckpt`` of 300 steps and exit code 0: not a finished stage."""
+    from s3prl_colld.replicate.stages import finished_run
+
+    (tmp_path / "config.yaml").write_text("runner:\n  total_steps: 300\n")
+    (tmp_path / "states-3.ckpt").write_bytes(b"")
+    with pytest.raises(SystemExit, match="stopped at step 3 of 300"):
+        finished_run("colld_distiller", tmp_path)
+    (tmp_path / "states-300.ckpt").write_bytes(b"")
+    assert finished_run("colld_distiller", tmp_path) == tmp_path / "states-300.ckpt"

@@ -337,9 +337,16 @@ def pretrain(task: str, expdir: Path, overrides: str, runner_yaml: Path | None =
     if last is not None:
         args += ["-e", str(last)]
     _check(pretrain_main(args), f"run_pretrain.py -u {task} -p {expdir}")
+    return finished_run(task, expdir)
+
+
+def finished_run(task: str, expdir: Path) -> Path:
+    """The final checkpoint of the pretraining run in ``expdir``; ``SystemExit`` when it stopped before its
+    ``runner.total_steps`` (SIGTERM or Ctrl-C: the trainer saves a checkpoint and returns 0, so a caller that
+    only checked the exit code would mark a half-trained student done)."""
     last = _latest(expdir)
     total = yaml.safe_load((expdir / "config.yaml").read_text())["runner"]["total_steps"]
-    if (step_of(last) or 0) < total:  # SIGTERM / Ctrl-C: the trainer saved and returned 0; the stage is not done
+    if (step_of(last) or 0) < total:
         raise SystemExit(f"[replicate] run_pretrain.py -u {task} -p {expdir} stopped at step {step_of(last)} of "
                          f"{total} (a stop signal?): run the grid again to resume it")
     return last
