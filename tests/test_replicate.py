@@ -166,6 +166,13 @@ def test_hypotheses_pairs_each_hypothesis_with_its_reference(tmp_path: Path) -> 
     assert hypotheses(tmp_path, n=3) == [{"ref": "A DOG", "hyp": "A DOG"}, {"ref": "THE CAT", "hyp": "THE CAD"},
                                          {"ref": "TWO MEN", "hyp": ""}]
     assert hypotheses(tmp_path / "missing") == []
+    asr = tmp_path / "asr"  # the ASR probe's names, and the ST probe's tsv
+    asr.mkdir()
+    (asr / "test-noLM-ref.ark").write_text("u1 THE CAT\n")
+    (asr / "test-noLM-hyp.ark").write_text("u1 THE CAD\n")
+    assert hypotheses(asr) == [{"ref": "THE CAT", "hyp": "THE CAD"}]
+    (asr / "output-st-test.tsv").write_text("utt_id\thyp\tref\nu1\tDie Katze.\tDer Hund.\n")
+    assert hypotheses(asr) == [{"ref": "Der Hund.", "hyp": "Die Katze."}]
 
 
 def test_a_pretraining_run_stopped_before_its_last_step_is_not_finished(tmp_path: Path) -> None:

@@ -156,10 +156,18 @@ def run_grid(grid: Grid) -> dict[str, Any]:
 
 
 def hypotheses(run: Path, split: str = "test", n: int = 3) -> list[dict[str, str]]:
-    """The first ``n`` test utterances of a finished probe as ``{"ref", "hyp"}`` (its ``SPLIT-ref.ark`` /
-    ``SPLIT-hyp.ark``: ``uttid text`` lines), for the report's by-eye check; [] when the probe has none."""
-    ref, hyp = run / f"{split}-ref.ark", run / f"{split}-hyp.ark"
-    if not (ref.is_file() and hyp.is_file()):
+    """The first ``n`` test utterances of a finished probe as ``{"ref", "hyp"}``, for the report's by-eye check:
+    from ``SPLIT-hyp.ark`` / ``SPLIT-ref.ark`` (PR; ``SPLIT-noLM-*.ark``, ASR: ``uttid text`` lines) or
+    ``output-st-SPLIT.tsv`` (ST: ``utt_id``, ``hyp``, ``ref`` columns); [] when the probe has none."""
+    table = run / f"output-st-{split}.tsv"
+    if table.is_file():
+        rows = [line.split("\t") for line in table.read_text().splitlines()[1:n + 1]]
+        return [{"ref": r[2].strip(), "hyp": r[1].strip()} for r in rows if len(r) >= 3]
+    for tag in ("", "-noLM"):
+        ref, hyp = run / f"{split}{tag}-ref.ark", run / f"{split}{tag}-hyp.ark"
+        if ref.is_file() and hyp.is_file():
+            break
+    else:
         return []
     refs = dict(line.split(" ", 1) for line in ref.read_text().splitlines() if " " in line)
     out = []
