@@ -142,8 +142,8 @@ def run_grid(grid: Grid) -> dict[str, Any]:
             if key in by_key and any(p is not None for p in probes):
                 by_key[key][field] = block(probes, ST_SPLITS)
                 by_key[key][f"{field}_probes"] = probe_runs(probes)
-    samples = {f"{folder} {name}": lines for folder, name in (("asr", "teacher-p0"), ("st", "teacher-en-de-p0"),
-                                                             ("st", "teacher-de-en-p0"))
+    samples = {f"{folder} {name}": lines for folder, name in (("asr", "teacher-p0"), ("st", "teacher_en_de-p0"),
+                                                             ("st", "teacher_de_en-p0"))
                if (lines := hypotheses(grid.out / "probes" / folder / name))}
     planned = {f"{s.name} seed {seed}" for s, seed in student_order(students)}
     missing = sorted(planned - {f"{n} seed {seed}" for n, seeds in finals.items() for seed in seeds})
