@@ -206,8 +206,9 @@ SCALES: dict[str, Scale] = {
     # 10 h corpus for pretraining (every 5th utterance), teacher iterations 1 and 2, every English student
     # with 3 seeds for the main comparison and 2 for the others, 300 steps each, PR probes on 1,000 training
     # utterances that train until dev stops improving (configs/downstream/pr.yaml: at most 2,000 updates),
-    # 2 probe seeds for the baselines. ASR and ST (with the mini heads of configs/downstream/mini/ and a 1 h
-    # German corpus) only with --tasks pr,asr,st.
+    # 2 probe seeds for the baselines. ASR and ST (with the mini heads of configs/downstream/mini/, on two 5 h
+    # corpora of the templated grammar) only with --tasks pr,asr,st; the dev sweep and the budget curve with
+    # --stages sweep,grid,curves.
     "reduced": Scale(
         en_args=("--hours", "10"), de_args=("--hours", "1"),  # German only for ST De->En (--tasks ...,st)
         teacher_overrides=",,config.runner.total_steps=800", teacher_iter2_overrides="",

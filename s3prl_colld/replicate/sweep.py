@@ -3,7 +3,8 @@
 Every point is distilled once (seed 0) at the scale's budget and probed for PR like a grid row; the point with
 the lowest dev PER (collapsed probes excluded, a tie keeps the earlier point) becomes that method's row in the
 grid (:func:`chosen_students`), so its seed-0 run and probe are shared with the grid. ``sweep.json`` and
-``sweep.md`` in the grid's folder hold the dev numbers; test is read only by the grid, for the chosen point.
+``sweep.md`` in the grid's folder hold the dev numbers, written again after every point (a sweep cut short keeps
+what finished); test is read only by the grid, for the chosen point.
 """
 
 from __future__ import annotations
