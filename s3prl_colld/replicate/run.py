@@ -224,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="at most this many distillation seeds per student (default: the scale's)")
     p.add_argument("--curve-steps", default=None, help="comma-separated step counts of the curves stage "
                                                          "(default: the scale's)")
+    p.add_argument("--curve-seeds", type=int, default=None,
+                   help="distillation seeds per budget of the curves stage (default: the scale's); with "
+                        "--report-only, the seeds to look for")
     args = p.parse_args(argv)
     tasks = None if args.tasks is None else tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     if tasks is not None and (not tasks or any(t not in TASKS for t in tasks)):
@@ -247,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
             scale = dataclasses.replace(scale, curve_steps=tuple(int(n) for n in args.curve_steps.split(",")))
         except ValueError:
             p.error(f"--curve-steps {args.curve_steps!r}: give comma-separated step counts, e.g. 300,1200")
+    if args.curve_seeds is not None:
+        if args.curve_seeds < 1:
+            p.error(f"--curve-seeds {args.curve_seeds}: give at least 1")
+        scale = dataclasses.replace(scale, curve_seeds=args.curve_seeds)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
     stored = args.out / "results.json"
