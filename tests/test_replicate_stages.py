@@ -66,6 +66,11 @@ def test_sweep_grid_and_curves_stages_at_toy_size(tmp_path: Path, monkeypatch: p
     assert main(args) == 0  # everything reused
     assert "running" not in capsys.readouterr().out
     assert json.loads((out / "results.json").read_text())["rows"] == results["rows"]
+    # --report-only renders the budgets and seeds that finished and trains none of the missing ones
+    assert main([*args[:-1], "2,4,8", "--curve-seeds", "2", "--report-only"]) == 0
+    curve = json.loads((out / "curves.json").read_text())["curves"][chosen_name]
+    assert [curve[k]["test"]["n"] for k in ("2", "4", "8")] == [1, 1, 0]
+    assert not list((out / "students").glob("*-8steps-*")) and not list((out / "students").glob("*-s1"))
 
 
 def test_bad_stage_and_student_names_are_refused(tmp_path: Path) -> None:
@@ -75,3 +80,5 @@ def test_bad_stage_and_student_names_are_refused(tmp_path: Path) -> None:
         main(["--out", str(tmp_path), "--scale", "tiny", "--students", "colld,nope"])
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path), "--scale", "demo", "--stages", "curves"])  # demo has no curve budgets
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), "--scale", "tiny", "--stages", "curves", "--curve-seeds", "0"])

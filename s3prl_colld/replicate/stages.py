@@ -108,10 +108,8 @@ class Grid:
 
         workers = self.scale.synth_workers or os.cpu_count() or 1
         made = [("en", self.corpus_en, self.scale.en_args), ("de", self.corpus_de, self.scale.de_args)]
-        if self.scale.st_corpus_args is not None:  # ST's corpora (English also ASR's, with asr_on_st_corpus)
-            langs = (["en"] if "st" in self.tasks or ("asr" in self.tasks and self.scale.asr_on_st_corpus) else []) \
-                + (["de"] if "st" in self.tasks else [])
-            made += [(lang, self.st_corpus(lang), self.scale.st_corpus_args) for lang in langs]
+        if self.scale.st_corpus_args is not None:
+            made += [(lang, self.st_corpus(lang), self.scale.st_corpus_args) for lang in self.st_corpus_langs()]
         for lang, path, extra in made:
             if extra is None or (path == self.corpus_de and not self.needs_german):
                 continue
@@ -121,6 +119,12 @@ class Grid:
         if self.needs_german and any(s.corpus == "mix" for s in plan_students(self.scale)):
             self.stage("corpus_mix", self.corpus_mix / "len_for_bucket" / "train.csv",
                        lambda: write_mixed_corpus(self.corpus_mix, {"en": self.corpus_en, "de": self.corpus_de}))
+
+    def st_corpus_langs(self) -> list[str]:
+        """The languages whose ST corpus this grid's tasks need: English for ST (and for ASR with
+        ``Scale.asr_on_st_corpus``), German for ST."""
+        en = "st" in self.tasks or ("asr" in self.tasks and self.scale.asr_on_st_corpus)
+        return (["en"] if en else []) + (["de"] if "st" in self.tasks else [])
 
     def st_corpus(self, lang: str) -> Path:
         """The corpus ST trains and tests on when ``lang`` is spoken: ``corpus_st_<lang>`` when the scale gives ST
@@ -208,10 +212,15 @@ class Grid:
             (run / "DONE").touch()))
         return _latest(run)
 
+    def budget_suffix(self, steps: int | None) -> str:
+        """``""`` for the scale's own distillation budget (or ``None``), else ``"-<steps>steps"``: the suffix of a
+        student's run and probe names at another budget (the curves stage)."""
+        return "" if steps is None or steps == self.scale.student_steps else f"-{steps}steps"
+
     def distil(self, student: Student, seed: int, teacher: Path, steps: int | None = None) -> Path | None:
         """Distil (or resume, or reuse) one seed of ``student`` for ``steps`` (default: the scale's budget); its
         run folder (``None``: not run). A budget other than the scale's has its own folder (``...-<N>steps-sS``)."""
-        budget = "" if steps is None or steps == self.scale.student_steps else f"-{steps}steps"
+        budget = self.budget_suffix(steps)
         run = self.out / "students" / f"{slug(student.name)}{budget}-s{seed}"
         if self.report_only and not (run / "DONE").exists():
             return None

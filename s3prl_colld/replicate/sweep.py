@@ -40,10 +40,10 @@ def run_sweep(grid: Grid, teacher: Path) -> dict[str, Any]:
     students = {s.key: s for s in plan_students(grid.scale)}
     splits = [s for s in PR_SPLITS if (grid.corpus_en / s).is_dir()]
     todo = [p for p in SWEEP if p.method in students]
-    points = [_point(p, variant(students[p.method], p), None) for p in todo]
+    variants = [variant(students[p.method], p) for p in todo]
+    points = [_point(p, student, None) for p, student in zip(todo, variants)]
     result = _write(grid.out, points)  # a sweep cut short keeps its finished points (and says which are not)
-    for i, point in enumerate(todo):
-        student = variant(students[point.method], point)
+    for i, (point, student) in enumerate(zip(todo, variants)):
         run = grid.distil(student, 0, teacher)
         probe = None if run is None else grid.probe(
             "pr", f"{student.name}-s0", upstream_of(student.task), _latest(run), 0, grid.scale.probe_overrides, splits)
