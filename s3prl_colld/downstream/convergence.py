@@ -40,13 +40,15 @@ def is_collapsed(rate: float, threshold: float) -> bool:
 @dataclass
 class DevPoint:
     """One dev evaluation: the update it followed, its metric, its empty-hypothesis rate and collapse flag,
-    and the mean training loss of the updates since the previous evaluation."""
+    and the mean training loss of the updates since the previous evaluation (and of its terms, for a task
+    whose loss has several: ST with ``head.ctc_weight > 0``, ``{"ce", "ctc", "ctc_infeasible"}``)."""
 
     step: int
     value: float
     empty_rate: float
     collapsed: bool
     train_loss: Optional[float] = None
+    train_terms: Optional[dict[str, float]] = None
 
 
 @dataclass

@@ -26,11 +26,13 @@ class DataError(FileNotFoundError):
 
 @dataclass(frozen=True)
 class Utterance:
-    """One example: ``text`` is the task's target (phones joined by spaces, a transcript, or a translation)."""
+    """One example: ``text`` is the task's target (phones joined by spaces, a transcript, or a translation);
+    ``source`` the source-language transcript of an ST example (CoVoST's ``src_text``; ``""`` elsewhere)."""
 
     uttid: str
     path: Path
     text: str
+    source: str = ""
 
 
 def transcript_utterances(root: str | Path, split: str) -> list[Utterance]:
@@ -85,7 +87,8 @@ def phone_utterances(root: str | Path, split: str, lexicon: dict[str, list[str]]
 
 
 def covost_utterances(tsv: str | Path, audio_dir: str | Path) -> list[Utterance]:
-    """ST examples from a CoVoST 2 tsv: audio (relative to ``audio_dir``) with ``tgt_text``.
+    """ST examples from a CoVoST 2 tsv: audio (relative to ``audio_dir``) with ``tgt_text`` (and ``src_text`` as
+    ``source`` when the column is there).
 
     Raises:
         DataError: the tsv is missing or lacks the ``id``, ``audio`` or ``tgt_text`` columns.
@@ -100,7 +103,8 @@ def covost_utterances(tsv: str | Path, audio_dir: str | Path) -> list[Utterance]
         if missing:
             raise DataError(f"{tsv} lacks the column(s) {', '.join(sorted(missing))} "
                             f"(has: {', '.join(reader.fieldnames or [])})")
-        rows = [Utterance(r["id"], Path(audio_dir) / r["audio"], r["tgt_text"]) for r in reader]
+        rows = [Utterance(r["id"], Path(audio_dir) / r["audio"], r["tgt_text"], r.get("src_text") or "")
+                for r in reader]
     if not rows:
         raise DataError(f"{tsv} has no rows")
     return rows

@@ -8,7 +8,10 @@ on dev every ``eval_step`` (the best one is saved as ``dev-best.ckpt``);
 ``states-STEP.ckpt`` every ``save_step``. Early stopping (``runner.patience``,
 ``runner.min_delta``; ``total_steps`` is the cap) and the collapse test
 (``runner.collapse_empty_rate``) are :mod:`~s3prl_colld.downstream.convergence`'s;
-the run's updates, stop reason and dev curve go to ``training.json``. Checkpoints are plain dicts
+the run's updates, stop reason and dev curve go to ``training.json``. A task
+whose loss has several terms (ST with ``head.ctc_weight > 0``: ``ce``, ``ctc``)
+has each logged beside the loss (tensorboard ``TASK/train-NAME``, the progress
+bar, the dev log line and the dev curve's ``train_terms``). Checkpoints are plain dicts
 (``torch.load(weights_only=True)``), written atomically, and carry the run's
 spec, config, vocabulary and every RNG state, so ``-e`` continues exactly.
 """
@@ -80,6 +83,7 @@ class DownstreamRunner:
         self.featurizer = Featurizer(self.upstream.n_layers, spec.layer, cfg.featurizer.normalize).to(self.device)
         self.head = self.task.build_head(self.upstream.dim).to(self.device)
         self.step, self.epoch, self.pos = 0, 0, 0
+        self.train_terms: dict[str, torch.Tensor] = {}  # the last update's loss terms (task.loss_terms), detached
         self.best: dict[str, Any] = {"metric": self.task.metric, "value": None, "step": None}
         rc = cfg.runner
         self.stopper = EarlyStopping(rc.patience, rc.min_delta, self.task.higher_better)
@@ -215,16 +219,23 @@ class DownstreamRunner:
         """One optimizer update over the training utterance batches ``batches`` (``gradient_accumulate_steps`` of
         them; each batch's loss is divided by their number), SpecAugment on the features when on.
         ``runtime.step.StepPolicy`` does s3prl's schedule, AMP and clipping; a non-finite loss or gradient skips
-        the update, too many of them abort. Returns the mean batch loss ``[]``."""
+        the update, too many of them abort. Returns the mean batch loss ``[]``; the mean of each of the task's
+        loss terms is left in ``self.train_terms``."""
         total = torch.zeros((), device=self.device)
+        terms: dict[str, torch.Tensor] = {}
+        utts = self._utterances("train")
         for indices in batches:
             with autocast(self.precision, self.device):
-                x, lengths, texts = self.batch("train", indices)
+                x, lengths, _ = self.batch("train", indices)
                 if self.cfg.specaug.enabled:
                     x = spec_augment(x, lengths, self.cfg.specaug)
-                loss = self.task.loss(self.head, x, lengths, texts) / len(batches)
+                loss, batch_terms = self.task.loss_terms(self.head, x, lengths, [utts[i] for i in indices])
+                loss = loss / len(batches)
             self.policy.backward(loss)
             total = total + loss.detach().float()
+            for name, value in batch_terms.items():
+                terms[name] = terms.get(name, 0.0) + value.detach().float() / len(batches)
+        self.train_terms = terms
         self.step += 1
         if self.policy.step(total).bad:
             self.policy.count_bad(self.step)
@@ -239,16 +250,21 @@ class DownstreamRunner:
             return not collapsed
         return self.task.better(value, self.best["value"])
 
-    def on_dev(self, result: dict[str, Any], train_loss: float | None, writer: SummaryWriter | None = None) -> bool:
+    def on_dev(self, result: dict[str, Any], train_loss: float | None, writer: SummaryWriter | None = None,
+               train_terms: dict[str, float] | None = None) -> bool:
         """Record a dev evaluation after update ``self.step``: the curve, the best checkpoint, the stop rule.
+        ``train_loss`` / ``train_terms``: the mean training loss (and loss terms) since the last evaluation.
         Returns whether training should stop (``runner.patience`` evaluations without improvement)."""
         metric = self.task.metric
         value, rate, collapsed = float(result[metric]), float(result["empty_rate"]), bool(result["collapsed"])
         if writer is not None:
             writer.add_scalar(f"{self.spec.task}/dev-{metric}", value, self.step)
             writer.add_scalar(f"{self.spec.task}/dev-empty-rate", rate, self.step)
-        self.stopper.update(DevPoint(self.step, value, rate, collapsed, train_loss))
+        self.stopper.update(DevPoint(self.step, value, rate, collapsed, train_loss, train_terms or None))
         log.info("step %d: dev %s %.2f (%.0f%% empty hypotheses)", self.step, metric, value, 100 * rate)
+        if train_terms and train_loss is not None:
+            log.info("step %d: train loss %.3f (%s)", self.step, train_loss,
+                     ", ".join(f"{name} {v:.3f}" for name, v in train_terms.items()))
         if collapsed:
             log.warning("step %d: dev collapsed: %.0f%% of the hypotheses are empty (>= %.0f%%, "
                         "config.runner.collapse_empty_rate); not counted for early stopping", self.step, 100 * rate,
@@ -291,19 +307,26 @@ class DownstreamRunner:
         bar = tqdm(total=rc.total_steps, initial=self.step, desc=f"{self.spec.task} {self.spec.upstream}",
                    unit="step", disable=not rc.progress_bar)
         loss_sum, loss_n = torch.zeros((), device=self.device), 0  # training loss since the last evaluation
+        terms_sum: dict[str, torch.Tensor] = {}  # and its terms (task.loss_terms)
         self.stop_reason = STOP_PATIENCE if self.stopper.should_stop() else None  # resumed after a stop
         while self.stop_reason is None and self.step < rc.total_steps:
             loss = self.train_step([next(batches) for _ in range(rc.gradient_accumulate_steps)])
             loss_sum, loss_n = loss_sum + loss, loss_n + 1
+            for name, term in self.train_terms.items():
+                terms_sum[name] = terms_sum.get(name, 0.0) + term
             bar.update(1)
             if self.step % rc.log_step == 0:  # the only host sync of the loss between evaluations
                 value = loss.item()
                 writer.add_scalar(f"{self.spec.task}/train-loss", value, self.step)
-                bar.set_postfix(loss=f"{value:.3f}")
+                terms = {name: term.item() for name, term in self.train_terms.items()}
+                for name, term_value in terms.items():
+                    writer.add_scalar(f"{self.spec.task}/train-{name}", term_value, self.step)
+                bar.set_postfix(loss=f"{value:.3f}", **{name: f"{v:.3f}" for name, v in terms.items()})
             if self.step % rc.eval_step == 0 or self.step == rc.total_steps:
                 mean_loss = loss_sum.item() / max(1, loss_n)
-                loss_sum, loss_n = torch.zeros((), device=self.device), 0
-                if self.on_dev(self.evaluate("dev"), mean_loss, writer):
+                mean_terms = {name: term.item() / max(1, loss_n) for name, term in terms_sum.items()}
+                loss_sum, loss_n, terms_sum = torch.zeros((), device=self.device), 0, {}
+                if self.on_dev(self.evaluate("dev"), mean_loss, writer, mean_terms):
                     self.stop_reason = STOP_PATIENCE
                     log.info("step %d: dev has not improved by %g for %d evaluations: stopping (best %s %.2f at "
                              "step %s)", self.step, rc.min_delta, rc.patience, self.task.metric, self.best["value"],

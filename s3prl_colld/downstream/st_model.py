@@ -4,6 +4,13 @@ Shaped like fairseq's ``s2t_transformer`` (which s3prl's ST task uses), written
 with plain ``torch.nn`` transformer layers (pre-norm) so that no fairseq is
 needed. Input: featurized upstream hidden states ``[B, T, D]``; output: target
 piece ids of a sentencepiece vocabulary.
+
+Off by default, as in SUPERB: joint CTC / attention training (Watanabe et al.
+2017; ESPnet-ST, Inaguma et al. 2020; s3prl's ``taskrc.use_asr`` multitask ASR,
+``asrrc.weight``). With ``config.head.ctc_weight`` ``w > 0`` a linear CTC layer
+on the encoder output predicts the source transcript's characters, and the
+training loss is ``(1 - w) * label-smoothed CE + w * CTC``; decoding stays
+attention-only.
 """
 
 from __future__ import annotations
@@ -52,11 +59,17 @@ class STHeadConfig:
     share_embeddings: bool = False  # tie the decoder's output projection to its input embedding
     spm_model_type: str = "char"  # sentencepiece model type: char | unigram | bpe | word
     vocab_size: int = 1000  # sentencepiece pieces asked for (char: ignored, every training character is a piece)
+    # loss = (1 - w) * CE + w * CTC of the source characters on the encoder output (s3prl: taskrc.use_asr with
+    # asrrc.weight w; ESPnet-ST's auxiliary ASR CTC); 0: SUPERB's model, no CTC layer. Decoding is unchanged.
+    ctc_weight: float = 0.0
+    # CTC output frames per encoder frame (ours, not s3prl's): the CTC layer predicts this many character
+    # distributions per frame (a 50 Hz upstream + the 4x subsampler gives 12.5 Hz: fewer frames than characters)
+    ctc_upsample: int = 1
 
     def validate(self) -> None:
         """Raise ``ConfigError`` on settings the head cannot be built or decoded with."""
         for name in ("d_model", "nhead", "ffn_dim", "encoder_layers", "decoder_layers", "conv_channels",
-                     "conv_kernel", "conv_layers", "beam", "vocab_size", "max_source_positions"):
+                     "conv_kernel", "conv_layers", "beam", "vocab_size", "max_source_positions", "ctc_upsample"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"config.head.{name} must be >= 1, got {getattr(self, name)}")
         if self.d_model % self.nhead:
@@ -73,6 +86,9 @@ class STHeadConfig:
                               f"got {self.spm_model_type!r}")
         if not math.isfinite(self.length_penalty):
             raise ConfigError(f"config.head.length_penalty must be finite, got {self.length_penalty}")
+        if not 0.0 <= self.ctc_weight < 1.0:
+            raise ConfigError(f"config.head.ctc_weight must be in [0, 1) (0: no CTC branch, SUPERB's model; "
+                              f"s3prl's asrrc.weight is 0.3), got {self.ctc_weight}")
 
 
 def sinusoidal_positions(length: int, dim: int, device: torch.device) -> torch.Tensor:
@@ -119,15 +135,23 @@ class Conv1dSubsampler(nn.Module):
         return y.transpose(1, 2), lengths
 
 
+def ctc_feasible_length(labels: list[int]) -> int:
+    """The fewest CTC frames that can emit ``labels``: one per label plus a blank between equal neighbours."""
+    return len(labels) + sum(a == b for a, b in zip(labels, labels[1:]))
+
+
 class STHead(nn.Module):
     """Encoder-decoder over featurized hidden states (fairseq ``s2t_transformer``-shaped).
 
     The output projection is a separate matrix (fairseq's default,
     ``share_decoder_input_output_embed: false``) unless ``cfg.share_embeddings``.
+    With ``cfg.ctc_weight > 0`` a CTC layer ``Linear(d_model, ctc_upsample * ctc_vocab_size)``
+    reads the encoder output (blank = 0, labels ``1 .. ctc_vocab_size - 1``); with
+    0 it does not exist (s3prl's parameters exactly).
     """
 
     def __init__(self, in_dim: int, vocab_size: int, cfg: STHeadConfig, pad_id: int, bos_id: int,
-                 eos_id: int) -> None:
+                 eos_id: int, ctc_vocab_size: int = 0) -> None:
         super().__init__()
         self.cfg, self.pad_id, self.bos_id, self.eos_id = cfg, pad_id, bos_id, eos_id
         d = cfg.d_model
@@ -147,6 +171,12 @@ class STHead(nn.Module):
         else:
             nn.init.normal_(self.out.weight, std=d ** -0.5)
         self.dropout = nn.Dropout(cfg.dropout)
+        self.ctc: nn.Linear | None = None
+        if cfg.ctc_weight > 0:  # built last: the other modules draw the same initial weights as without it
+            if ctc_vocab_size < 2:
+                raise ValueError(f"config.head.ctc_weight={cfg.ctc_weight} needs a source vocabulary (blank + at "
+                                 f"least one label), got ctc_vocab_size={ctc_vocab_size}")
+            self.ctc = nn.Linear(d, cfg.ctc_upsample * ctc_vocab_size)
 
     def encode(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, T, D]`` -> memory ``[B, T', d_model]`` and its padding mask ``[B, T']``.
@@ -185,24 +215,80 @@ class STHead(nn.Module):
 
         return padded([[self.bos_id, *t] for t in targets]), padded([[*t, self.eos_id] for t in targets])
 
-    def loss(self, x: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:
+    def label_smoothed_ce(self, logits: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
         """fairseq's label-smoothed cross entropy, summed over target tokens, divided by the sentences.
 
         As s3prl's ST expert (``criterion.compute_loss`` then ``loss /= nsentences``):
         per token ``(1 - eps - eps_i) * nll + eps_i * sum_v(-log p_v)`` with
         ``eps_i = eps / (V - 1)``; pads are ignored, eos is a target.
-        ``x [B, T, D]``, ``lengths [B]``, ``targets``: ``B`` lists of piece ids
-        (no bos / eos); returns a scalar.
+        ``logits [B, U, V]``, ``gold [B, U]`` (``pad_id`` after each sequence's end); returns a scalar.
         """
-        prev, gold = self.teacher_forcing_batch(targets, x.device)
-        logp = self(x, lengths, prev).float().log_softmax(-1)  # [B, U, V]
+        logp = logits.float().log_softmax(-1)  # [B, U, V]
         eps = self.cfg.label_smoothing
         eps_i = eps / (logp.size(-1) - 1)
         valid = gold != self.pad_id
         nll = -logp.gather(-1, gold[..., None])[..., 0]
         smooth = -logp.sum(-1)
         per_token = (1.0 - eps - eps_i) * nll + eps_i * smooth
-        return per_token.masked_fill(~valid, 0.0).sum() / len(targets)
+        return per_token.masked_fill(~valid, 0.0).sum() / gold.size(0)
+
+    def ctc_log_probs(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder output ``[B, T', d_model]`` and its padding mask ``[B, T']`` -> CTC log-probabilities
+        ``[B, T' * k, ctc_vocab_size]`` and their lengths ``[B]`` (``k = ctc_upsample``: frame ``t``'s ``k``
+        distributions are output frames ``t * k .. t * k + k - 1``)."""
+        if self.ctc is None:
+            raise RuntimeError("this STHead has no CTC layer (config.head.ctc_weight is 0)")
+        b, t, _ = memory.shape
+        k = self.cfg.ctc_upsample
+        log_probs = self.ctc(memory).float().reshape(b, t * k, -1).log_softmax(-1)
+        return log_probs, (~memory_mask).sum(1) * k
+
+    def ctc_loss(self, memory: torch.Tensor, memory_mask: torch.Tensor, sources: list[list[int]]
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """CTC of the source labels on the encoder output, summed over the batch and divided by the sentences
+        (the normalisation of :meth:`label_smoothed_ce`, as s3prl's ``count_asr_loss`` then ``/= nsentences``).
+
+        ``memory [B, T', d_model]``, ``memory_mask [B, T']``, ``sources``: ``B`` lists of labels ``>= 1``
+        (blank = 0). ``zero_infinity=True``: an utterance with fewer CTC frames than its labels need
+        (:func:`ctc_feasible_length`) adds 0 and no gradient. Returns ``(loss [], infeasible [])``, the
+        second the fraction of such utterances.
+        """
+        log_probs, out_lengths = self.ctc_log_probs(memory, memory_mask)  # [B, T' * k, V_src], [B]
+        device = memory.device
+        labels = torch.tensor([c for s in sources for c in s], dtype=torch.long, device=device)
+        label_lengths = torch.tensor([len(s) for s in sources], dtype=torch.long, device=device)
+        loss = F.ctc_loss(log_probs.transpose(0, 1), labels, out_lengths, label_lengths, blank=0,
+                          reduction="sum", zero_infinity=True) / len(sources)
+        needed = torch.tensor([ctc_feasible_length(s) for s in sources], device=device)
+        return loss, (needed > out_lengths).float().mean()
+
+    def loss_terms(self, x: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]],
+                   sources: list[list[int]] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The training loss and its terms: ``x [B, T, D]``, ``lengths [B]``, ``targets``: ``B`` lists of piece
+        ids (no bos / eos), ``sources``: ``B`` lists of source labels (needed when ``ctc_weight > 0``).
+
+        ``ctc_weight`` 0: the label-smoothed CE (:meth:`label_smoothed_ce`) and no terms. ``w > 0``:
+        ``(1 - w) * ce + w * ctc`` (:meth:`ctc_loss`) and the detached terms ``{"ce", "ctc",
+        "ctc_infeasible"}`` (scalars, for logging).
+        """
+        prev, gold = self.teacher_forcing_batch(targets, x.device)
+        memory, mask = self.encode(x, lengths)
+        ce = self.label_smoothed_ce(self.decode(prev, memory, mask), gold)
+        if self.ctc is None:
+            return ce, {}
+        if sources is None or len(sources) != len(targets):
+            raise ValueError(f"config.head.ctc_weight={self.cfg.ctc_weight}: the loss needs one source label "
+                             f"sequence per target ({len(targets)}), got "
+                             f"{'none' if sources is None else len(sources)}")
+        ctc, infeasible = self.ctc_loss(memory, mask, sources)
+        w = self.cfg.ctc_weight
+        return (1.0 - w) * ce + w * ctc, {"ce": ce.detach(), "ctc": ctc.detach(), "ctc_infeasible": infeasible}
+
+    def loss(self, x: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]],
+             sources: list[list[int]] | None = None) -> torch.Tensor:
+        """The training loss of :meth:`loss_terms` (``ctc_weight`` 0: fairseq's label-smoothed cross entropy,
+        summed over target tokens, divided by the sentences, as s3prl's ST expert). Returns a scalar."""
+        return self.loss_terms(x, lengths, targets, sources)[0]
 
     @torch.no_grad()
     def beam_search(self, x: torch.Tensor, lengths: torch.Tensor, beam: int | None = None,

@@ -101,6 +101,13 @@ class DownstreamTask:
     def loss(self, head: nn.Module, x: torch.Tensor, lengths: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
         raise NotImplementedError
 
+    def loss_terms(self, head: nn.Module, x: torch.Tensor, lengths: torch.Tensor,
+                   utts: Sequence[corpus.Utterance]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The training loss ``[]`` of a batch of ``utts`` (features ``x [B, T, D]``, ``lengths [B]``) and its
+        named terms ``{name: []}`` (detached, logged beside the loss). Default: :meth:`loss` of the target texts,
+        no terms; a task whose loss has several objectives (or needs more than the targets) overrides it."""
+        return self.loss(head, x, lengths, [u.text for u in utts]), {}
+
     def decode(self, head: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> list[str]:
         raise NotImplementedError
 

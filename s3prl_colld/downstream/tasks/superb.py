@@ -2,7 +2,9 @@
 
 - ``pr``: phones from a lexicon, Linear-Linear CTC head, PER (lower is better);
 - ``asr``: characters (``|`` after every word), BiLSTM CTC head, WER (lower is better);
-- ``st``: character sentencepiece targets, transformer encoder-decoder, BLEU (higher is better).
+- ``st``: character sentencepiece targets, transformer encoder-decoder, BLEU (higher is better);
+  with ``config.head.ctc_weight > 0`` also a CTC loss of the source transcript's characters (s3prl's
+  multitask ASR, ``taskrc.use_asr``; off by default).
 
 Each task declares its config (``Config``: the shared sections plus its typed
 ``head``, and PR's / ST's own ``data`` and ST's ``runner`` keys), carries
@@ -14,6 +16,7 @@ utterances (``eval_order``), which is the order of the prediction files.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -29,6 +32,7 @@ from s3prl_colld.downstream.schema import DownstreamConfig, DownstreamDataConfig
 from s3prl_colld.downstream.st_model import STHeadConfig
 from s3prl_colld.downstream.task import DownstreamTask, register, write_ark
 
+log = logging.getLogger("s3prl_colld.downstream")
 
 # ---------------------------------------------------------------- each task's config
 @dataclass
@@ -246,6 +250,8 @@ class STTask(DownstreamTask):
         super().__init__(cfg)
         self.head_cfg = cfg.head
         self.spm: Any = None
+        self.source_tokens: list[str] = []  # the CTC labels 1.. (config.head.ctc_weight > 0 only)
+        self._ctc_checked = False  # the first training batch's CTC lengths were checked
 
     def utterances(self, role: str) -> list[corpus.Utterance]:
         data = self.cfg.data
@@ -257,23 +263,68 @@ class STTask(DownstreamTask):
 
         proto = train_sentencepiece([u.text for u in train], self.head_cfg.vocab_size, self.head_cfg.spm_model_type)
         self.spm = SentencePieceText(proto)
+        if self.head_cfg.ctc_weight > 0:
+            missing = sum(not source_characters(u.source) for u in train)
+            if missing:
+                raise corpus.DataError(
+                    f"config.head.ctc_weight={self.head_cfg.ctc_weight} trains a CTC of the source transcript, but "
+                    f"{missing} of {len(train)} training utterances have an empty src_text (is the tsv's src_text "
+                    "column there?): fill it, or set config.head.ctc_weight=0")
+            self.source_tokens = sorted({c for u in train for c in source_characters(u.source)})
 
     def vocab_state(self) -> dict[str, Any]:
-        return {"spm": self.spm.to_tensor()}
+        """The target sentencepiece model; with ``ctc_weight > 0`` also the source characters (CTC labels)."""
+        state: dict[str, Any] = {"spm": self.spm.to_tensor()}
+        if self.head_cfg.ctc_weight > 0:
+            state["source_tokens"] = list(self.source_tokens)
+        return state
 
     def load_vocab_state(self, state: dict[str, Any]) -> None:
         from s3prl_colld.downstream.spm import SentencePieceText
 
         self.spm = SentencePieceText.from_tensor(state["spm"])
+        self.source_tokens = list(state.get("source_tokens", []))
+        if self.head_cfg.ctc_weight > 0 and not self.source_tokens:
+            raise ConfigError(f"config.head.ctc_weight={self.head_cfg.ctc_weight}, but the checkpoint has no source "
+                              "vocabulary (it was trained with ctc_weight 0): keep config.head.ctc_weight=0 for it")
 
     def build_head(self, dim: int) -> nn.Module:
         from s3prl_colld.downstream.st_model import STHead
 
         s = self.spm
-        return STHead(dim, s.vocab_size, self.head_cfg, pad_id=s.pad_id, bos_id=s.bos_id, eos_id=s.eos_id)
+        return STHead(dim, s.vocab_size, self.head_cfg, pad_id=s.pad_id, bos_id=s.bos_id, eos_id=s.eos_id,
+                      ctc_vocab_size=len(self.source_tokens) + 1 if self.head_cfg.ctc_weight > 0 else 0)
+
+    def source_labels(self, text: str) -> list[int]:
+        """The CTC labels of a source transcript: ``source_characters`` as indices ``1..`` (0 is the blank);
+        characters outside the training vocabulary are dropped."""
+        index = {c: i + 1 for i, c in enumerate(self.source_tokens)}
+        return [index[c] for c in source_characters(text) if c in index]
 
     def loss(self, head: nn.Module, x: torch.Tensor, lengths: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
+        """The label-smoothed CE of the targets ``texts``; with ``ctc_weight > 0`` use :meth:`loss_terms`, which
+        has the source transcripts."""
+        if self.head_cfg.ctc_weight > 0:
+            raise ValueError("config.head.ctc_weight > 0: the ST loss needs the source transcripts; "
+                             "call loss_terms with the utterances")
         return head.loss(x, lengths, [self.spm.encode(t) for t in texts])
+
+    def loss_terms(self, head: nn.Module, x: torch.Tensor, lengths: torch.Tensor,
+                   utts: Sequence[corpus.Utterance]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(1 - w) * CE + w * source CTC`` and its terms ``{"ce", "ctc", "ctc_infeasible"}`` (``w``:
+        ``config.head.ctc_weight``; 0: the CE alone and no terms, s3prl's loss)."""
+        targets = [self.spm.encode(u.text) for u in utts]
+        if self.head_cfg.ctc_weight == 0:
+            return head.loss_terms(x, lengths, targets)
+        loss, terms = head.loss_terms(x, lengths, targets, [self.source_labels(u.source) for u in utts])
+        if not self._ctc_checked:  # one host sync, on the first batch
+            self._ctc_checked = True
+            infeasible = float(terms["ctc_infeasible"])
+            if infeasible > 0.1:
+                log.warning("%.0f%% of the first batch's source transcripts need more CTC frames than the encoder "
+                            "gives (they add 0 to the CTC loss): raise config.head.ctc_upsample (now %d)",
+                            100 * infeasible, self.head_cfg.ctc_upsample)
+        return loss, terms
 
     def s3prl_batches(self, utts: Sequence[corpus.Utterance], samples: Sequence[int], rc: DownstreamRunnerConfig,
                       epoch: int, downsample_rate: int) -> list[list[int]]:
@@ -303,3 +354,13 @@ class STTask(DownstreamTask):
         rows = "".join(f"{u}\t{h}\t{r}\n" for u, h, r in zip(ids, hyps, refs))
         path.write_text("utt_id\thyp\tref\n" + rows, encoding="utf-8")
         return [path]
+
+
+def source_characters(text: str) -> list[str]:
+    """The CTC labels of a source transcript (the ASR task's characters): upper case, ``|`` after every word;
+    letters, digits and apostrophes are kept, any other character (punctuation) separates words.
+
+    ``"Do five fathers bring cakes?"`` -> ``D O | F I V E | ... | C A K E S |``; ``""`` -> ``[]``.
+    """
+    words = "".join(c if c.isalnum() or c == "'" else " " for c in text.upper()).split()
+    return list("|".join(words) + "|") if words else []
