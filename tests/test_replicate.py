@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from s3prl_colld.data.clean_copies import clean_copies
 from s3prl_colld.data.lengths import read_length_table
 from s3prl_colld.config import load_yaml
 from s3prl_colld.models.student import StudentEncoder
@@ -60,8 +61,9 @@ def test_the_main_comparison_runs_its_seeds_first() -> None:
 def test_scales_cap_seeds_and_pick_students() -> None:
     demo = plan_students(SCALES["demo"])
     assert [s.name for s in demo] == ["distilhubert", "colld"] and all(s.seeds == 1 for s in demo)
-    reduced = plan_students(SCALES["reduced"])
-    assert "colld multilingual (en+de)" not in [s.name for s in reduced]
+    reduced = plan_students(SCALES["reduced"])  # every row, the multilingual ones included (run with --students)
+    assert {s.key for s in reduced} == {s.key for s in STUDENTS}
+    assert not any("mix" in (s.corpus, s.teacher) for s in demo + plan_students(SCALES["tiny"]))
 
 
 def test_pretraining_subset_and_mixed_corpus(synth_corpus_en: Path, synth_corpus_de: Path, tmp_path: Path) -> None:
@@ -84,10 +86,18 @@ def test_pretraining_subset_and_mixed_corpus(synth_corpus_en: Path, synth_corpus
     assert Grid(grid_dir, dataclasses.replace(scale, pretrain_every=1), 0).pretrain_root == grid_dir / "corpus_en"
 
     mix = tmp_path / "mix"
-    write_mixed_corpus(mix, {"en": synth_corpus_en, "de": synth_corpus_de})
+    write_mixed_corpus(mix, {"en": view, "de": synth_corpus_de}, {"en": "train_every3"})  # the grid's English subset
     rows = read_length_table(mix, "train")
-    assert len(rows) == len(read_length_table(synth_corpus_en, "train")) + len(read_length_table(synth_corpus_de, "train"))
-    assert all(r.path.is_file() for r in rows)
+    en, de = read_length_table(view, "train_every3"), read_length_table(synth_corpus_de, "train")
+    assert len(rows) == len(en) + len(de) and all(r.path.is_file() for r in rows)
+    # the two corpora share utterance ids (speaker numbers from 100); the mix's are distinct (unit targets key on them)
+    assert {r.uttid for r in en} & {r.uttid for r in de}
+    assert len({r.uttid for r in rows}) == len(rows) and {r.uttid[:3] for r in rows} == {"en-", "de-"}
+    # the clean copies of noisy utterances are listed for the mix too (a teacher's denoised units come from them)
+    copies, en_copies, de_copies = clean_copies(mix), clean_copies(view), clean_copies(synth_corpus_de)
+    expected = {p: en_copies[p] for r in en if (p := str(r.path.resolve())) in en_copies}
+    expected |= {p: de_copies[p] for r in de if (p := str(r.path.resolve())) in de_copies}
+    assert expected and {p: c.resolve() for p, c in copies.items()} == {p: c.resolve() for p, c in expected.items()}
 
 
 def test_report_and_verdicts(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from s3prl_colld.replicate import SCALES, main, report
-from s3prl_colld.replicate.plan import (ASR_SEEDS, COLLD, COLLD_MULTILINGUAL, DISTILHUBERT, GPU_STUDENTS, STUDENTS,
-                                        asr_rows, plan_students, st_rows)
+from s3prl_colld.replicate.plan import (ASR_SEEDS, COLLD, COLLD_MULTILINGUAL, DISTILHUBERT, GPU_STUDENTS, MULTILINGUAL,
+                                        STUDENTS, asr_rows, plan_students, st_rows)
 from s3prl_colld.replicate.report import upgrade
 from s3prl_colld.replicate.run import block
 
@@ -84,15 +84,14 @@ def test_gpu_tiny_runs_pr_asr_st_and_reuses_every_stage(tmp_path: Path, capsys: 
 def test_the_plan_names_the_asr_and_st_rows() -> None:
     full = plan_students(SCALES["full"])
     pairs = asr_rows(full)
-    english = [s for s in full if s.corpus == "en"]
-    assert {s.key for s, _ in pairs} == {s.key for s in english} and COLLD_MULTILINGUAL.key not in {s.key for s, _ in pairs}
+    assert {s.key for s, _ in pairs} == {s.key for s in full}  # English ASR for every student, multilingual ones too
     assert sorted(seed for s, seed in pairs if s.key == COLLD.key) == [0, 1] == list(range(ASR_SEEDS[COLLD.key]))
     assert sorted(seed for s, seed in pairs if s.key == DISTILHUBERT.key) == [0, 1]
     assert all(seed == 0 for s, seed in pairs if s.key not in ASR_SEEDS)
-    assert {s.key for s, _ in st_rows(full)} == {DISTILHUBERT.key, COLLD.key, COLLD_MULTILINGUAL.key}
-    # ST: two seeds of the main comparison (its verdict needs a spread), one of the multilingual student
+    assert {s.key for s, _ in st_rows(full)} == {DISTILHUBERT.key, COLLD.key, *(s.key for s in MULTILINGUAL)}
+    # ST: two seeds of the main comparison and of the multilingual students (their verdicts need a spread)
     assert sorted(seed for s, seed in st_rows(full) if s.key == COLLD.key) == [0, 1]
-    assert [seed for s, seed in st_rows(full) if s.key == COLLD_MULTILINGUAL.key] == [0]
+    assert sorted(seed for s, seed in st_rows(full) if s.key == COLLD_MULTILINGUAL.key) == [0, 1]
     # seeds capped by the scale: gpu-tiny distils one seed, so ASR probes one
     assert all(seed == 0 for _, seed in asr_rows(plan_students(SCALES["gpu-tiny"])))
     # SUPERB's heads stay the default of the full and gpu scales; the mini presets are the CPU scales'

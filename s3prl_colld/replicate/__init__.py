@@ -1,21 +1,27 @@
 """``python -m s3prl_colld.replicate --out DIR``: the mini replication's results grid.
 
 Every method of ``../shared/docs/methods.md`` is distilled from one tiny HuBERT
-teacher at one budget (steps, data, batch), then probed SUPERB-style:
+teacher (the multilingual rows from a second one, pretrained on English +
+German) at one budget (steps, data, batch), then probed SUPERB-style:
 
-1. corpora  - English (and German, for the multilingual student and ST De->En)
-              from :mod:`s3prl_colld.data.synth`;
-2. teacher  - ``run_pretrain.py -u hubert_tiny`` (iteration 1, then iteration 2);
+1. corpora  - English (and German, for the multilingual rows and ST De->En)
+              from :mod:`s3prl_colld.data.synth`; ``corpus_mix`` (the English
+              pretraining utterances + German) for the multilingual rows;
+2. teachers - ``run_pretrain.py -u hubert_tiny`` (iteration 1, then iteration 2)
+              on English, and the same on the mix where a planned row needs
+              it (``teacher_mix``: CoLLD's multilingual setting);
 3. students - every distillation task, several seeds each (``plan.STUDENTS``);
 4. probes   - PR (dev-best checkpoint, then ``test``, ``test_noisy`` and
               ``test_unseen``) for every student seed and the baselines
-              (teacher, fbank, MFCC, a random-init teacher); ASR (same test
-              splits) for the teacher, fbank, MFCC and every English student
+              (teachers, fbank, MFCC, a random-init teacher); German PR for
+              the teachers and the multilingual students; ASR (same test
+              splits) for the teachers, fbank, MFCC and every student
               (CoLLD and DistilHuBERT with 2 seeds); ST En->De and De->En for
-              the teacher, fbank and the main students (``plan.asr_rows``,
-              ``plan.st_rows``). ``--tasks pr,asr,st`` picks the probe tasks
-              (default: the scale's); ASR and ST run on the students of the
-              PR grid, and a finished probe of any task is reused;
+              the teachers, fbank, the main and the multilingual students
+              (``plan.asr_rows``, ``plan.st_rows``, ``plan.pr_de_rows``).
+              ``--tasks pr,asr,st`` picks the probe tasks (default: the
+              scale's); ASR and ST run on the students of the PR grid, and a
+              finished probe of any task is reused;
 5. measures - parameters and CPU real-time factor of each upstream;
 6. report   - ``DIR/results.md``, ``DIR/results.json`` and two plots.
 

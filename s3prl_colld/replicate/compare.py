@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-TASK_BLOCKS = ("pr", "asr", "st_en_de", "st_de_en")  # the metric blocks of a results.json row
+TASK_BLOCKS = ("pr", "pr_de", "asr", "st_en_de", "st_de_en")  # the metric blocks of a results.json row (report.BLOCKS)
 
 
 def load(path: Path) -> dict[str, Any]:

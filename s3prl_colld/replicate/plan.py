@@ -2,10 +2,12 @@
 
 Every method of ``../shared/docs/methods.md`` is distilled from one tiny HuBERT
 teacher at one budget (steps, data, batch), then probed SUPERB-style
-(``stages``, ``run``). ``--scale`` picks the budget: ``full`` is the whole
-grid, ``reduced`` what fits in about two hours here (the run in
-``docs/results/``), ``demo`` the grid of ``make demo`` (about 15 min) and
-``tiny`` the test suite's end-to-end run.
+(``stages``, ``run``). CoLLD's multilingual setting adds a second teacher, the
+same tiny HuBERT pretrained on English + German (``corpus_mix``), with its
+students (``MULTILINGUAL``); it is made only when a planned row needs it.
+``--scale`` picks the budget: ``full`` is the whole grid, ``reduced`` what fits
+in about two hours here (the run in ``docs/results/``), ``demo`` the grid of
+``make demo`` (about 15 min) and ``tiny`` the test suite's end-to-end run.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ class Student:
     seeds: int
     overrides: str = ""  # extra ``-o`` (``,,``-joined, without a leading ``,,``)
     model: dict[str, Any] | None = None  # student shape, written as the run's ``-g`` yaml
-    corpus: str = "en"  # en | mix (English + German, the CoLLD multilingual setting)
+    corpus: str = "en"  # en | mix (English + German, the CoLLD multilingual setting): the data it is distilled on
+    teacher: str = "en"  # en | mix: the teacher it is distilled from (pretrained on English, or on the mix)
     needs_frontend: bool = False  # stage 2 of input distillation: needs the Fbank front-end of stage 1
     curve: bool = False  # probe intermediate checkpoints too (learning curve)
     key: str = ""  # required: the row's identity (see above)
@@ -42,6 +45,29 @@ class Student:
     def __post_init__(self) -> None:
         if not self.key:
             raise ValueError(f"Student {self.name!r} needs a key (its identity in scales, claims and results)")
+        for field in ("corpus", "teacher"):
+            if getattr(self, field) not in TEACHERS:
+                raise ValueError(f"Student {self.name!r}: {field}={getattr(self, field)!r}, expected one of "
+                                 f"{', '.join(TEACHERS)}")
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A row that is not distilled (a teacher, fbank, ...), named in claims like a :class:`Student`: its key (and
+    display name) in ``results.json``."""
+
+    key: str
+
+    @property
+    def name(self) -> str:
+        return self.key
+
+
+TEACHER = Baseline("teacher")  # the English teacher (teacher_it1, teacher)
+TEACHER_MIX = Baseline("teacher_mix")  # the multilingual teacher (teacher_mix_it1, teacher_mix): a row when planned
+# the teachers by the corpus they are pretrained on (a student's ``corpus`` and ``teacher``: English, or English +
+# German in ``corpus_mix``); their keys name their rows and run folders
+TEACHERS: dict[str, Baseline] = {"en": TEACHER, "mix": TEACHER_MIX}
 
 
 @dataclass(frozen=True)
@@ -106,32 +132,61 @@ COLLD_DEEP_THIN = Student("deep-thin (4 x 128) colld", "colld_distiller", 2, mod
 COLLD_SHALLOW_WIDE = Student("shallow-wide (2 x 192, FFN 524) colld", "colld_distiller", 2, model=SHALLOW_WIDE,
                              key="colld_shallow_wide")
 DICEHUBERT = Student("dicehubert", "dicehubert", 2, key="dicehubert")
-COLLD_MULTILINGUAL = Student("colld multilingual (en+de)", "colld_distiller", 1, corpus="mix",
+# CoLLD's multilingual setting (issue 22): the teacher pretrained on English + German (TEACHER_MIX), a CoLLD and a
+# DistilHuBERT student distilled from it on the mix, and a CoLLD student distilled from it on English only (what the
+# German data of the students buys), at the scale's student budget; 2 seeds each, so that their verdicts have a spread
+COLLD_MULTILINGUAL = Student("colld multilingual (en+de)", "colld_distiller", 2, corpus="mix", teacher="mix",
                              key="colld_multilingual")
-
+DISTILHUBERT_MULTILINGUAL = Student("distilhubert multilingual (en+de)", "distilhubert", 2, corpus="mix",
+                                    teacher="mix", key="distilhubert_multilingual")
+COLLD_EN_MIX_TEACHER = Student("colld english-only (mix teacher)", "colld_distiller", 2, teacher="mix",
+                               key="colld_en_mix_teacher")
+MULTILINGUAL: tuple[Student, ...] = (COLLD_MULTILINGUAL, DISTILHUBERT_MULTILINGUAL, COLLD_EN_MIX_TEACHER)
 STUDENTS: tuple[Student, ...] = (DISTILHUBERT, L2L, COLLD, COLLD_DISC, DISTILHUBERT_DISC, COLLD_FBANK, COLLD_DEEP_THIN,
-                                 COLLD_SHALLOW_WIDE, DICEHUBERT, COLLD_MULTILINGUAL)
+                                 COLLD_SHALLOW_WIDE, DICEHUBERT, *MULTILINGUAL)
 
 
-# Which rows get which probe (``run.run_grid``). ASR: the teacher, fbank, MFCC and every English student at
-# seed 0, CoLLD and DistilHuBERT at seeds 0 and 1 (the main comparison). ST, both directions: the teacher,
-# fbank and the main students (CoLLD against DistilHuBERT, and the multilingual CoLLD where the scale has it).
-ASR_BASELINES = ("teacher", "fbank", "mfcc")
-ASR_SEEDS: dict[str, int] = {COLLD.key: 2, DISTILHUBERT.key: 2}  # other English students: 1 seed
-ST_BASELINES = ("teacher", "fbank")
-ST_STUDENTS: tuple[Student, ...] = (DISTILHUBERT, COLLD, COLLD_MULTILINGUAL)
+def teacher_corpora(students: list[Student]) -> tuple[str, ...]:
+    """The teachers ``students`` need, by corpus: always the English one (the baselines' teacher), and the
+    multilingual one when a student is distilled from it or on the mix (``corpus_mix`` then exists)."""
+    return ("en", *(["mix"] if any("mix" in (s.teacher, s.corpus) for s in students) else []))
+
+
+# Which rows get which probe (``run.run_grid``). PR (English): every row. ASR (English): the teachers, fbank, MFCC
+# and every student at seed 0, CoLLD and DistilHuBERT at seeds 0 and 1 (the main comparison). ST, both directions:
+# the teachers, fbank and the main students (CoLLD against DistilHuBERT) and the multilingual students, 2 seeds
+# each (their verdicts need a spread; the multilingual teacher 2 probe seeds, for the multilingual gap). German PR
+# (``pr_de``, on ``corpus_de``): both teachers and the multilingual students, where the plan has them. A teacher
+# is a row only where it exists: the multilingual one where a planned student needs it (``teacher_corpora``).
+ASR_BASELINES = (TEACHER.key, "fbank", "mfcc", TEACHER_MIX.key)
+ASR_SEEDS: dict[str, int] = {COLLD.key: 2, DISTILHUBERT.key: 2}  # other students: 1 seed
+ST_BASELINES = (TEACHER.key, "fbank", TEACHER_MIX.key)
+ST_BASELINE_SEEDS: dict[str, int] = {TEACHER_MIX.key: 2}  # probe seeds (at most the scale's); others: 1
+ST_STUDENTS: tuple[Student, ...] = (DISTILHUBERT, COLLD, *MULTILINGUAL)
+ST_SEEDS: dict[str, int] = {**ASR_SEEDS, **{s.key: 2 for s in MULTILINGUAL}}  # other ST students: 1 seed
+PR_DE_BASELINES = (TEACHER.key, TEACHER_MIX.key)
+PR_DE_STUDENTS: tuple[Student, ...] = MULTILINGUAL
 
 
 def asr_rows(students: list[Student]) -> list[tuple[Student, int]]:
-    """The ``(student, distillation seed)`` pairs probed for ASR among ``students`` (English ones only)."""
-    return [(s, seed) for s in students if s.corpus == "en" for seed in range(min(s.seeds, ASR_SEEDS.get(s.key, 1)))]
+    """The ``(student, distillation seed)`` pairs probed for (English) ASR among ``students``: every student, at
+    the seeds of ``ASR_SEEDS`` (2 for the main comparison), else seed 0."""
+    return [(s, seed) for s in students for seed in range(min(s.seeds, ASR_SEEDS.get(s.key, 1)))]
 
 
 def st_rows(students: list[Student]) -> list[tuple[Student, int]]:
-    """The ``(student, distillation seed)`` pairs probed for ST (both directions) among ``students``: the seeds
-    of ``ASR_SEEDS`` (2 for the main comparison, so its verdict has a spread), else seed 0."""
+    """The ``(student, distillation seed)`` pairs probed for ST (both directions) among ``students``: those of
+    ``ST_STUDENTS`` at the seeds of ``ST_SEEDS`` (2 for the main comparison and the multilingual students, so
+    their verdicts have a spread), else seed 0."""
     keys = {s.key for s in ST_STUDENTS}
-    return [(s, seed) for s in students if s.key in keys for seed in range(min(s.seeds, ASR_SEEDS.get(s.key, 1)))]
+    return [(s, seed) for s in students if s.key in keys for seed in range(min(s.seeds, ST_SEEDS.get(s.key, 1)))]
+
+
+def pr_de_rows(students: list[Student]) -> list[tuple[Student, int]]:
+    """The ``(student, distillation seed)`` pairs probed for German PR among ``students``: every seed of the
+    multilingual students (``PR_DE_STUDENTS``), as for English PR."""
+    keys = {s.key for s in PR_DE_STUDENTS}
+    return [(s, seed) for s in students if s.key in keys for seed in range(s.seeds)]
 
 
 @dataclass(frozen=True)
@@ -168,23 +223,33 @@ SWEEP: tuple[SweepPoint, ...] = (  # in the order they run: a sweep cut short ha
 class Claim:
     """A paper claim the grid checks: row ``a`` against row ``b`` on PR PER (``report.compare``)."""
 
-    a: Student
-    b: Student
+    a: Student | Baseline
+    b: Student | Baseline
 
 
 # the claims, by plan object: renaming a row (its display name) keeps its verdict
 CLAIMS: tuple[Claim, ...] = (
     Claim(COLLD, DISTILHUBERT), Claim(COLLD_DISC, COLLD), Claim(DISTILHUBERT_DISC, DISTILHUBERT),
     Claim(COLLD_DEEP_THIN, COLLD_SHALLOW_WIDE), Claim(COLLD_FBANK, COLLD), Claim(DICEHUBERT, COLLD),
+    Claim(COLLD_MULTILINGUAL, DISTILHUBERT_MULTILINGUAL),
 )
-FRONTEND_SPEED = Claim(COLLD_FBANK, COLLD)
+FRONTEND_SPEED = Claim(COLLD_FBANK, COLLD)  # the Fbank front-end's speed and size against the CNN's
 # the papers' own tasks (issue 22), each ``(results.json block, claim)``: input distillation's ASR cost and the
-# discriminative loss on ASR (Wang et al.), CoLLD against DistilHuBERT on ASR and ST both ways (CoLLD)
+# discriminative loss on ASR (Wang et al.), CoLLD against DistilHuBERT on ASR and ST both ways (CoLLD); in the
+# multilingual setting CoLLD against DistilHuBERT (ST both ways, German PR), what the students' German data buys
+# (CoLLD on the mix against CoLLD on English, both from the multilingual teacher: ST De->En, German PR) and the
+# multilingual gap (the multilingual CoLLD student against its teacher on ST De->En)
 TASK_CLAIMS: tuple[tuple[str, Claim], ...] = (
     ("asr", Claim(COLLD, DISTILHUBERT)), ("asr", Claim(COLLD_FBANK, COLLD)), ("asr", Claim(COLLD_DISC, COLLD)),
     ("asr", Claim(DISTILHUBERT_DISC, DISTILHUBERT)),
     ("st_en_de", Claim(COLLD, DISTILHUBERT)), ("st_de_en", Claim(COLLD, DISTILHUBERT)),
-)  # the Fbank front-end's speed and size against the CNN's
+    ("st_de_en", Claim(COLLD_MULTILINGUAL, DISTILHUBERT_MULTILINGUAL)),
+    ("st_en_de", Claim(COLLD_MULTILINGUAL, DISTILHUBERT_MULTILINGUAL)),
+    ("pr_de", Claim(COLLD_MULTILINGUAL, DISTILHUBERT_MULTILINGUAL)),
+    ("st_de_en", Claim(COLLD_MULTILINGUAL, COLLD_EN_MIX_TEACHER)),
+    ("pr_de", Claim(COLLD_MULTILINGUAL, COLLD_EN_MIX_TEACHER)),
+    ("st_de_en", Claim(COLLD_MULTILINGUAL, TEACHER_MIX)),
+)
 
 # The students of the gpu scales: the main comparison, the discriminative loss, input distillation, DiceHuBERT.
 GPU_STUDENTS = (DISTILHUBERT.key, COLLD.key, COLLD_DISC.key, COLLD_FBANK.key, DICEHUBERT.key)
@@ -208,14 +273,16 @@ SCALES: dict[str, Scale] = {
     # utterances that train until dev stops improving (configs/downstream/pr.yaml: at most 2,000 updates),
     # 2 probe seeds for the baselines. ASR and ST (with the mini heads of configs/downstream/mini/, on two 5 h
     # corpora of the templated grammar) only with --tasks pr,asr,st; the dev sweep and the budget curve with
-    # --stages sweep,grid,curves.
+    # --stages sweep,grid,curves. The multilingual rows are listed too: with them (the committed run names its
+    # rows with --students) come the 1 h German corpus, the multilingual teacher on the 2 h English subset + German
+    # (same budget as the English teacher) and German PR.
     "reduced": Scale(
-        en_args=("--hours", "10"), de_args=("--hours", "1"),  # German only for ST De->En (--tasks ...,st)
+        en_args=("--hours", "10"), de_args=("--hours", "1"),  # German only for the multilingual rows
         teacher_overrides=",,config.runner.total_steps=800", teacher_iter2_overrides="",
         student_steps=300, student_batch=8, frontend_steps=200,
         probe_overrides=",,config.data.max_train_utts=1000",
         probe_seeds=2, asr_overrides="", asr_top=0, st_overrides="", pretrain_every=5,
-        students=tuple(s.key for s in STUDENTS if s is not COLLD_MULTILINGUAL),
+        students=tuple(s.key for s in STUDENTS),  # every row, the multilingual ones included
         asr_config="mini/asr.yaml", st_config="mini/st.yaml", tasks=("pr",),  # --tasks pr,asr,st adds them
         # ST on corpora of the templated grammar (data/synth/grammar.py), 5 h per spoken language: the dictionary's
         # 12k real sentence pairs (16k German word forms) are more than a mini ST head can learn from 10 h. ASR

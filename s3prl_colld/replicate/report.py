@@ -8,7 +8,7 @@ from typing import Any
 
 from s3prl_colld.replicate.plan import CLAIMS, FRONTEND_SPEED, ST_DIRECTIONS, STUDENTS, TASK_CLAIMS, Claim
 
-BLOCKS = ("pr", "asr", *ST_DIRECTIONS)  # the probe blocks of a row: {"dev": {"mean", "std", "n"}, SPLIT: ...}
+BLOCKS = ("pr", "pr_de", "asr", *ST_DIRECTIONS)  # the probe blocks of a row: {"dev": {"mean", "std", "n"}, SPLIT: ...}
 
 
 def fmt(stat: dict[str, float] | None) -> str:
@@ -53,13 +53,16 @@ def report(out: Path, results: dict[str, Any]) -> str:
     results = upgrade(results)
     splits = results["pr_splits"]
     directions = [d[3:].replace("_", "-") for d in ST_DIRECTIONS]  # en-de, de-en
+    german = any("pr_de" in r for r in results["rows"])  # German PR (the multilingual rows): a column of its own
     head = ["features / student", "params (M)", "RTF (CPU)", "distil (min)",
-            *[f"PR {s} PER" for s in splits], "ASR test WER", *[f"ST {d} BLEU" for d in directions]]
+            *[f"PR {s} PER" for s in splits], *(["PR de test PER"] if german else []), "ASR test WER",
+            *[f"ST {d} BLEU" for d in directions]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results["rows"]:
         cells = [r["name"], f"{r['params_m']:.2f}", f"{r['rtf']:.4f}",
                  "-" if r["distil_minutes"] is None else f"{r['distil_minutes']:.1f}",
                  *[fmt(r["pr"].get(s)) for s in splits],
+                 *([fmt(r.get("pr_de", {}).get("test"))] if german else []),
                  fmt(r.get("asr", {}).get("test")),
                  *[fmt(r.get(field, {}).get("test")) for field in ST_DIRECTIONS]]
         lines.append("| " + " | ".join(cells) + " |")
@@ -110,10 +113,12 @@ def report(out: Path, results: dict[str, Any]) -> str:
 
 
 def probe_summary(rows: list[dict[str, Any]]) -> list[str]:
-    """Lines saying how the PR probes ended (``pr_probes`` of each row: updates, stop reason, collapse); rows of a
-    ``results.json`` from before probes recorded it give none. A collapsed probe is named, and left out of the means.
+    """Lines saying how the PR probes ended (``pr_probes`` and German ``pr_de_probes`` of each row: updates, stop
+    reason, collapse); rows of a ``results.json`` from before probes recorded it give none. A collapsed probe is
+    named, and left out of the means.
     """
-    runs = [(r["name"], p) for r in rows for p in r.get("pr_probes", [])]
+    runs = [(r["name"] + suffix, p) for r in rows
+            for field, suffix in (("pr_probes", ""), ("pr_de_probes", " (German)")) for p in r.get(field, [])]
     if not runs:
         return []
     updates = [p["updates"] for _, p in runs if p.get("updates") is not None]
@@ -131,8 +136,8 @@ def probe_summary(rows: list[dict[str, Any]]) -> list[str]:
 
 
 # what each block measures: (metric, whether higher is better)
-METRICS: dict[str, tuple[str, bool]] = {"pr": ("PER", False), "asr": ("WER", False), "st_en_de": ("BLEU en-de", True),
-                                        "st_de_en": ("BLEU de-en", True)}
+METRICS: dict[str, tuple[str, bool]] = {"pr": ("PER", False), "pr_de": ("German PER", False), "asr": ("WER", False),
+                                        "st_en_de": ("BLEU en-de", True), "st_de_en": ("BLEU de-en", True)}
 
 
 def compare(results: dict[str, Any], a: str, b: str, split: str = "test", block: str = "pr") -> str | None:
@@ -164,7 +169,8 @@ def compare(results: dict[str, Any], a: str, b: str, split: str = "test", block:
 def verdicts(results: dict[str, Any], claims: tuple[Claim, ...] = CLAIMS,
              task_claims: tuple[tuple[str, Claim], ...] = TASK_CLAIMS) -> list[str]:
     """One line per paper claim the grid can check, from the numbers: ``claims`` (``plan.CLAIMS``) on every PR
-    split, then ``task_claims`` (``plan.TASK_CLAIMS``: ASR and ST) on each of their blocks' test splits."""
+    split, then ``task_claims`` (``plan.TASK_CLAIMS``: ASR, ST and German PR) on each of their blocks' test
+    splits."""
     lines = []
     for split in results["pr_splits"]:
         for claim in claims:
@@ -172,7 +178,7 @@ def verdicts(results: dict[str, Any], claims: tuple[Claim, ...] = CLAIMS,
             if line:
                 lines.append(line)
     for block, claim in task_claims:
-        splits = (results.get("asr_splits") or ["test"]) if block == "asr" else (results.get("st_splits") or ["test"])
+        splits = results.get({"asr": "asr_splits", "pr_de": "pr_de_splits"}.get(block, "st_splits")) or ["test"]
         for split in splits:
             line = compare(results, claim.a.key, claim.b.key, split, block)
             if line:

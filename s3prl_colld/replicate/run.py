@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from s3prl_colld.replicate.measures import mean_std, measure_upstream
-from s3prl_colld.replicate.plan import (ASR_BASELINES, ASR_SPLITS, PR_SPLITS, SCALES, ST_BASELINES, ST_DIRECTIONS,
-                                        ST_SPLITS, STUDENTS, TASKS, asr_rows, plan_students, st_rows, student_order)
+from s3prl_colld.replicate.plan import (ASR_BASELINES, ASR_SPLITS, PR_DE_BASELINES, PR_SPLITS, SCALES,
+                                        ST_BASELINE_SEEDS, ST_BASELINES, ST_DIRECTIONS, ST_SPLITS, STUDENTS, TASKS,
+                                        TEACHERS, asr_rows, plan_students, pr_de_rows, st_rows, student_order)
 from s3prl_colld.replicate.report import report, upgrade
 from s3prl_colld.replicate.stages import Grid, _latest, slug
 from s3prl_colld.replicate.sweep import chosen_students, run_sweep
@@ -27,8 +28,8 @@ def upstream_of(task: str) -> str:
 
 
 def block(probes: list[dict[str, Any] | None], splits: list[str] | tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """A ``results.json`` block (``pr``, ``asr``, ``st_en_de``, ``st_de_en``): ``{"dev": {"mean", "std", "n"},
-    SPLIT: {...}, ...}`` over the finished probes (``None``: not finished) of one row; a collapsed probe is no
+    """A ``results.json`` block (``pr``, ``pr_de``, ``asr``, ``st_en_de``, ``st_de_en``): ``{"dev": {"mean", "std",
+    "n"}, SPLIT: {...}, ...}`` over the finished probes (``None``: not finished) of one row; a collapsed probe is no
     number and is left out."""
     done = [p for p in probes if p is not None and not p.get("collapsed")]
     return {k: mean_std(p[k] for p in done if k in p) for k in ("dev", *splits)}
@@ -36,7 +37,8 @@ def block(probes: list[dict[str, Any] | None], splits: list[str] | tuple[str, ..
 
 def probe_runs(probes: list[dict[str, Any] | None]) -> list[dict[str, Any]]:
     """Per finished probe: how long it trained, why it stopped, its attempts, whether it collapsed (a row's
-    ``pr_probes`` / ``asr_probes`` / ``st_en_de_probes`` / ``st_de_en_probes`` in ``results.json``)."""
+    ``pr_probes`` / ``pr_de_probes`` / ``asr_probes`` / ``st_en_de_probes`` / ``st_de_en_probes`` in
+    ``results.json``)."""
     return [{k: p.get(k) for k in ("updates", "stop_reason", "collapsed", "attempts")} for p in probes
             if p is not None]
 
@@ -45,7 +47,12 @@ def run_grid(grid: Grid) -> dict[str, Any]:
     """Every stage of the grid (or, with ``grid.report_only``, the finished ones); ``results.json``'s content."""
     scale = grid.scale
     grid.corpora()
-    teacher = grid.teacher()
+    # the teachers by corpus: the English one, and the multilingual one where a planned row needs it (None with
+    # report_only when it has not finished: its rows are then left out)
+    teachers = {corpus: grid.teacher(corpus) for corpus in grid.teachers_needed}
+    teacher = teachers["en"]
+    if teacher is None:
+        raise SystemExit(f"[replicate] {grid.out} has no finished teacher: nothing to report")
     students = chosen_students(grid.out, plan_students(scale))  # a finished sweep's choices replace its rows
     splits = [s for s in PR_SPLITS if (grid.corpus_en / s).is_dir()]  # the PR test splits the corpus has
     test_wavs = sorted((grid.corpus_en / "test").rglob("*.flac"))[: scale.rtf_utterances]
@@ -70,8 +77,9 @@ def run_grid(grid: Grid) -> dict[str, Any]:
         return block(probes, splits)
 
     rows: list[dict[str, Any]] = []
-    baselines = (("teacher", "hubert_tiny", "hubert_local", teacher), ("fbank", "baseline", "fbank", None),
-                 ("mfcc", "baseline", "mfcc", None), ("random_init", "baseline", "hubert_local", random_ckpt))
+    baselines = (*[(TEACHERS[c].key, "hubert_tiny", "hubert_local", ckpt) for c, ckpt in teachers.items() if ckpt],
+                 ("fbank", "baseline", "fbank", None), ("mfcc", "baseline", "mfcc", None),
+                 ("random_init", "baseline", "hubert_local", random_ckpt))
     for name, task, upstream, ckpt in baselines:
         probes = [grid.probe("pr", name, upstream, ckpt, s, scale.probe_overrides, splits)
                   for s in range(scale.probe_seeds)]
@@ -82,7 +90,9 @@ def run_grid(grid: Grid) -> dict[str, Any]:
     finals: dict[str, dict[int, Path]] = {s.name: {} for s in students}
     probes_of: dict[str, list[dict[str, Any] | None]] = {s.name: [] for s in students}
     for student, seed in student_order(students):
-        run = grid.distil(student, seed, teacher)
+        if teachers.get(student.teacher) is None:  # report_only, its teacher not finished
+            continue
+        run = grid.distil(student, seed, teachers[student.teacher])
         if run is None:
             continue
         finals[student.name][seed] = _latest(run)
@@ -109,6 +119,24 @@ def run_grid(grid: Grid) -> dict[str, Any]:
             curves[student.name] = [(step, res["test"]) for step, res in points
                                      if res is not None and not res.get("collapsed")]
     by_key = {r["key"]: r for r in rows}
+    pr_de_splits = [s for s in PR_SPLITS if (grid.corpus_de / s).is_dir()]
+    # German PR, where the plan has the multilingual rows: plan.PR_DE_BASELINES and plan.pr_de_rows
+    if "mix" in teachers and (grid.corpus_de / "manifest.json").is_file():
+        pr_de_probes: dict[str, list[dict[str, Any] | None]] = {}
+        for name, _, upstream, ckpt in baselines:
+            if name in PR_DE_BASELINES:
+                pr_de_probes[name] = [grid.probe("pr", name, upstream, ckpt, s, scale.probe_overrides, pr_de_splits,
+                                                 corpus=grid.corpus_de, folder="pr_de")
+                                      for s in range(scale.probe_seeds)]
+        for student, seed in pr_de_rows(students):
+            if seed in finals[student.name]:
+                pr_de_probes.setdefault(student.key, []).append(grid.probe(
+                    "pr", f"{student.name}-s{seed}", upstream_of(student.task), finals[student.name][seed], 0,
+                    scale.probe_overrides, pr_de_splits, corpus=grid.corpus_de, folder="pr_de"))
+        for key, probes in pr_de_probes.items():
+            if key in by_key and any(p is not None for p in probes):
+                by_key[key]["pr_de"] = block(probes, pr_de_splits)
+                by_key[key]["pr_de_probes"] = probe_runs(probes)
     asr_splits = [s for s in ASR_SPLITS if (grid.asr_corpus / s).is_dir()]
     if scale.asr_overrides is not None:  # ASR: the plan's rows (plan.ASR_BASELINES, plan.asr_rows)
         asr_probes: dict[str, list[dict[str, float] | None]] = {}
@@ -126,18 +154,21 @@ def run_grid(grid: Grid) -> dict[str, Any]:
                 by_key[key]["asr"] = block(probes, asr_splits)
                 by_key[key]["asr_probes"] = probe_runs(probes)
     if scale.st_overrides is not None:  # ST both directions: plan.ST_BASELINES and plan.st_rows
-        targets = [(name, name, upstream, ckpt) for name, _, upstream, ckpt in baselines if name in ST_BASELINES]
-        targets += [(s.key, f"{s.name}-s{seed}", upstream_of(s.task), finals[s.name][seed])
+        # (row key, probe name, upstream, checkpoint, probe seed): a baseline at its probe seeds
+        # (plan.ST_BASELINE_SEEDS, at most the scale's), a student at probe seed 0 of each distillation seed
+        targets = [(name, name, upstream, ckpt, p) for name, _, upstream, ckpt in baselines if name in ST_BASELINES
+                   for p in range(min(scale.probe_seeds, ST_BASELINE_SEEDS.get(name, 1)))]
+        targets += [(s.key, f"{s.name}-s{seed}", upstream_of(s.task), finals[s.name][seed], 0)
                     for s, seed in st_rows(students) if seed in finals[s.name]]
         st_probes: dict[tuple[str, str], list[dict[str, Any] | None]] = {}
-        for key, name, upstream, ckpt in targets:
+        for key, name, upstream, ckpt, probe_seed in targets:
             for field, lang in ST_DIRECTIONS.items():
                 corpus = grid.st_corpus(lang)
                 if not (corpus / "manifest.json").is_file():
                     continue
                 st_probes.setdefault((key, field), []).append(grid.probe(
-                    "st", f"{name}-{field[3:].replace('_', '-')}", upstream, ckpt, 0, scale.st_overrides, ST_SPLITS,
-                    corpus=corpus, config=scale.st_config))
+                    "st", f"{name}-{field[3:].replace('_', '-')}", upstream, ckpt, probe_seed, scale.st_overrides,
+                    ST_SPLITS, corpus=corpus, config=scale.st_config))
         for (key, field), probes in st_probes.items():
             if key in by_key and any(p is not None for p in probes):
                 by_key[key][field] = block(probes, ST_SPLITS)
@@ -151,6 +182,7 @@ def run_grid(grid: Grid) -> dict[str, Any]:
     manifest = json.loads((grid.corpus_en / "manifest.json").read_text())
     return {"scale": grid.scale_name, "rows": rows, "curves": curves, **_stage_files(grid),
             "stage_times": grid.times, "pr_splits": splits, "asr_splits": asr_splits, "st_splits": list(ST_SPLITS),
+            **({"pr_de_splits": pr_de_splits} if any("pr_de" in r for r in rows) else {}),
             "tasks": list(grid.tasks), "not_run": missing, "samples": samples,
             "corpus": {k: _without_folder(v, grid) for k, v in manifest.items() if k != "utterances"}}
 

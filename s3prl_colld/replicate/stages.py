@@ -1,7 +1,8 @@
 """The grid's stages: each runs once, writes a ``DONE`` marker (or its result file) and is reused after that.
 
-``Grid`` runs the corpora, the teacher (iterations 1 and 2), the students and
-the probes of one grid in its folder and records their wall times
+``Grid`` runs the corpora, the teachers (iterations 1 and 2; the English one,
+and the multilingual one where a planned row needs it), the students and the
+probes of one grid in its folder and records their wall times
 (``stage_times.json``); an unfinished pretraining run resumes from its last
 checkpoint, an unfinished probe starts again (it is short). A stage writes
 only into its own folder under the grid's, never into its inputs.
@@ -20,8 +21,9 @@ from typing import Any, Callable, Iterable
 import yaml
 
 from s3prl_colld.checkpoint import latest_checkpoint, step_of
+from s3prl_colld.data.clean_copies import MANIFEST
 from s3prl_colld.config import CONFIG_DIR
-from s3prl_colld.replicate.plan import TASKS, Scale, Student, plan_students
+from s3prl_colld.replicate.plan import TASKS, TEACHERS, Scale, Student, plan_students, teacher_corpora
 
 
 class Grid:
@@ -47,6 +49,11 @@ class Grid:
             raise ValueError(f"this scale has no {' or '.join(missing)} stage (its Scale.{missing[0]}_overrides is None): "
                              "leave it out of --tasks or pick a scale that has it (tiny, reduced, full, gpu, gpu-tiny)")
         self.corpus_en, self.corpus_de, self.corpus_mix = out / "corpus_en", out / "corpus_de", out / "corpus_mix"
+        if "mix" in self.teachers_needed and scale.de_args is None:
+            mixed = [s.key for s in plan_students(scale) if "mix" in (s.corpus, s.teacher)]
+            raise ValueError(f"the rows {mixed} need the English + German mix, and this scale has no German corpus "
+                             "(its Scale.de_args is None): leave them out of --students or pick a scale with one "
+                             "(tiny, reduced, full)")
         self.times_path = out / "stage_times.json"
         self.times: dict[str, float] = json.loads(self.times_path.read_text()) if self.times_path.is_file() else {}
 
@@ -116,9 +123,16 @@ class Grid:
             self.stage(path.name, path / "manifest.json", lambda lang=lang, path=path, extra=extra: _check(
                 synth_main(["--lang", lang, "--out", str(path), "--seed", str(self.seed), "--workers", str(workers),
                             *extra]), f"corpus {path.name}"))
-        if self.needs_german and any(s.corpus == "mix" for s in plan_students(self.scale)):
-            self.stage("corpus_mix", self.corpus_mix / "len_for_bucket" / "train.csv",
-                       lambda: write_mixed_corpus(self.corpus_mix, {"en": self.corpus_en, "de": self.corpus_de}))
+        if "mix" in self.teachers_needed:  # the English pretraining utterances and every German training one
+            self.stage("corpus_mix", self.corpus_mix / MANIFEST, lambda: write_mixed_corpus(
+                self.corpus_mix, {"en": self.pretrain_root, "de": self.corpus_de},
+                {"en": self.pretrain_split, "de": "train"}))
+
+    @property
+    def teachers_needed(self) -> tuple[str, ...]:
+        """The teachers of this grid's planned rows, by corpus (``plan.teacher_corpora``): ``("en",)``, or
+        ``("en", "mix")`` when a row is distilled on the mix or from the multilingual teacher."""
+        return teacher_corpora(plan_students(self.scale))
 
     def st_corpus_langs(self) -> list[str]:
         """The languages whose ST corpus this grid's tasks need: English for ST (and for ASR with
@@ -141,11 +155,10 @@ class Grid:
 
     @property
     def needs_german(self) -> bool:
-        """Whether the German corpus is made: the scale has one, and a student distils on the mix or ST De->En
-        runs on it (no ST corpora of its own)."""
+        """Whether the German corpus is made: the scale has one, and a planned row needs the mix (its teacher or
+        its data) or ST De->En runs on it (no ST corpora of its own)."""
         st_on_it = "st" in self.tasks and self.scale.st_corpus_args is None
-        return self.scale.de_args is not None and (
-            st_on_it or any(s.corpus == "mix" for s in plan_students(self.scale)))
+        return self.scale.de_args is not None and (st_on_it or "mix" in self.teachers_needed)
 
     @property
     def pretrain_root(self) -> Path:
@@ -174,31 +187,48 @@ class Grid:
         return view
 
     @property
+    def pretrain_split(self) -> str:
+        """The length table of ``pretrain_root`` that pretraining reads: ``train``, or ``train_everyN``."""
+        every = self.scale.pretrain_every
+        return "train" if every == 1 else f"train_every{every}"
+
+    @property
     def splits(self) -> str:
         """The ``-o`` for the pretraining split of ``pretrain_root``: ``train``, or ``train_everyN``."""
-        every = self.scale.pretrain_every
-        return "" if every == 1 else f",,config.data.splits=[train_every{every}]"
+        return "" if self.pretrain_split == "train" else f",,config.data.splits=[{self.pretrain_split}]"
 
     @property
     def pretrain_data(self) -> str:
         """``config.data.root=...`` and the split of the English pretraining data (``-o`` text)."""
         return f"config.data.root={self.pretrain_root}{self.splits}"
 
-    # ---- teacher
-    def teacher(self) -> Path:
-        """Iteration 1 (MFCC units) and, where the scale asks, iteration 2; returns the final checkpoint."""
-        it1 = self.out / "teacher_it1"
-        self.stage("teacher_it1", it1 / "DONE", lambda: (
-            pretrain("hubert_tiny", it1, self.pretrain_data + self.scale.teacher_overrides),
-            (it1 / "DONE").touch()))
+    def pretrain_data_of(self, corpus: str) -> str:
+        """The ``-o`` text of the pretraining data on ``corpus``: ``en``, the English pretraining data
+        (:attr:`pretrain_data`); ``mix``, ``corpus_mix`` (those English utterances and the German training ones)."""
+        if corpus not in TEACHERS:
+            raise ValueError(f"corpus {corpus!r}: expected one of {', '.join(TEACHERS)}")
+        return self.pretrain_data if corpus == "en" else f"config.data.root={self.corpus_mix}"
+
+    # ---- teachers
+    def teacher(self, corpus: str = "en") -> Path | None:
+        """The tiny HuBERT pretrained on ``corpus`` (``plan.TEACHERS``: ``en`` in ``teacher_it1`` / ``teacher``,
+        ``mix`` in ``teacher_mix_it1`` / ``teacher_mix``; every one with the scale's budget): iteration 1 (MFCC
+        units) and, where the scale asks, iteration 2 (units of iteration 1's layer, from its weights). Returns the
+        final checkpoint; ``None`` with ``report_only`` when it has not finished."""
+        name, data = TEACHERS[corpus].key, self.pretrain_data_of(corpus)
+        it1 = self.out / f"{name}_it1"
+        if not self.stage(f"{name}_it1", it1 / "DONE", lambda: (
+                pretrain("hubert_tiny", it1, data + self.scale.teacher_overrides), (it1 / "DONE").touch())):
+            return None
         if self.scale.teacher_iter2_overrides is None:
             return _latest(it1)
-        it2 = self.out / "teacher"
-        self.stage("teacher_it2", it2 / "DONE", lambda: (
-            pretrain("hubert_tiny", it2, f"{self.pretrain_data},,config.teacher.ckpt={_latest(it1)}"
-                     + self.scale.teacher_iter2_overrides,
-                     runner_yaml=CONFIG_DIR / "pretrain" / "hubert_tiny" / "iter2.yaml"),
-            (it2 / "DONE").touch()))
+        it2 = self.out / name
+        if not self.stage(f"{name}_it2", it2 / "DONE", lambda: (
+                pretrain("hubert_tiny", it2, f"{data},,config.teacher.ckpt={_latest(it1)}"
+                         + self.scale.teacher_iter2_overrides,
+                         runner_yaml=CONFIG_DIR / "pretrain" / "hubert_tiny" / "iter2.yaml"),
+                (it2 / "DONE").touch())):
+            return None
         return _latest(it2)
 
     # ---- students
@@ -219,17 +249,19 @@ class Grid:
 
     def distil(self, student: Student, seed: int, teacher: Path, steps: int | None = None) -> Path | None:
         """Distil (or resume, or reuse) one seed of ``student`` for ``steps`` (default: the scale's budget); its
-        run folder (``None``: not run). A budget other than the scale's has its own folder (``...-<N>steps-sS``)."""
+        run folder (``None``: not run). A budget other than the scale's has its own folder (``...-<N>steps-sS``).
+
+        ``teacher`` is the checkpoint of the student's teacher (``self.teacher(student.teacher)``); the student
+        reads the pretraining data of ``student.corpus`` (:meth:`pretrain_data_of`)."""
         budget = self.budget_suffix(steps)
         run = self.out / "students" / f"{slug(student.name)}{budget}-s{seed}"
         if self.report_only and not (run / "DONE").exists():
             return None
         steps = steps or self.scale.student_steps
         save = max(1, steps // 4) if student.curve and seed == 0 and self.scale.curves and not budget else steps
-        data = f"config.data.root={self.corpus_mix}" if student.corpus == "mix" else self.pretrain_data
-        overrides = (f"{data},,config.teacher.ckpt={teacher},,config.runner.seed={1337 + seed},,"
-                     f"config.runner.total_steps={steps},,config.runner.save_step={save},,config.runner.max_keep=8,,"
-                     f"config.data.batch_size={self.scale.student_batch}")
+        overrides = (f"{self.pretrain_data_of(student.corpus)},,config.teacher.ckpt={teacher},,"
+                     f"config.runner.seed={1337 + seed},,config.runner.total_steps={steps},,config.runner.save_step={save},,"
+                     f"config.runner.max_keep=8,,config.data.batch_size={self.scale.student_batch}")
         if student.needs_frontend:
             overrides += f",,config.init.frontend_ckpt={self.frontend(teacher)}"
         if student.overrides:
@@ -361,19 +393,36 @@ def finished_run(task: str, expdir: Path) -> Path:
     return last
 
 
-def write_mixed_corpus(out: Path, corpora: dict[str, Path]) -> None:
-    """A corpus root whose ``train`` length table lists every corpus's training utterances.
+def write_mixed_corpus(out: Path, corpora: dict[str, Path], splits: dict[str, str] | None = None) -> None:
+    """A corpus root whose ``train`` length table lists the utterances of every corpus's ``splits[lang]`` table
+    (default ``train``), and whose ``manifest.json`` lists their clean copies.
 
-    ``out/<lang>`` links to each corpus; rows keep their paths under that link.
+    Two synthetic corpora reuse speaker and chapter numbers, so their utterance ids (file names) collide, and unit
+    targets are keyed by id: each utterance is a link ``out/<lang>/<its folder>/<lang>-<its file name>`` to the
+    corpus's file. The manifest keeps each corpus's clean copies (a teacher's denoised units on the mix come from
+    the same clean audio as on each corpus); it is written last, so the mix is finished when it exists.
     """
+    from s3prl_colld.data.clean_copies import clean_copies
     from s3prl_colld.data.lengths import LengthRow, read_length_table, write_length_csv
 
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, utterances = [], []
     for lang, root in corpora.items():
-        link = out / lang
-        if not link.exists():
-            link.symlink_to(root.resolve(), target_is_directory=True)
-        rows += [LengthRow(f"{lang}/{os.path.relpath(r.path, root)}", r.num_samples, r.label)
-                 for r in read_length_table(root, "train")]
+        if (out / lang).is_symlink():  # a mix of before the per-file links: one link to the whole corpus
+            (out / lang).unlink()
+        copies = clean_copies(root)
+        for r in read_length_table(root, (splits or {}).get(lang, "train")):
+            rel = Path(r.rel)
+            path = (Path(lang) / rel.parent / f"{lang}-{rel.name}").as_posix()
+            target = r.path.resolve()
+            if not (out / path).is_symlink():
+                (out / path).parent.mkdir(parents=True, exist_ok=True)
+                (out / path).symlink_to(target)
+            rows.append(LengthRow(path, r.num_samples, r.label))
+            clean = copies.get(str(target))
+            utterances.append({"id": f"{lang}-{r.uttid}", "path": path,
+                               **({"clean_path": os.path.relpath(clean.resolve(), out.resolve())} if clean else {})})
     write_length_csv(rows, out / "len_for_bucket" / "train.csv")
+    manifest = {"generator": "s3prl_colld.replicate.write_mixed_corpus", "languages": list(corpora),
+                "utterances": utterances}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
