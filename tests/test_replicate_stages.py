@@ -82,3 +82,16 @@ def test_bad_stage_and_student_names_are_refused(tmp_path: Path) -> None:
         main(["--out", str(tmp_path), "--scale", "demo", "--stages", "curves"])  # demo has no curve budgets
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path), "--scale", "tiny", "--stages", "curves", "--curve-seeds", "0"])
+
+
+def test_budget_verdicts_compare_the_students_at_each_budget_by_the_seed_spread() -> None:
+    from s3prl_colld.replicate.curves import budget_verdicts
+
+    cell = lambda mean, std, n=2: {"test": {"mean": mean, "std": std, "n": n}}  # noqa: E731
+    result = {"splits": ["test"], "curves": {"a": {"300": cell(72.0, 0.5), "1200": cell(68.0, 0.2)},
+                                             "b": {"300": cell(72.3, 0.4), "1200": cell(70.0, 0.3),
+                                                   "3000": cell(67.0, 0.0, 1)}}}
+    lines = budget_verdicts(result)
+    assert len(lines) == 2  # 3000 steps: one student only
+    assert lines[0].startswith("- 300 steps: a 72.0") and "no difference shown" in lines[0]
+    assert lines[1].startswith("- 1200 steps: a 68.0") and "a is better, beyond the seed spread" in lines[1]

@@ -59,7 +59,28 @@ def render(result: dict[str, Any]) -> str:
     for name, by_steps in result["curves"].items():
         for steps, cell in sorted(by_steps.items(), key=lambda kv: int(kv[0])):
             lines.append(f"| {name} | {steps} | " + " | ".join(fmt(cell.get(k)) for k in ("dev", *splits)) + " |")
-    return "\n".join(lines)
+    ranking = budget_verdicts(result)
+    return "\n".join(lines + (["", "Does the ranking change with the budget? (test PER; a difference counts only "
+                                 "beyond the sum of the seed spreads)", ""] + ranking if ranking else []))
+
+
+def budget_verdicts(result: dict[str, Any], split: str = "test") -> list[str]:
+    """Per budget where two or more students have ``split`` numbers, each pair's comparison line
+    (:func:`~s3prl_colld.replicate.report.compare`'s rule), prefixed by the step count."""
+    from itertools import combinations
+
+    from s3prl_colld.replicate.report import compare
+
+    budgets = sorted({int(k) for by_steps in result["curves"].values() for k in by_steps})
+    lines = []
+    for steps in budgets:
+        rows = [{"key": name, "name": name, "pr": by_steps[str(steps)]} for name, by_steps in result["curves"].items()
+                if by_steps.get(str(steps), {}).get(split, {}).get("n")]
+        for a, b in combinations([r["key"] for r in rows], 2):
+            line = compare({"rows": rows}, a, b, split)
+            if line:
+                lines.append(f"- {steps} steps: {line}")
+    return lines
 
 
 def plot(out: Path, result: dict[str, Any]) -> None:
