@@ -16,7 +16,7 @@ import yaml
 from s3prl_colld.checkpoint import latest_checkpoint
 from s3prl_colld.data.clean_copies import clean_copies
 from s3prl_colld.replicate import SCALES, main, report, verdicts
-from s3prl_colld.replicate.compare import TASK_BLOCKS
+from s3prl_colld.replicate.drift import TASK_BLOCKS
 from s3prl_colld.replicate.measures import mean_std
 from s3prl_colld.replicate.stages import slug
 from s3prl_colld.replicate.plan import (ASR_BASELINES, CLAIMS, COLLD, COLLD_EN_MIX_TEACHER, COLLD_MULTILINGUAL,

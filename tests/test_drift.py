@@ -1,4 +1,4 @@
-"""The run-to-run comparison (``python -m s3prl_colld.replicate.compare``)."""
+"""The run-to-run comparison (``python -m s3prl_colld.replicate.drift``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from s3prl_colld.replicate.compare import main, moves
+from s3prl_colld.replicate.drift import main, moves
 
 
 def _results(teacher_test: float, fbank_noisy: float | None) -> dict:

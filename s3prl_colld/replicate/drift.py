@@ -1,4 +1,4 @@
-"""How far one grid's numbers move between two runs of it: ``python -m s3prl_colld.replicate.compare A B``.
+"""How far one grid's numbers move between two runs of it: ``python -m s3prl_colld.replicate.drift A B``.
 
 A and B are results folders (or their ``results.json``) of the same scale run twice, e.g. ``make demo`` with
 ``OMP_NUM_THREADS=1`` and ``=2`` (a different summation order, as another CPU gives). For every row, task and
@@ -69,7 +69,7 @@ def render(found: list[dict[str, Any]], labels: tuple[str, str], tolerance: floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m s3prl_colld.replicate.compare", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m s3prl_colld.replicate.drift", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("a", type=Path, help="the first run's results folder or results.json")
     p.add_argument("b", type=Path, help="the second run's")
