@@ -35,8 +35,9 @@ def run_curves(grid: Grid, teacher: Path, students: list[Student]) -> dict[str, 
                 run = grid.distil(student, seed, teacher, steps)
                 if run is None:
                     continue
-                probe = grid.probe("pr", f"{student.name}{grid.budget_suffix(steps)}-s{seed}", upstream_of(student.task), _latest(run), 0,
-                                   scale.probe_overrides, splits)
+                name = f"{student.name}{grid.budget_suffix(steps)}-s{seed}"
+                probe = grid.probe("pr", name, upstream_of(student.task), _latest(run), 0, scale.probe_overrides,
+                                   splits)
                 if probe is not None:
                     probes.append({"seed": seed, **{k: probe.get(k) for k in ("dev", *splits, "updates", "collapsed")}})
             good = [p for p in probes if not p.get("collapsed")]

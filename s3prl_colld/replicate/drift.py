@@ -15,13 +15,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-TASK_BLOCKS = ("pr", "pr_de", "asr", "st_en_de", "st_de_en")  # the metric blocks of a results.json row (report.BLOCKS)
+from s3prl_colld.replicate.report import BLOCKS, upgrade
+
+TASK_BLOCKS = BLOCKS  # the metric blocks of a results.json row, the report's own list
 
 
 def load(path: Path) -> dict[str, Any]:
     """A ``results.json`` (of any version, in today's shape), given it or its folder."""
-    from s3prl_colld.replicate.report import upgrade
-
     path = path / "results.json" if path.is_dir() else path
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no results.json there (give a results folder or its results.json)")

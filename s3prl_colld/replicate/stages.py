@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
-from s3prl_colld.checkpoint import latest_checkpoint, step_of
+from s3prl_colld.checkpoint import latest_checkpoint, step_of, write_atomic
 from s3prl_colld.data.clean_copies import MANIFEST
 from s3prl_colld.config import CONFIG_DIR
 from s3prl_colld.replicate.plan import TASKS, TEACHERS, Scale, Student, plan_students, teacher_corpora
@@ -101,8 +101,6 @@ class Grid:
 
         The file is read again first, so two processes working on one grid (say, the sweep beside a probe
         stage) keep each other's entries; it is replaced atomically."""
-        from s3prl_colld.checkpoint import write_atomic
-
         if self.times_path.is_file():
             self.times = {**json.loads(self.times_path.read_text()), **self.times}
         self.times[name] = seconds
@@ -425,4 +423,5 @@ def write_mixed_corpus(out: Path, corpora: dict[str, Path], splits: dict[str, st
     write_length_csv(rows, out / "len_for_bucket" / "train.csv")
     manifest = {"generator": "s3prl_colld.replicate.write_mixed_corpus", "languages": list(corpora),
                 "utterances": utterances}
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    text = json.dumps(manifest, indent=1).encode()
+    write_atomic(out / MANIFEST, lambda f: f.write(text))  # the stage's marker: never half-written
