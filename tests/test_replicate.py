@@ -36,6 +36,19 @@ def test_a_finished_stage_is_reused_and_its_time_kept(tmp_path: Path) -> None:
     assert "s" in again.times and again.times["s"] >= 0
 
 
+def test_stage_times_keep_other_processes_entries_and_not_stale_ones(tmp_path: Path) -> None:
+    first = Grid(tmp_path, SCALES["tiny"], 0)
+    first._record("a", 1.0)
+    second = Grid(tmp_path, SCALES["tiny"], 0)  # another process, started after "a" was recorded
+    second._record("b", 2.0)
+    first._record("c", 3.0)
+    assert json.loads((tmp_path / "stage_times.json").read_text()) == {"a": 1.0, "b": 2.0, "c": 3.0}
+    # an entry removed from the file (a stale time) does not come back from a process that only read it
+    (tmp_path / "stage_times.json").write_text(json.dumps({"b": 2.0, "c": 3.0}))
+    second._record("d", 4.0)
+    assert json.loads((tmp_path / "stage_times.json").read_text()) == {"b": 2.0, "c": 3.0, "d": 4.0}
+
+
 def test_report_only_runs_nothing(tmp_path: Path) -> None:
     grid = Grid(tmp_path, SCALES["tiny"], 0, report_only=True)
     assert grid.stage("s", tmp_path / "DONE", lambda: pytest.fail("report-only ran a stage")) is False

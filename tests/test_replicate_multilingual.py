@@ -16,14 +16,13 @@ import yaml
 from s3prl_colld.checkpoint import latest_checkpoint
 from s3prl_colld.data.clean_copies import clean_copies
 from s3prl_colld.replicate import SCALES, main, report, verdicts
-from s3prl_colld.replicate.drift import TASK_BLOCKS
+from s3prl_colld.replicate.drift import moves
 from s3prl_colld.replicate.measures import mean_std
 from s3prl_colld.replicate.stages import slug
 from s3prl_colld.replicate.plan import (ASR_BASELINES, CLAIMS, COLLD, COLLD_EN_MIX_TEACHER, COLLD_MULTILINGUAL,
                                         DISTILHUBERT, DISTILHUBERT_MULTILINGUAL, MULTILINGUAL, PR_DE_BASELINES,
                                         ST_BASELINE_SEEDS, ST_BASELINES, STUDENTS, TASK_CLAIMS, TEACHER, TEACHER_MIX,
                                         Student, asr_rows, plan_students, pr_de_rows, st_rows, teacher_corpora)
-from s3prl_colld.replicate.report import BLOCKS
 
 KEYS = [s.key for s in MULTILINGUAL]
 
@@ -109,7 +108,11 @@ def test_german_pr_has_a_column_and_verdicts(tmp_path: Path) -> None:
     assert next(line for line in table if line.startswith("| fbank")).endswith("| 50.0 | - | - | - | - |")
     gains = [line for line in verdicts(results) if "German PER" in line]
     assert len(gains) == 2 and all("colld multilingual (en+de) is better, beyond the seed spread" in g for g in gains)
-    assert TASK_BLOCKS == BLOCKS  # compare (two runs of a grid) reads the German block too
+    shifted = {**results, "rows": [{**row, "pr_de": per(62.0, 63.0)} if row["key"] == "teacher" else row
+                                   for row in results["rows"]]}
+    german = [m for m in moves(results, shifted) if m["task"] == "pr_de"]  # drift (two runs of a grid) reads it
+    assert {(m["row"], m["split"], m["move"]) for m in german if m["move"]} == {("teacher", "test", 2.0),
+                                                                                ("teacher", "test_noisy", 2.0)}
 
 
 def test_a_scale_without_german_refuses_the_multilingual_rows(tmp_path: Path) -> None:

@@ -17,8 +17,6 @@ from typing import Any
 
 from s3prl_colld.replicate.report import BLOCKS, upgrade
 
-TASK_BLOCKS = BLOCKS  # the metric blocks of a results.json row, the report's own list
-
 
 def load(path: Path) -> dict[str, Any]:
     """A ``results.json`` (of any version, in today's shape), given it or its folder."""
@@ -37,7 +35,7 @@ def moves(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
         other = rows_b.get(row["key"])
         if other is None:
             continue
-        for task in TASK_BLOCKS:
+        for task in BLOCKS:  # the metric blocks of a results.json row, the report's own list
             for split, cell in (row.get(task) or {}).items():
                 cell_b = (other.get(task) or {}).get(split)
                 if not _measured(cell) or not _measured(cell_b):

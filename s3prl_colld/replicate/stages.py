@@ -56,6 +56,7 @@ class Grid:
                              "(tiny, reduced, full)")
         self.times_path = out / "stage_times.json"
         self.times: dict[str, float] = json.loads(self.times_path.read_text()) if self.times_path.is_file() else {}
+        self._recorded: dict[str, float] = {}  # the entries of stage_times.json this process wrote
 
     def stage(self, name: str, done: Path, fn: Callable[[], Any]) -> bool:
         """Run ``fn`` unless ``done`` exists; the wall time of a run is kept in ``stage_times.json``.
@@ -99,13 +100,18 @@ class Grid:
     def _record(self, name: str, seconds: float) -> None:
         """Keep ``seconds`` as the wall time of ``name`` in ``stage_times.json``.
 
-        The file is read again first, so two processes working on one grid (say, the sweep beside a probe
-        stage) keep each other's entries; it is replaced atomically."""
-        if self.times_path.is_file():
-            self.times = {**json.loads(self.times_path.read_text()), **self.times}
-        self.times[name] = seconds
-        text = json.dumps(self.times, indent=1, sort_keys=True).encode()
-        write_atomic(self.times_path, lambda f: f.write(text))
+        The file is read again under a lock (``.stage_times.lock``) and only the entries this process recorded
+        are merged into it, so two processes working on one grid (say, the sweep beside a probe stage) keep each
+        other's entries, and an entry removed from the file while a process runs stays removed (unless that
+        process records it itself); the file is replaced atomically."""
+        self._recorded[name] = seconds
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / ".stage_times.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            on_disk = json.loads(self.times_path.read_text()) if self.times_path.is_file() else {}
+            self.times = {**on_disk, **self._recorded}
+            text = json.dumps(self.times, indent=1, sort_keys=True).encode()
+            write_atomic(self.times_path, lambda f: f.write(text))
 
     # ---- corpora
     def corpora(self) -> None:
