@@ -183,8 +183,9 @@ def test_bilstm_ctc_head_ignores_padding_and_reads_both_directions() -> None:
 
 
 def test_conv_asr_head_subsamples_and_ignores_its_batch_padding() -> None:
-    """The convolution head of the mini ASR preset with frame pairs concatenated (sample_rate 2): T' = ceil(T / 2), and an utterance's output is the
-    same alone and padded inside a batch (padded frames are zeroed before every convolution)."""
+    """The mini ASR preset's convolution head with frame pairs concatenated (sample_rate 2): T' = ceil(T / 2),
+    and an utterance's output is the same alone and padded inside a batch (padded frames are zeroed before every
+    convolution)."""
     torch.manual_seed(0)
     cfg = ASRHeadConfig(project_dim=32, hidden_dim=24, layers=3, dropout=0.0, kind="conv", kernel=5, sample_rate=2)
     cfg.validate()

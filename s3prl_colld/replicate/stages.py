@@ -15,8 +15,9 @@ import json
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import yaml
 
@@ -71,8 +72,7 @@ class Grid:
             print(f"[replicate] {name}: not run (--report-only)", flush=True)
             return False
         self.out.mkdir(parents=True, exist_ok=True)
-        with open(self.out / f".{slug(name)}.lock", "w") as lock:  # another process runs it: wait, then reuse
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with exclusive(self.out / f".{slug(name)}.lock"):  # another process runs it: wait, then reuse
             if done.exists():
                 print(f"[replicate] {name}: reusing {done} (finished by another process)", flush=True)
                 return True
@@ -106,8 +106,7 @@ class Grid:
         process records it itself); the file is replaced atomically."""
         self._recorded[name] = seconds
         self.out.mkdir(parents=True, exist_ok=True)
-        with open(self.out / ".stage_times.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with exclusive(self.out / ".stage_times.lock"):
             on_disk = json.loads(self.times_path.read_text()) if self.times_path.is_file() else {}
             self.times = {**on_disk, **self._recorded}
             text = json.dumps(self.times, indent=1, sort_keys=True).encode()
@@ -296,8 +295,7 @@ class Grid:
         if self.report_only or task not in self.tasks:
             return self._probe(task, name, run, seed, folder, upstream, ckpt, overrides, splits, corpus, config)
         run.parent.mkdir(parents=True, exist_ok=True)
-        with open(run.parent / f".{run.name}.lock", "w") as lock:  # another process on this probe: wait, then reuse
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with exclusive(run.parent / f".{run.name}.lock"):  # another process on this probe: wait, then reuse
             return self._probe(task, name, run, seed, folder, upstream, ckpt, overrides, splits, corpus, config)
 
     def _probe(self, task: str, name: str, run: Path, seed: int, folder: str, upstream: str, ckpt: Path | None,
@@ -349,6 +347,15 @@ def model_overrides(student: Student) -> str:
     ``-o`` merges them into the task's ``model.yaml``, so the rest of it (the teacher-shaped CNN) stays.
     """
     return "".join(f",,config.model.{k}={v}" for k, v in (student.model or {}).items())
+
+
+@contextmanager
+def exclusive(lock: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file ``lock`` (created if missing) for the ``with`` block: a second
+    process asking for it waits until the first leaves the block (or dies)."""
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def slug(name: str) -> str:
