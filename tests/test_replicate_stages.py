@@ -59,8 +59,12 @@ def test_sweep_grid_and_curves_stages_at_toy_size(tmp_path: Path, monkeypatch: p
     folder = "colld" if chosen_name == "colld" else "colld_no_mask"
     assert (out / "students" / f"{folder}-4steps-s0" / "states-4.ckpt").is_file()
     assert not (out / "students" / f"{folder}-4steps-s0" / "states-2.ckpt").exists()  # no intermediate save
+    # the curve's reference line is the grid's teacher, its probes reused (the same numbers as its row)
+    reference = results["budget_curves"]["reference"]
+    assert reference["name"] == "teacher" and reference["test"] == rows["teacher"]["pr"]["test"]
     text = (out / "results.md").read_text()
     assert "Settings chosen on dev" in text and "PER against distillation budget" in text
+    assert "| teacher (reference) | - |" in text
     assert (out / "sweep.md").is_file() and (out / "budget_curve.png").is_file()
     capsys.readouterr()
     assert main(args) == 0  # everything reused

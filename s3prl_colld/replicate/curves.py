@@ -3,7 +3,8 @@
 For each student of the grid with ``curve`` (CoLLD and DistilHuBERT, at their dev-chosen settings when a sweep
 ran) and each step count of ``Scale.curve_steps``, ``Scale.curve_seeds`` distillation seeds are run from scratch
 (each budget with its own linear schedule, unlike the grid's intermediate checkpoints) and probed on PR like a grid
-row. The scale's own budget is the grid's run, shared. Writes ``curves.json``, ``curves.md`` and
+row. The scale's own budget is the grid's run, shared. The teacher's PR probes (the grid's, reused) are the
+curve's reference: the PER the students distil towards. Writes ``curves.json``, ``curves.md`` and
 ``budget_curve.png`` in the grid's folder.
 """
 
@@ -22,8 +23,10 @@ CURVES_FILE = "curves.json"
 
 def run_curves(grid: Grid, teacher: Path, students: list[Student]) -> dict[str, Any]:
     """Distil and probe each ``(student with curve, step count, seed)``; returns ``curves.json``'s content:
-    ``{"splits": [...], "curves": {name: {str(steps): {SPLIT: {"mean", "std", "n"}, "runs": [...]}}}}``."""
-    from s3prl_colld.replicate.run import upstream_of  # run imports this module
+    ``{"splits": [...], "curves": {name: {str(steps): {SPLIT: {"mean", "std", "n"}, "runs": [...]}}},
+    "reference": {"name": teacher's row, "dev": {...}, SPLIT: {...}}}`` (the teacher over its probe seeds)."""
+    from s3prl_colld.replicate.plan import TEACHERS
+    from s3prl_colld.replicate.run import block, upstream_of  # run imports this module
 
     scale = grid.scale
     splits = [s for s in PR_SPLITS if (grid.corpus_en / s).is_dir()]
@@ -43,7 +46,9 @@ def run_curves(grid: Grid, teacher: Path, students: list[Student]) -> dict[str, 
             good = [p for p in probes if not p.get("collapsed")]
             curves.setdefault(student.name, {})[str(steps)] = {
                 **{k: mean_std(p[k] for p in good if p.get(k) is not None) for k in ("dev", *splits)}, "runs": probes}
-    result = {"splits": splits, "curves": curves}
+    reference = [grid.probe("pr", TEACHERS["en"].key, "hubert_local", teacher, s, scale.probe_overrides, splits)
+                 for s in range(scale.probe_seeds)]  # the grid's teacher probes: reused when the grid ran
+    result = {"splits": splits, "curves": curves, "reference": {"name": TEACHERS["en"].key, **block(reference, splits)}}
     (grid.out / CURVES_FILE).write_text(json.dumps(result, indent=1))
     (grid.out / "curves.md").write_text(render(result) + "\n")
     plot(grid.out, result)
@@ -60,6 +65,10 @@ def render(result: dict[str, Any]) -> str:
     for name, by_steps in result["curves"].items():
         for steps, cell in sorted(by_steps.items(), key=lambda kv: int(kv[0])):
             lines.append(f"| {name} | {steps} | " + " | ".join(fmt(cell.get(k)) for k in ("dev", *splits)) + " |")
+    ref = result.get("reference")
+    if ref and ref.get("test", {}).get("n"):
+        lines.append(f"| {ref['name']} (reference) | - | " + " | ".join(fmt(ref.get(k)) for k in ("dev", *splits))
+                     + " |")
     ranking = budget_verdicts(result)
     return "\n".join(lines + (["", "Does the ranking change with the budget? (test PER; a difference counts only "
                                  "beyond the sum of the seed spreads)", ""] + ranking if ranking else []))
@@ -85,7 +94,8 @@ def budget_verdicts(result: dict[str, Any], split: str = "test") -> list[str]:
 
 
 def plot(out: Path, result: dict[str, Any]) -> None:
-    """``budget_curve.png``: PR test PER against distillation steps, mean and std over seeds."""
+    """``budget_curve.png``: PR test PER against distillation steps, mean and std over seeds; the teacher's test
+    PER (``result["reference"]``, where measured) as a dashed line with its spread shaded."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -97,6 +107,12 @@ def plot(out: Path, result: dict[str, Any]) -> None:
         if points:
             ax.errorbar([p[0] for p in points], [p[1]["mean"] for p in points], yerr=[p[1]["std"] for p in points],
                         marker="o", capsize=3, label=name)
+    ref = (result.get("reference") or {}).get("test") or {}
+    if ref.get("n"):
+        mean, std = ref["mean"], ref["std"] or 0.0
+        ax.axhline(mean, color="grey", linestyle="--", linewidth=1,
+                   label=f"{result['reference']['name']} ({mean:.1f})")
+        ax.axhspan(mean - std, mean + std, color="grey", alpha=0.15, linewidth=0)
     ax.set(xscale="log", xlabel="distillation steps (each budget its own run)", ylabel="PR test PER %",
            title="PER against distillation budget")
     ax.legend(fontsize=7)

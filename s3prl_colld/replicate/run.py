@@ -251,7 +251,9 @@ def main(argv: list[str] | None = None) -> int:
                         "method's settings (plan.SWEEP) on dev, whose choices the grid then uses; curves = the main "
                         "students at several budgets (Scale.curve_steps)")
     p.add_argument("--students", default=None,
-                   help="comma-separated row keys to run instead of the scale's (e.g. colld,distilhubert)")
+                   help="comma-separated row keys to run instead of the scale's (e.g. colld,distilhubert). Without "
+                        "it, the reduced and full scales plan every row, the multilingual ones included: they "
+                        "pretrain a second teacher on the English + German mix first (hours on a CPU)")
     p.add_argument("--seeds-cap", type=int, default=None,
                    help="at most this many distillation seeds per student (default: the scale's)")
     p.add_argument("--curve-steps", default=None, help="comma-separated step counts of the curves stage "
