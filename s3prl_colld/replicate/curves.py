@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from s3prl_colld.replicate.measures import mean_std
 from s3prl_colld.replicate.plan import PR_SPLITS, Student
 from s3prl_colld.replicate.stages import Grid, _latest
 
@@ -43,9 +42,7 @@ def run_curves(grid: Grid, teacher: Path, students: list[Student]) -> dict[str, 
                                    splits)
                 if probe is not None:
                     probes.append({"seed": seed, **{k: probe.get(k) for k in ("dev", *splits, "updates", "collapsed")}})
-            good = [p for p in probes if not p.get("collapsed")]
-            curves.setdefault(student.name, {})[str(steps)] = {
-                **{k: mean_std(p[k] for p in good if p.get(k) is not None) for k in ("dev", *splits)}, "runs": probes}
+            curves.setdefault(student.name, {})[str(steps)] = {**block(probes, splits), "runs": probes}
     reference = [grid.probe("pr", TEACHERS["en"].key, "hubert_local", teacher, s, scale.probe_overrides, splits)
                  for s in range(scale.probe_seeds)]  # the grid's teacher probes: reused when the grid ran
     result = {"splits": splits, "curves": curves, "reference": {"name": TEACHERS["en"].key, **block(reference, splits)}}
