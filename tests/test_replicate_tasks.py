@@ -14,7 +14,7 @@ import pytest
 from s3prl_colld.replicate import SCALES, main, report
 from s3prl_colld.replicate.plan import (ASR_SEEDS, COLLD, COLLD_MULTILINGUAL, DISTILHUBERT, GPU_STUDENTS, MULTILINGUAL,
                                         STUDENTS, asr_rows, plan_students, st_rows)
-from s3prl_colld.replicate.report import upgrade
+from s3prl_colld.replicate.report import probe_summary, upgrade
 from s3prl_colld.replicate.run import block
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +29,7 @@ def _block_ok(row: dict, field: str, splits: tuple[str, ...]) -> bool:
     the block then holds none: a collapsed probe is flagged and never a number."""
     (probe,) = row[f"{field}_probes"]
     assert probe["updates"] > 0 and probe["stop_reason"] in ("patience", "cap") and probe["attempts"] == 1, probe
+    assert 1 <= len(probe["dev_tail"]) <= 3, probe  # the last dev evaluations, for the report's convergence line
     if probe["collapsed"]:
         return all(row[field][s]["n"] == 0 for s in splits)
     return all(_is_stat(row[field][s]) for s in splits)
@@ -136,6 +137,24 @@ def test_report_renders_asr_and_bleu_columns(tmp_path: Path) -> None:
     assert "| 41.0 ± 1.5 (2) | - | - |" in text and lines["| mfcc"].endswith("| 21.0 | - | - | - |")
     assert "| teacher | 30.0 | 33.3 | 44.4 | 55.5 |\n" in text  # the ASR table by split
     assert json.loads((tmp_path / "results.json").read_text())["rows"][0]["st_de_en"]["test"]["mean"] == 8.75
+
+
+def test_probe_summary_covers_each_task_and_says_how_far_capped_probes_still_moved() -> None:
+    def probe(stop: str, tail: list[float], collapsed: bool = False) -> dict:
+        return {"updates": 6000 if stop == "cap" else 2500, "stop_reason": stop, "collapsed": collapsed,
+                "attempts": 1, "dev_tail": tail}
+    rows = [_row("teacher", "teacher", pr_probes=[probe("patience", [70.0, 69.0, 69.1])],
+                 asr_probes=[probe("cap", [61.0, 60.0, 59.2])],
+                 st_en_de_probes=[probe("cap", [38.7, 39.9, 40.5])], st_de_en_probes=[probe("patience", [9.0, 9.1, 9.0])]),
+            _row("colld", "colld", st_en_de_probes=[probe("cap", [30.0, 30.5, 30.6], collapsed=True)])]
+    lines = [line for line in probe_summary(rows) if line]
+    assert lines[0].startswith("PR probes: 1 trained") and "At the cap" not in lines[0]
+    assert lines[1].startswith("ASR probes: 1 trained") and "(1 by cap)" in lines[1]
+    assert "dev still moved by 1.8-1.8 over the last two evaluations (1 probes)" in lines[1]
+    assert lines[2].startswith("ST probes: 3 trained") and "(2 by cap, 1 by patience)" in lines[2]
+    assert "moved by 0.6-1.8" in lines[2]
+    assert lines[3] == "**Collapsed ST probes (mostly empty hypotheses), left out of the means: colld (en-de).**"
+    assert probe_summary([_row("mfcc", "mfcc")]) == []  # rows from before probes were recorded
 
 
 def test_old_results_json_still_renders(tmp_path: Path) -> None:

@@ -112,26 +112,43 @@ def report(out: Path, results: dict[str, Any]) -> str:
     return text
 
 
+# the probe families of the summary: (label, the row fields of its probes, each with a suffix for its names)
+PROBE_FAMILIES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("PR", (("pr_probes", ""), ("pr_de_probes", " (German)"))),
+    ("ASR", (("asr_probes", ""),)),
+    ("ST", (("st_en_de_probes", " (en-de)"), ("st_de_en_probes", " (de-en)"))),
+)
+
+
 def probe_summary(rows: list[dict[str, Any]]) -> list[str]:
-    """Lines saying how the PR probes ended (``pr_probes`` and German ``pr_de_probes`` of each row: updates, stop
-    reason, collapse); rows of a ``results.json`` from before probes recorded it give none. A collapsed probe is
-    named, and left out of the means.
+    """Lines saying how the probes of each task ended (PR with German PR, ASR, ST both directions): updates, stop
+    reason, retries, and for probes stopped by the update cap how far dev still moved over their last two
+    evaluations (``dev_tail``); rows of a ``results.json`` from before probes recorded it give none. A collapsed
+    probe is named, and left out of the means.
     """
-    runs = [(r["name"] + suffix, p) for r in rows
-            for field, suffix in (("pr_probes", ""), ("pr_de_probes", " (German)")) for p in r.get(field, [])]
-    if not runs:
-        return []
-    updates = [p["updates"] for _, p in runs if p.get("updates") is not None]
-    reasons: dict[str, int] = {}
-    for _, p in runs:
-        reasons[str(p.get("stop_reason"))] = reasons.get(str(p.get("stop_reason")), 0) + 1
-    retried = sum(1 for _, p in runs if (p.get("attempts") or 1) > 1)
-    lines = ["", f"PR probes: {len(runs)} trained until dev stopped improving or the cap "
-                 f"({', '.join(f'{n} by {k}' for k, n in sorted(reasons.items()))}), "
-                 f"{min(updates, default=0)}-{max(updates, default=0)} updates; {retried} retried after a collapse."]
-    collapsed = [name for name, p in runs if p.get("collapsed")]
-    if collapsed:
-        lines.append(f"**Collapsed probes (mostly empty hypotheses), left out of the means: {', '.join(collapsed)}.**")
+    lines: list[str] = []
+    for label, fields in PROBE_FAMILIES:
+        runs = [(r["name"] + suffix, p) for r in rows for field, suffix in fields for p in r.get(field, [])]
+        if not runs:
+            continue
+        updates = [p["updates"] for _, p in runs if p.get("updates") is not None]
+        reasons: dict[str, int] = {}
+        for _, p in runs:
+            reasons[str(p.get("stop_reason"))] = reasons.get(str(p.get("stop_reason")), 0) + 1
+        retried = sum(1 for _, p in runs if (p.get("attempts") or 1) > 1)
+        line = (f"{label} probes: {len(runs)} trained until dev stopped improving or the cap "
+                f"({', '.join(f'{n} by {k}' for k, n in sorted(reasons.items()))}), "
+                f"{min(updates, default=0)}-{max(updates, default=0)} updates; {retried} retried after a collapse.")
+        moves = [abs(p["dev_tail"][-1] - p["dev_tail"][0]) for _, p in runs
+                 if p.get("stop_reason") == "cap" and len(p.get("dev_tail") or []) >= 3]
+        if moves:
+            line += (f" At the cap, dev still moved by {min(moves):.1f}-{max(moves):.1f} over the last two "
+                     f"evaluations ({len(moves)} probes).")
+        lines += ["", line]
+        collapsed = [name for name, p in runs if p.get("collapsed")]
+        if collapsed:
+            lines.append(f"**Collapsed {label} probes (mostly empty hypotheses), left out of the means: "
+                         f"{', '.join(collapsed)}.**")
     return lines
 
 

@@ -38,9 +38,11 @@ def block(probes: list[dict[str, Any] | None], splits: list[str] | tuple[str, ..
 def probe_runs(probes: list[dict[str, Any] | None]) -> list[dict[str, Any]]:
     """Per finished probe: how long it trained, why it stopped, its attempts, whether it collapsed (a row's
     ``pr_probes`` / ``pr_de_probes`` / ``asr_probes`` / ``st_en_de_probes`` / ``st_de_en_probes`` in
-    ``results.json``)."""
-    return [{k: p.get(k) for k in ("updates", "stop_reason", "collapsed", "attempts")} for p in probes
-            if p is not None]
+    ``results.json``), with ``dev_tail``: its last three dev evaluations (the report says how far a probe stopped
+    by the cap was still moving)."""
+    return [{**{k: p.get(k) for k in ("updates", "stop_reason", "collapsed", "attempts")},
+             "dev_tail": [round(float(v), 2) for _, v in (p.get("dev_curve") or [])[-3:]]}
+            for p in probes if p is not None]
 
 
 def run_grid(grid: Grid) -> dict[str, Any]:
