@@ -14,7 +14,7 @@ import pytest
 from s3prl_colld.replicate import SCALES, main, report
 from s3prl_colld.replicate.plan import (ASR_SEEDS, COLLD, COLLD_MULTILINGUAL, DISTILHUBERT, GPU_STUDENTS, MULTILINGUAL,
                                         STUDENTS, asr_rows, plan_students, st_rows)
-from s3prl_colld.replicate.report import probe_summary, upgrade
+from s3prl_colld.replicate.report import instrument_checks, probe_summary, upgrade
 from s3prl_colld.replicate.run import block
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,6 +155,18 @@ def test_probe_summary_covers_each_task_and_says_how_far_capped_probes_still_mov
     assert "moved by 0.6-1.8" in lines[2]
     assert lines[3] == "**Collapsed ST probes (mostly empty hypotheses), left out of the means: colld (en-de).**"
     assert probe_summary([_row("mfcc", "mfcc")]) == []  # rows from before probes were recorded
+
+
+def test_instrument_checks_say_which_bound_the_teacher_meets() -> None:
+    stat = lambda m: {"mean": m, "std": 0.0, "n": 1}  # noqa: E731
+    rows = [_row("teacher", "teacher", asr={"test": stat(59.9)}, st_en_de={"test": stat(38.4)}),
+            _row("fbank", "fbank", asr={"test": stat(42.5)})]
+    (line,) = [x for x in instrument_checks(rows) if x]
+    assert "WER 59.9 (bound < 50): **not met**" in line and "BLEU en-de 38.4 (bound >= 10): met" in line
+    assert "BLEU de-en (bound >= 10): not measured" in line
+    rows[0]["asr"]["test"] = stat(49.9)
+    assert "WER 49.9 (bound < 50): met" in instrument_checks(rows)[1]
+    assert instrument_checks([_row("teacher", "teacher")]) == []  # a PR-only grid: no line
 
 
 def test_old_results_json_still_renders(tmp_path: Path) -> None:

@@ -251,6 +251,10 @@ TASK_CLAIMS: tuple[tuple[str, Claim], ...] = (
     ("st_de_en", Claim(COLLD_MULTILINGUAL, TEACHER_MIX)),
 )
 
+# issue 22's checks that a probe's instrument can learn at all, each ``(results.json block, bound)`` on the
+# teacher's test split: ASR WER below 50, ST BLEU of at least 10 each way (the direction: report.METRICS)
+INSTRUMENT_CHECKS: tuple[tuple[str, float], ...] = (("asr", 50.0), ("st_en_de", 10.0), ("st_de_en", 10.0))
+
 # The students of the gpu scales: the main comparison, the discriminative loss, input distillation, DiceHuBERT.
 GPU_STUDENTS = (DISTILHUBERT.key, COLLD.key, COLLD_DISC.key, COLLD_FBANK.key, DICEHUBERT.key)
 

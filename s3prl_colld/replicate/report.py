@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from s3prl_colld.replicate.plan import CLAIMS, FRONTEND_SPEED, ST_DIRECTIONS, STUDENTS, TASK_CLAIMS, Claim
+from s3prl_colld.replicate.plan import (CLAIMS, FRONTEND_SPEED, INSTRUMENT_CHECKS, ST_DIRECTIONS, STUDENTS, TASK_CLAIMS,
+                                        TEACHER, Claim)
 
 BLOCKS = ("pr", "pr_de", "asr", *ST_DIRECTIONS)  # the probe blocks of a row: {"dev": {"mean", "std", "n"}, SPLIT: ...}
 
@@ -81,6 +82,7 @@ def report(out: Path, results: dict[str, Any]) -> str:
                   f"teacher and distillation, {probes:.0f} min of probes (`stage_times` in results.json; "
                   f"measures and report not counted)."]
     lines += probe_summary(results["rows"])
+    lines += instrument_checks(results["rows"])
     if results.get("not_run"):
         lines += ["", f"Not run (the grid was cut short): {', '.join(results['not_run'])}."]
     if results.get("samples"):
@@ -150,6 +152,26 @@ def probe_summary(rows: list[dict[str, Any]]) -> list[str]:
             lines.append(f"**Collapsed {label} probes (mostly empty hypotheses), left out of the means: "
                          f"{', '.join(collapsed)}.**")
     return lines
+
+
+def instrument_checks(rows: list[dict[str, Any]]) -> list[str]:
+    """One line: whether the teacher's features reach each bound of ``plan.INSTRUMENT_CHECKS`` on the test split
+    (ASR WER < 50, ST BLEU >= 10 each way), i.e. whether the probe can learn at all on this corpus; empty when the
+    grid ran none of those tasks."""
+    teacher = next((r for r in rows if r.get("key") == TEACHER.key), None)
+    if teacher is None or not any(block in teacher for block, _ in INSTRUMENT_CHECKS):
+        return []
+    parts = []
+    for block, bound in INSTRUMENT_CHECKS:
+        metric, higher = METRICS[block]
+        stat = teacher.get(block, {}).get("test")
+        sign = ">=" if higher else "<"
+        if not stat or not stat["n"]:
+            parts.append(f"{metric} (bound {sign} {bound:g}): not measured")
+            continue
+        met = stat["mean"] >= bound if higher else stat["mean"] < bound
+        parts.append(f"{metric} {stat['mean']:.1f} (bound {sign} {bound:g}): {'met' if met else '**not met**'}")
+    return ["", "Instrument checks (the teacher's features, test split): " + "; ".join(parts) + "."]
 
 
 # what each block measures: (metric, whether higher is better)
