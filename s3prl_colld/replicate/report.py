@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -134,9 +135,7 @@ def probe_summary(rows: list[dict[str, Any]]) -> list[str]:
         if not runs:
             continue
         updates = [p["updates"] for _, p in runs if p.get("updates") is not None]
-        reasons: dict[str, int] = {}
-        for _, p in runs:
-            reasons[str(p.get("stop_reason"))] = reasons.get(str(p.get("stop_reason")), 0) + 1
+        reasons = Counter(str(p.get("stop_reason")) for _, p in runs)
         retried = sum(1 for _, p in runs if (p.get("attempts") or 1) > 1)
         line = (f"{label} probes: {len(runs)} trained until dev stopped improving or the cap "
                 f"({', '.join(f'{n} by {k}' for k, n in sorted(reasons.items()))}), "
