@@ -200,6 +200,32 @@ def test_conv_asr_head_subsamples_and_ignores_its_batch_padding() -> None:
     alone = head(short, torch.tensor([9]))
     assert alone.shape == (1, 5, 7)
     torch.testing.assert_close(out[0, :5], alone[0], atol=1e-5, rtol=1e-5)
-    for bad in (dict(kind="gru"), dict(kernel=4), dict(sample_rate=0)):
+    for bad in (dict(kind="gru"), dict(kernel=4), dict(sample_rate=0), dict(upsample=0)):
         with pytest.raises(ConfigError):
             ASRHeadConfig(**bad).validate()
+
+
+@pytest.mark.parametrize("kind", ["conv", "bilstm"])
+def test_asr_head_upsample_emits_k_ctc_frames_per_frame_and_lets_ctc_fit_long_targets(kind: str) -> None:
+    """``upsample: 2``: T' = 2 T, frame t's two outputs are frames 2t and 2t + 1 of the CTC input, and a target
+    longer than the upstream's frames (infeasible without it: CTC's loss is infinite) gets a finite loss."""
+    torch.manual_seed(0)
+    cfg = ASRHeadConfig(project_dim=8, hidden_dim=8, layers=1, dropout=0.0, kind=kind, upsample=2)
+    head = (ConvCTCHead if kind == "conv" else BiLSTMCTCHead)(6, 5, cfg).eval()
+    x, lengths = torch.randn(2, 7, 6), torch.tensor([7, 4])
+    out = head(x, lengths)
+    assert out.shape == (2, 14, 5)
+    assert head.output_lengths(lengths).tolist() == [14, 8]
+    torch.testing.assert_close(out.exp().sum(-1), torch.ones(2, 14))
+    if kind == "conv":  # the two outputs of frame 3 are the two halves of the output layer on that frame
+        with torch.no_grad():
+            y = head.proj(x)
+            for norm, conv in zip(head.norms, head.convs):
+                y = y + F.gelu(conv(norm(y).transpose(1, 2))).transpose(1, 2)
+            halves = head.out(y)[0, 3].reshape(2, 5).log_softmax(-1)
+        torch.testing.assert_close(out[0, 6:8], halves, atol=1e-5, rtol=1e-5)
+    targets = torch.tensor([1, 2, 1, 2, 1, 2, 1, 2, 1])  # 9 labels, 5 of them need a blank between: 13 frames > 7
+    one = ConvCTCHead(6, 5, ASRHeadConfig(project_dim=8, hidden_dim=8, layers=1, kind="conv")).eval()
+    plain = F.ctc_loss(one(x[:1], lengths[:1]).transpose(0, 1), targets, torch.tensor([7]), torch.tensor([9]))
+    upsampled = F.ctc_loss(out[:1].transpose(0, 1), targets, torch.tensor([14]), torch.tensor([9]))
+    assert torch.isinf(plain) and torch.isfinite(upsampled)

@@ -33,6 +33,9 @@ class ASRHeadConfig:
     ``layers`` residual dilated convolutions of ``hidden_dim`` channels and width ``kernel``. ``sample_rate`` R
     concatenates every R frames before the projection (s3prl's ``RNNs.sample_rate`` with ``sample_style:
     concat``, applied once at the input): the head then runs at 1/R of the upstream's frame rate.
+    ``upsample`` k (not in s3prl; as the ST head's ``ctc_upsample``) lets the output layer emit k CTC frames per
+    head frame (``Linear(., k V)`` read as k frames of V classes): a 50 Hz upstream then meets character CTC at
+    100 Hz, as fbank's frames do.
     """
 
     project_dim: int = 1024
@@ -42,6 +45,7 @@ class ASRHeadConfig:
     kind: str = "bilstm"
     kernel: int = 5
     sample_rate: int = 1
+    upsample: int = 1
 
     def validate(self) -> None:
         if min(self.project_dim, self.hidden_dim, self.layers) < 1:
@@ -54,6 +58,13 @@ class ASRHeadConfig:
             raise ConfigError(f"config.head.kernel={self.kernel}: use an odd width >= 1")
         if self.sample_rate < 1:
             raise ConfigError(f"config.head.sample_rate={self.sample_rate}: use an integer >= 1 (1: every frame)")
+        if self.upsample < 1:
+            raise ConfigError(f"config.head.upsample={self.upsample}: use an integer >= 1 (1: one output per frame)")
+
+
+def split_outputs(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """``[B, T, k V]`` -> ``[B, k T, V]``: each frame's ``k`` groups of ``V`` logits become ``k`` frames in a row."""
+    return logits.reshape(logits.size(0), logits.size(1) * k, logits.size(2) // k)
 
 
 def concat_frames(x: torch.Tensor, lengths: torch.Tensor, rate: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,10 +110,11 @@ class BiLSTMCTCHead(nn.Module):
         sizes = [cfg.project_dim] + [2 * cfg.hidden_dim] * (cfg.layers - 1)
         self.lstms = nn.ModuleList(nn.LSTM(n, cfg.hidden_dim, bidirectional=True, batch_first=True) for n in sizes)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.out = nn.Linear(2 * cfg.hidden_dim, vocab_size)
+        self.up = cfg.upsample
+        self.out = nn.Linear(2 * cfg.hidden_dim, cfg.upsample * vocab_size)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """``[B, T, D]`` -> ``[B, T', V]`` (``T' = ceil(T / sample_rate)``; :meth:`output_lengths`)."""
+        """``[B, T, D]`` -> ``[B, T', V]`` (``T' = upsample * ceil(T / sample_rate)``; :meth:`output_lengths`)."""
         x, lengths = concat_frames(x, lengths, self.rate)
         y = self.proj(x)
         for lstm in self.lstms:
@@ -110,11 +122,11 @@ class BiLSTMCTCHead(nn.Module):
             y, _ = lstm(packed)
             y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=x.size(1))
             y = self.dropout(y)
-        return self.out(y).log_softmax(-1)
+        return split_outputs(self.out(y), self.up).log_softmax(-1)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        """Frames of the output per utterance: ``ceil(lengths / sample_rate)``."""
-        return (lengths + self.rate - 1) // self.rate
+        """Frames of the output per utterance: ``upsample * ceil(lengths / sample_rate)``."""
+        return (lengths + self.rate - 1) // self.rate * self.up
 
 
 class ConvCTCHead(nn.Module):
@@ -123,7 +135,8 @@ class ConvCTCHead(nn.Module):
     Frames concatenated by ``sample_rate`` (``T' = ceil(T / sample_rate)``), ``Linear(R D, project_dim)``, a
     ``Linear(project_dim, hidden_dim)`` when they differ, then ``layers`` x residual
     ``x + Dropout(GELU(Conv1d(LayerNorm(x))))`` of width ``kernel`` and dilation 1, 2, 4, ... (receptive field
-    ``1 + (kernel - 1)(2^layers - 1)`` frames), then ``Linear(hidden_dim, V)``. Padded frames are zeroed before
+    ``1 + (kernel - 1)(2^layers - 1)`` frames), then ``Linear(hidden_dim, upsample V)`` read as ``upsample``
+    output frames per head frame (``T' = upsample * ceil(T / sample_rate)``). Padded frames are zeroed before
     every convolution, so an utterance's output does not depend on the padding of its batch.
     """
 
@@ -136,7 +149,8 @@ class ConvCTCHead(nn.Module):
         self.convs = nn.ModuleList(nn.Conv1d(cfg.hidden_dim, cfg.hidden_dim, cfg.kernel, dilation=2 ** i,
                                              padding=(cfg.kernel - 1) // 2 * 2 ** i) for i in range(cfg.layers))
         self.dropout = nn.Dropout(cfg.dropout)
-        self.out = nn.Linear(cfg.hidden_dim, vocab_size)
+        self.up = cfg.upsample
+        self.out = nn.Linear(cfg.hidden_dim, cfg.upsample * vocab_size)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x, lengths = concat_frames(x, lengths, self.rate)
@@ -145,8 +159,8 @@ class ConvCTCHead(nn.Module):
         for norm, conv in zip(self.norms, self.convs):
             h = norm(y).masked_fill(~valid, 0.0).transpose(1, 2)  # [B, C, T']
             y = y + self.dropout(nn.functional.gelu(conv(h))).transpose(1, 2)
-        return self.out(y).log_softmax(-1)
+        return split_outputs(self.out(y), self.up).log_softmax(-1)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        """Frames of the output per utterance: ``ceil(lengths / sample_rate)``."""
-        return (lengths + self.rate - 1) // self.rate
+        """Frames of the output per utterance: ``upsample * ceil(lengths / sample_rate)``."""
+        return (lengths + self.rate - 1) // self.rate * self.up
