@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from s3prl_colld.replicate import main, sweep
-from s3prl_colld.replicate.plan import COLLD, SWEEP, SweepPoint
+from s3prl_colld.replicate.plan import COLLD, COLLD_DISC, COLLD_FBANK, DISTILHUBERT, DISTILHUBERT_DISC, STUDENTS, SWEEP, \
+    SweepPoint
 
 
 def test_choose_takes_the_lowest_finished_dev_and_keeps_the_earlier_on_a_tie() -> None:
@@ -20,6 +21,28 @@ def test_choose_takes_the_lowest_finished_dev_and_keeps_the_earlier_on_a_tie() -
               {"method": "a", "label": "unfinished", "dev": None},
               {"method": "b", "label": "planned", "dev": 60.0}, {"method": "b", "label": "y", "dev": 59.9}]
     assert sweep.choose(points) == {"a": "planned", "b": "y"}
+
+
+def test_colld_variants_take_colld_s_chosen_setting_on_top_of_their_own(tmp_path: Path) -> None:
+    """A finished sweep that chose "no mask" for CoLLD gives CoLLD's variants (the discriminative loss, the Fbank
+    front-end) that setting too, so each differs from the CoLLD row by its own change only; DistilHuBERT's variant
+    keeps its planned row when DistilHuBERT's planned point was chosen."""
+    no_mask = next(p for p in SWEEP if p.method == COLLD.key and p.overrides == "config.mask.prob=0")
+    planned_dh = next(p for p in SWEEP if p.method == DISTILHUBERT.key)
+    (tmp_path / sweep.SWEEP_FILE).write_text(json.dumps(
+        {"chosen": {COLLD.key: no_mask.label, DISTILHUBERT.key: planned_dh.label}}))
+    got = {s.key: s for s in sweep.chosen_students(tmp_path, [COLLD, COLLD_DISC, COLLD_FBANK, DISTILHUBERT,
+                                                              DISTILHUBERT_DISC])}
+    assert got[COLLD.key].overrides == "config.mask.prob=0"
+    assert got[COLLD_DISC.key].overrides == "config.loss.disc_weight=1.0,,config.mask.prob=0"
+    assert got[COLLD_FBANK.key].overrides == "config.model.frontend=fbank,,config.mask.prob=0"
+    assert got[COLLD_DISC.key].name == f"colld+disc [{no_mask.label}]" and got[COLLD_FBANK.key].needs_frontend
+    assert got[DISTILHUBERT_DISC.key] == DISTILHUBERT_DISC and got[DISTILHUBERT.key] == DISTILHUBERT
+    assert sweep.chosen_students(tmp_path / "no_sweep", [COLLD_DISC]) == [COLLD_DISC]
+    swept = {p.method for p in SWEEP}
+    for s in STUDENTS:  # every CoLLD- or DistilHuBERT-task row is swept itself or names its swept family
+        if s.task in ("colld_distiller", "distilhubert") and s.key not in swept:
+            assert s.family in swept, f"{s.key}: set family= to the swept method whose setting it should take"
 
 
 def test_every_sweep_point_names_a_planned_row_and_each_method_starts_with_it() -> None:

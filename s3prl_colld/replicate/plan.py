@@ -41,6 +41,10 @@ class Student:
     needs_frontend: bool = False  # stage 2 of input distillation: needs the Fbank front-end of stage 1
     curve: bool = False  # probe intermediate checkpoints too (learning curve)
     key: str = ""  # required: the row's identity (see above)
+    # the key of the swept method whose dev-chosen setting this row takes on top of its own overrides (CoLLD's
+    # variants take CoLLD's, so that e.g. "colld+disc" against "colld" differs by the discriminative loss only);
+    # "" for a swept method itself and rows of no swept family
+    family: str = ""
 
     def __post_init__(self) -> None:
         if not self.key:
@@ -123,24 +127,26 @@ SHALLOW_WIDE = {"layers": 2, "dim": 192, "ffn_dim": 524, "heads": 4}
 DISTILHUBERT = Student("distilhubert", "distilhubert", 3, curve=True, key="distilhubert")
 L2L = Student("l2l", "l2l_distiller", 2, key="l2l")
 COLLD = Student("colld", "colld_distiller", 3, curve=True, key="colld")
-COLLD_DISC = Student("colld+disc", "colld_distiller", 2, "config.loss.disc_weight=1.0", key="colld_disc")
+COLLD_DISC = Student("colld+disc", "colld_distiller", 2, "config.loss.disc_weight=1.0", key="colld_disc",
+                     family="colld")
 DISTILHUBERT_DISC = Student("distilhubert+disc", "distilhubert", 2, "config.loss.disc_weight=1.0",
-                            key="distilhubert_disc")
+                            key="distilhubert_disc", family="distilhubert")
 COLLD_FBANK = Student("colld fbank front-end", "colld_distiller", 2, "config.model.frontend=fbank",
-                      needs_frontend=True, key="colld_fbank")
-COLLD_DEEP_THIN = Student("deep-thin (4 x 128) colld", "colld_distiller", 2, model=DEEP_THIN, key="colld_deep_thin")
+                      needs_frontend=True, key="colld_fbank", family="colld")
+COLLD_DEEP_THIN = Student("deep-thin (4 x 128) colld", "colld_distiller", 2, model=DEEP_THIN, key="colld_deep_thin",
+                          family="colld")
 COLLD_SHALLOW_WIDE = Student("shallow-wide (2 x 192, FFN 524) colld", "colld_distiller", 2, model=SHALLOW_WIDE,
-                             key="colld_shallow_wide")
+                             key="colld_shallow_wide", family="colld")
 DICEHUBERT = Student("dicehubert", "dicehubert", 2, key="dicehubert")
 # CoLLD's multilingual setting (issue 22): the teacher pretrained on English + German (TEACHER_MIX), a CoLLD and a
 # DistilHuBERT student distilled from it on the mix, and a CoLLD student distilled from it on English only (what the
 # German data of the students buys), at the scale's student budget; 2 seeds each, so that their verdicts have a spread
 COLLD_MULTILINGUAL = Student("colld multilingual (en+de)", "colld_distiller", 2, corpus="mix", teacher="mix",
-                             key="colld_multilingual")
+                             key="colld_multilingual", family="colld")
 DISTILHUBERT_MULTILINGUAL = Student("distilhubert multilingual (en+de)", "distilhubert", 2, corpus="mix",
-                                    teacher="mix", key="distilhubert_multilingual")
+                                    teacher="mix", key="distilhubert_multilingual", family="distilhubert")
 COLLD_EN_MIX_TEACHER = Student("colld english-only (mix teacher)", "colld_distiller", 2, teacher="mix",
-                               key="colld_en_mix_teacher")
+                               key="colld_en_mix_teacher", family="colld")
 MULTILINGUAL: tuple[Student, ...] = (COLLD_MULTILINGUAL, DISTILHUBERT_MULTILINGUAL, COLLD_EN_MIX_TEACHER)
 STUDENTS: tuple[Student, ...] = (DISTILHUBERT, L2L, COLLD, COLLD_DISC, DISTILHUBERT_DISC, COLLD_FBANK, COLLD_DEEP_THIN,
                                  COLLD_SHALLOW_WIDE, DICEHUBERT, *MULTILINGUAL)

@@ -92,11 +92,17 @@ def render(result: dict[str, Any]) -> str:
 
 
 def chosen_students(out: Path, students: list[Student]) -> list[Student]:
-    """``students`` with each swept one replaced by its chosen variant, when ``out`` has a finished sweep."""
+    """``students`` with each swept one replaced by its chosen variant, when ``out`` has a finished sweep, and each
+    row of a swept family (``Student.family``: CoLLD's variants) given its family's chosen setting too."""
     path = out / SWEEP_FILE
     if not path.is_file():
         return students
     chosen = json.loads(path.read_text())["chosen"]
     points = {(p.method, p.label): p for p in SWEEP}
-    return [variant(s, points[(s.key, chosen[s.key])]) if (s.key, chosen.get(s.key)) in points else s
-            for s in students]
+
+    def pick(s: Student) -> Student:
+        method = s.family or s.key
+        point = points.get((method, chosen.get(method, "")))
+        return s if point is None else variant(s, point)
+
+    return [pick(s) for s in students]
