@@ -97,6 +97,13 @@ def test_pretraining_subset_and_mixed_corpus(synth_corpus_en: Path, synth_corpus
     assert {r.uttid for r in sub} <= {r.uttid for r in full} and all(r.path.is_file() for r in sub)
     assert (view / "manifest.json").is_file()  # the clean-copy manifest is reachable from the view
     assert Grid(grid_dir, dataclasses.replace(scale, pretrain_every=1), 0).pretrain_root == grid_dir / "corpus_en"
+    # a little-data student (data_every 2) reads every 2nd utterance of the grid's subset: every 6th of the corpus
+    little = grid.pretrain_data_of("en", 2)
+    assert little == f"config.data.root={grid_dir / 'corpus_en_every6'},,config.data.splits=[train_every6]"
+    assert len(read_length_table(grid_dir / "corpus_en_every6", "train_every6")) == (len(full) + 5) // 6
+    assert grid.pretrain_data_of("en") == grid.pretrain_data
+    with pytest.raises(ValueError, match="English pretraining data only"):
+        grid.pretrain_data_of("mix", 2)
 
     mix = tmp_path / "mix"
     write_mixed_corpus(mix, {"en": view, "de": synth_corpus_de}, {"en": "train_every3"})  # the grid's English subset
@@ -150,6 +157,9 @@ def test_a_renamed_row_keeps_its_verdict() -> None:
                          f"{name} is better, beyond the seed spread"]
     with pytest.raises(ValueError, match="needs a key"):
         Student("no key", "colld_distiller", 1)
+    for bad in (dict(data_every=0), dict(data_every=2, corpus="mix")):
+        with pytest.raises(ValueError, match="data_every"):
+            Student("little", "distilhubert", 1, key="little", **bad)
 
 
 def test_student_shapes_keep_the_task_model_and_have_equal_parameters() -> None:

@@ -40,6 +40,7 @@ class Student:
     teacher: str = "en"  # en | mix: the teacher it is distilled from (pretrained on English, or on the mix)
     needs_frontend: bool = False  # stage 2 of input distillation: needs the Fbank front-end of stage 1
     curve: bool = False  # probe intermediate checkpoints too (learning curve)
+    data_every: int = 1  # distilled on every N-th of the English pretraining utterances (little data: N > 1)
     key: str = ""  # required: the row's identity (see above)
     # the key of the swept method whose dev-chosen setting this row takes on top of its own overrides (CoLLD's
     # variants take CoLLD's, so that e.g. "colld+disc" against "colld" differs by the discriminative loss only);
@@ -53,6 +54,9 @@ class Student:
             if getattr(self, field) not in TEACHERS:
                 raise ValueError(f"Student {self.name!r}: {field}={getattr(self, field)!r}, expected one of "
                                  f"{', '.join(TEACHERS)}")
+        if self.data_every < 1 or (self.data_every > 1 and self.corpus != "en"):
+            raise ValueError(f"Student {self.name!r}: data_every={self.data_every} needs an integer >= 1, and "
+                             "1 on the mix (less data is a subset of the English pretraining utterances)")
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,14 @@ COLLD_DISC = Student("colld+disc", "colld_distiller", 2, "config.loss.disc_weigh
                      family="colld")
 DISTILHUBERT_DISC = Student("distilhubert+disc", "distilhubert", 2, "config.loss.disc_weight=1.0",
                             key="distilhubert_disc", family="distilhubert")
+# the discriminative loss with little data (Wang et al.: it helps in low-resource settings): DistilHuBERT with and
+# without it, distilled on a tenth of the English pretraining utterances (reduced: 301 of 3,013, about 12 minutes
+# of speech, which the 300-step budget of batches of 8 sees 8 times; the full set is not seen once)
+LITTLE_DATA_EVERY = 10
+DISTILHUBERT_LITTLE = Student("distilhubert (1/10 data)", "distilhubert", 2, data_every=LITTLE_DATA_EVERY,
+                              key="distilhubert_little", family="distilhubert")
+DISTILHUBERT_DISC_LITTLE = Student("distilhubert+disc (1/10 data)", "distilhubert", 2, "config.loss.disc_weight=1.0",
+                                   data_every=LITTLE_DATA_EVERY, key="distilhubert_disc_little", family="distilhubert")
 COLLD_FBANK = Student("colld fbank front-end", "colld_distiller", 2, "config.model.frontend=fbank",
                       needs_frontend=True, key="colld_fbank", family="colld")
 COLLD_DEEP_THIN = Student("deep-thin (4 x 128) colld", "colld_distiller", 2, model=DEEP_THIN, key="colld_deep_thin",
@@ -148,7 +160,8 @@ DISTILHUBERT_MULTILINGUAL = Student("distilhubert multilingual (en+de)", "distil
 COLLD_EN_MIX_TEACHER = Student("colld english-only (mix teacher)", "colld_distiller", 2, teacher="mix",
                                key="colld_en_mix_teacher", family="colld")
 MULTILINGUAL: tuple[Student, ...] = (COLLD_MULTILINGUAL, DISTILHUBERT_MULTILINGUAL, COLLD_EN_MIX_TEACHER)
-STUDENTS: tuple[Student, ...] = (DISTILHUBERT, L2L, COLLD, COLLD_DISC, DISTILHUBERT_DISC, COLLD_FBANK, COLLD_DEEP_THIN,
+STUDENTS: tuple[Student, ...] = (DISTILHUBERT, L2L, COLLD, COLLD_DISC, DISTILHUBERT_DISC, DISTILHUBERT_LITTLE,
+                                 DISTILHUBERT_DISC_LITTLE, COLLD_FBANK, COLLD_DEEP_THIN,
                                  COLLD_SHALLOW_WIDE, DICEHUBERT, *MULTILINGUAL)
 
 
@@ -165,11 +178,13 @@ def teacher_corpora(students: list[Student]) -> tuple[str, ...]:
 # (``pr_de``, on ``corpus_de``): both teachers and the multilingual students, where the plan has them. A teacher
 # is a row only where it exists: the multilingual one where a planned student needs it (``teacher_corpora``).
 ASR_BASELINES = (TEACHER.key, "fbank", "mfcc", TEACHER_MIX.key)
-ASR_SEEDS: dict[str, int] = {COLLD.key: 2, DISTILHUBERT.key: 2}  # other students: 1 seed
+# other students: 1 seed; the discriminative loss's rows 2 (its ASR verdict at two data sizes needs a spread)
+ASR_SEEDS: dict[str, int] = {COLLD.key: 2, DISTILHUBERT.key: 2,
+                             **{s.key: 2 for s in (DISTILHUBERT_DISC, DISTILHUBERT_LITTLE, DISTILHUBERT_DISC_LITTLE)}}
 ST_BASELINES = (TEACHER.key, "fbank", TEACHER_MIX.key)
 ST_BASELINE_SEEDS: dict[str, int] = {TEACHER_MIX.key: 2}  # probe seeds (at most the scale's); others: 1
 ST_STUDENTS: tuple[Student, ...] = (DISTILHUBERT, COLLD, *MULTILINGUAL)
-ST_SEEDS: dict[str, int] = {**ASR_SEEDS, **{s.key: 2 for s in MULTILINGUAL}}  # other ST students: 1 seed
+ST_SEEDS: dict[str, int] = {COLLD.key: 2, DISTILHUBERT.key: 2, **{s.key: 2 for s in MULTILINGUAL}}  # other ST students: 1 seed
 PR_DE_BASELINES = (TEACHER.key, TEACHER_MIX.key)
 PR_DE_STUDENTS: tuple[Student, ...] = MULTILINGUAL
 
@@ -236,7 +251,7 @@ class Claim:
 # the claims, by plan object: renaming a row (its display name) keeps its verdict
 CLAIMS: tuple[Claim, ...] = (
     Claim(COLLD, DISTILHUBERT), Claim(COLLD_DISC, COLLD), Claim(DISTILHUBERT_DISC, DISTILHUBERT),
-    Claim(COLLD_DEEP_THIN, COLLD_SHALLOW_WIDE), Claim(COLLD_FBANK, COLLD), Claim(DICEHUBERT, COLLD),
+    Claim(DISTILHUBERT_DISC_LITTLE, DISTILHUBERT_LITTLE), Claim(COLLD_DEEP_THIN, COLLD_SHALLOW_WIDE), Claim(COLLD_FBANK, COLLD), Claim(DICEHUBERT, COLLD),
     Claim(COLLD_MULTILINGUAL, DISTILHUBERT_MULTILINGUAL),
 )
 FRONTEND_SPEED = Claim(COLLD_FBANK, COLLD)  # the Fbank front-end's speed and size against the CNN's
@@ -247,7 +262,7 @@ FRONTEND_SPEED = Claim(COLLD_FBANK, COLLD)  # the Fbank front-end's speed and si
 # multilingual gap (the multilingual CoLLD student against its teacher on ST De->En)
 TASK_CLAIMS: tuple[tuple[str, Claim], ...] = (
     ("asr", Claim(COLLD, DISTILHUBERT)), ("asr", Claim(COLLD_FBANK, COLLD)), ("asr", Claim(COLLD_DISC, COLLD)),
-    ("asr", Claim(DISTILHUBERT_DISC, DISTILHUBERT)),
+    ("asr", Claim(DISTILHUBERT_DISC, DISTILHUBERT)), ("asr", Claim(DISTILHUBERT_DISC_LITTLE, DISTILHUBERT_LITTLE)),
     ("st_en_de", Claim(COLLD, DISTILHUBERT)), ("st_de_en", Claim(COLLD, DISTILHUBERT)),
     ("st_de_en", Claim(COLLD_MULTILINGUAL, DISTILHUBERT_MULTILINGUAL)),
     ("st_en_de", Claim(COLLD_MULTILINGUAL, DISTILHUBERT_MULTILINGUAL)),

@@ -166,12 +166,21 @@ class Grid:
     @property
     def pretrain_root(self) -> Path:
         """The English pretraining corpus: ``corpus_en``, or with ``scale.pretrain_every`` N > 1 a view of it in
-        the grid's own folder, ``corpus_en_everyN``: links to every entry of the corpus and its own
-        ``len_for_bucket`` (links to the corpus's tables plus ``train_everyN.csv``, every N-th training
-        utterance). No stage writes into the corpus, its input."""
-        every = self.scale.pretrain_every
+        the grid's own folder, ``corpus_en_everyN`` (:meth:`every_view`). No stage writes into the corpus, its
+        input."""
+        return self.every_view(self.scale.pretrain_every)[0]
+
+    @property
+    def pretrain_split(self) -> str:
+        """The length table of ``pretrain_root`` that pretraining reads: ``train``, or ``train_everyN``."""
+        return self.every_view(self.scale.pretrain_every)[1]
+
+    def every_view(self, every: int) -> tuple[Path, str]:
+        """``(root, split)`` of every ``every``-th English training utterance (by utterance id): ``corpus_en`` and
+        ``train`` for 1, else the view ``corpus_en_everyN``: links to every entry of the corpus and its own
+        ``len_for_bucket`` (links to the corpus's tables plus ``train_everyN.csv``), made on first use."""
         if every == 1:
-            return self.corpus_en
+            return self.corpus_en, "train"
         view, name = self.out / f"corpus_en_every{every}", f"train_every{every}"
         table = view / "len_for_bucket" / f"{name}.csv"
         if not table.is_file():
@@ -187,13 +196,7 @@ class Grid:
             rows = sorted(read_length_table(self.corpus_en, "train"), key=lambda r: r.uttid)
             write_length_csv([LengthRow(os.path.relpath(r.path, self.corpus_en), r.num_samples, r.label)
                               for r in rows[::every]], table)
-        return view
-
-    @property
-    def pretrain_split(self) -> str:
-        """The length table of ``pretrain_root`` that pretraining reads: ``train``, or ``train_everyN``."""
-        every = self.scale.pretrain_every
-        return "train" if every == 1 else f"train_every{every}"
+        return view, name
 
     @property
     def splits(self) -> str:
@@ -205,12 +208,21 @@ class Grid:
         """``config.data.root=...`` and the split of the English pretraining data (``-o`` text)."""
         return f"config.data.root={self.pretrain_root}{self.splits}"
 
-    def pretrain_data_of(self, corpus: str) -> str:
+    def pretrain_data_of(self, corpus: str, data_every: int = 1) -> str:
         """The ``-o`` text of the pretraining data on ``corpus``: ``en``, the English pretraining data
-        (:attr:`pretrain_data`); ``mix``, ``corpus_mix`` (those English utterances and the German training ones)."""
+        (:attr:`pretrain_data`), or with ``data_every`` M > 1 every M-th of its utterances (a student with less
+        data: the view of every ``scale.pretrain_every * M``-th training utterance); ``mix``, ``corpus_mix``
+        (those English utterances and the German training ones)."""
         if corpus not in TEACHERS:
             raise ValueError(f"corpus {corpus!r}: expected one of {', '.join(TEACHERS)}")
-        return self.pretrain_data if corpus == "en" else f"config.data.root={self.corpus_mix}"
+        if corpus == "mix":
+            if data_every != 1:
+                raise ValueError("data_every applies to English pretraining data only (corpus 'en')")
+            return f"config.data.root={self.corpus_mix}"
+        if data_every == 1:
+            return self.pretrain_data
+        root, split = self.every_view(self.scale.pretrain_every * data_every)
+        return f"config.data.root={root},,config.data.splits=[{split}]"
 
     # ---- teachers
     def teacher(self, corpus: str = "en") -> Path | None:
@@ -262,7 +274,7 @@ class Grid:
             return None
         steps = steps or self.scale.student_steps
         save = max(1, steps // 4) if student.curve and seed == 0 and self.scale.curves and not budget else steps
-        overrides = (f"{self.pretrain_data_of(student.corpus)},,config.teacher.ckpt={teacher},,"
+        overrides = (f"{self.pretrain_data_of(student.corpus, student.data_every)},,config.teacher.ckpt={teacher},,"
                      f"config.runner.seed={1337 + seed},,config.runner.total_steps={steps},,config.runner.save_step={save},,"
                      f"config.runner.max_keep=8,,config.data.batch_size={self.scale.student_batch}")
         if student.needs_frontend:
