@@ -172,15 +172,17 @@ def teacher_corpora(students: list[Student]) -> tuple[str, ...]:
 
 
 # Which rows get which probe (``run.run_grid``). PR (English): every row. ASR (English): the teachers, fbank, MFCC
-# and every student at seed 0, CoLLD and DistilHuBERT at seeds 0 and 1 (the main comparison). ST, both directions:
+# and every student at seed 0, at seeds 0 and 1 those of ``ASR_SEEDS`` (the main comparison, the rows of the
+# discriminative-loss and input-distillation verdicts). ST, both directions:
 # the teachers, fbank and the main students (CoLLD against DistilHuBERT) and the multilingual students, 2 seeds
 # each (their verdicts need a spread; the multilingual teacher 2 probe seeds, for the multilingual gap). German PR
 # (``pr_de``, on ``corpus_de``): both teachers and the multilingual students, where the plan has them. A teacher
 # is a row only where it exists: the multilingual one where a planned student needs it (``teacher_corpora``).
 ASR_BASELINES = (TEACHER.key, "fbank", "mfcc", TEACHER_MIX.key)
-# other students: 1 seed; the discriminative loss's rows 2 (its ASR verdict at two data sizes needs a spread)
-ASR_SEEDS: dict[str, int] = {COLLD.key: 2, DISTILHUBERT.key: 2,
-                             **{s.key: 2 for s in (DISTILHUBERT_DISC, DISTILHUBERT_LITTLE, DISTILHUBERT_DISC_LITTLE)}}
+# other students: 1 seed; 2 for the rows of the ASR verdicts that need a spread: the discriminative loss at two
+# data sizes (DistilHuBERT's rows) and input distillation's ASR cost (the Fbank front-end against CoLLD)
+ASR_SEEDS: dict[str, int] = {COLLD.key: 2, DISTILHUBERT.key: 2, **{s.key: 2 for s in (
+    DISTILHUBERT_DISC, DISTILHUBERT_LITTLE, DISTILHUBERT_DISC_LITTLE, COLLD_FBANK)}}
 ST_BASELINES = (TEACHER.key, "fbank", TEACHER_MIX.key)
 ST_BASELINE_SEEDS: dict[str, int] = {TEACHER_MIX.key: 2}  # probe seeds (at most the scale's); others: 1
 ST_STUDENTS: tuple[Student, ...] = (DISTILHUBERT, COLLD, *MULTILINGUAL)
@@ -191,7 +193,7 @@ PR_DE_STUDENTS: tuple[Student, ...] = MULTILINGUAL
 
 def asr_rows(students: list[Student]) -> list[tuple[Student, int]]:
     """The ``(student, distillation seed)`` pairs probed for (English) ASR among ``students``: every student, at
-    the seeds of ``ASR_SEEDS`` (2 for the main comparison), else seed 0."""
+    the seeds of ``ASR_SEEDS`` (2 for the main comparison and the rows of the ASR verdicts), else seed 0."""
     return [(s, seed) for s in students for seed in range(min(s.seeds, ASR_SEEDS.get(s.key, 1)))]
 
 
