@@ -206,7 +206,13 @@ class Grid:
     @property
     def pretrain_data(self) -> str:
         """``config.data.root=...`` and the split of the English pretraining data (``-o`` text)."""
-        return f"config.data.root={self.pretrain_root}{self.splits}"
+        return self.english_data(self.scale.pretrain_every)
+
+    def english_data(self, every: int) -> str:
+        """The ``-o`` text of every ``every``-th English training utterance (:meth:`every_view`): its root, and
+        its split unless it is ``train``."""
+        root, split = self.every_view(every)
+        return f"config.data.root={root}" + ("" if split == "train" else f",,config.data.splits=[{split}]")
 
     def pretrain_data_of(self, corpus: str, data_every: int = 1) -> str:
         """The ``-o`` text of the pretraining data on ``corpus``: ``en``, the English pretraining data
@@ -219,10 +225,7 @@ class Grid:
             if data_every != 1:
                 raise ValueError("data_every applies to English pretraining data only (corpus 'en')")
             return f"config.data.root={self.corpus_mix}"
-        if data_every == 1:
-            return self.pretrain_data
-        root, split = self.every_view(self.scale.pretrain_every * data_every)
-        return f"config.data.root={root},,config.data.splits=[{split}]"
+        return self.english_data(self.scale.pretrain_every * data_every)
 
     # ---- teachers
     def teacher(self, corpus: str = "en") -> Path | None:
