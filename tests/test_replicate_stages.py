@@ -93,6 +93,12 @@ def test_sweep_grid_and_curves_stages_at_toy_size(tmp_path: Path, monkeypatch: p
     assert main(args) == 0  # everything reused
     assert "running" not in capsys.readouterr().out
     assert json.loads((out / "results.json").read_text())["rows"] == results["rows"]
+    # --baselines: only the named baseline rows are probed and reported (the students' rows as they were)
+    assert main(["--out", str(out), "--scale", "tiny", "--students", "colld", "--report-only",
+                 "--baselines", "teacher,mfcc"]) == 0
+    partial = {r["key"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    assert list(partial) == ["teacher", "mfcc", "colld"]
+    assert all(partial[k]["pr"] == rows[k]["pr"] for k in partial)
     # --report-only renders the budgets and seeds that finished and trains none of the missing ones
     assert main([*args[:-1], "2,4,8", "--curve-seeds", "2", "--report-only"]) == 0
     curve = json.loads((out / "curves.json").read_text())["curves"][chosen_name]
@@ -105,6 +111,8 @@ def test_bad_stage_and_student_names_are_refused(tmp_path: Path) -> None:
         main(["--out", str(tmp_path), "--scale", "tiny", "--stages", "grid,sweeps"])
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path), "--scale", "tiny", "--students", "colld,nope"])
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), "--scale", "tiny", "--baselines", "teacher,bert"])
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path), "--scale", "demo", "--stages", "curves"])  # demo has no curve budgets
     with pytest.raises(SystemExit):

@@ -76,6 +76,9 @@ TEACHER_MIX = Baseline("teacher_mix")  # the multilingual teacher (teacher_mix_i
 # the teachers by the corpus they are pretrained on (a student's ``corpus`` and ``teacher``: English, or English +
 # German in ``corpus_mix``); their keys name their rows and run folders
 TEACHERS: dict[str, Baseline] = {"en": TEACHER, "mix": TEACHER_MIX}
+# the rows that are no distillation (``--baselines`` picks among them): the teachers, the two fixed front-ends and
+# the English teacher's shape with random weights
+BASELINES: tuple[str, ...] = (TEACHER.key, TEACHER_MIX.key, "fbank", "mfcc", "random_init")
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class Scale:
     st_overrides: str | None  # ``-o`` text of the ST probes (None: no ST stage)
     seeds_cap: int | None = None  # at most this many distillation seeds per student
     students: tuple[str, ...] | None = None  # keys of the students to run (None: all of STUDENTS)
+    baselines: tuple[str, ...] | None = None  # keys of the baseline rows to probe (None: all of BASELINES)
     rtf_utterances: int = 20
     curves: bool = True  # probe intermediate checkpoints of the main comparison (learning curve)
     pretrain_every: int = 1  # teacher and students train on every N-th training utterance (1: all)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from s3prl_colld.replicate.measures import mean_std, measure_upstream
-from s3prl_colld.replicate.plan import (ASR_BASELINES, ASR_SPLITS, PR_DE_BASELINES, PR_SPLITS, SCALES,
+from s3prl_colld.replicate.plan import (ASR_BASELINES, ASR_SPLITS, BASELINES, PR_DE_BASELINES, PR_SPLITS, SCALES,
                                         ST_BASELINE_SEEDS, ST_BASELINES, ST_DIRECTIONS, ST_SPLITS, STUDENTS, TASKS,
                                         TEACHERS, asr_rows, plan_students, pr_de_rows, st_rows, student_order)
 from s3prl_colld.replicate.report import report, upgrade
@@ -82,6 +82,8 @@ def run_grid(grid: Grid) -> dict[str, Any]:
     baselines = (*[(TEACHERS[c].key, "hubert_tiny", "hubert_local", ckpt) for c, ckpt in teachers.items() if ckpt],
                  ("fbank", "baseline", "fbank", None), ("mfcc", "baseline", "mfcc", None),
                  ("random_init", "baseline", "hubert_local", random_ckpt))
+    if scale.baselines is not None:  # --baselines: only these rows (a partial run beside a committed grid)
+        baselines = tuple(b for b in baselines if b[0] in scale.baselines)
     for name, task, upstream, ckpt in baselines:
         probes = [grid.probe("pr", name, upstream, ckpt, s, scale.probe_overrides, splits)
                   for s in range(scale.probe_seeds)]
@@ -256,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma-separated row keys to run instead of the scale's (e.g. colld,distilhubert). Without "
                         "it, the reduced and full scales plan every row, the multilingual ones included: they "
                         "pretrain a second teacher on the English + German mix first (hours on a CPU)")
+    p.add_argument("--baselines", default=None,
+                   help=f"comma-separated baseline rows to probe, of {','.join(BASELINES)} (default: all; the "
+                        "English teacher is pretrained either way, the students' and the other rows' teacher)")
     p.add_argument("--seeds-cap", type=int, default=None,
                    help="at most this many distillation seeds per student (default: the scale's)")
     p.add_argument("--curve-steps", default=None, help="comma-separated step counts of the curves stage "
@@ -277,6 +282,11 @@ def main(argv: list[str] | None = None) -> int:
         if not keys or any(k not in known for k in keys):
             p.error(f"--students {args.students!r}: give row keys of {','.join(sorted(known))}")
         scale = dataclasses.replace(scale, students=keys)
+    if args.baselines is not None:
+        names = tuple(k.strip() for k in args.baselines.split(",") if k.strip())
+        if any(k not in BASELINES for k in names):
+            p.error(f"--baselines {args.baselines!r}: give baseline row keys of {','.join(BASELINES)} (or none: '')")
+        scale = dataclasses.replace(scale, baselines=names)
     if args.seeds_cap is not None:
         if args.seeds_cap < 1:
             p.error(f"--seeds-cap {args.seeds_cap}: give at least 1")
