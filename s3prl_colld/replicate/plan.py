@@ -265,7 +265,7 @@ FRONTEND_SPEED = Claim(COLLD_FBANK, COLLD)  # the Fbank front-end's speed and si
 # discriminative loss on ASR (Wang et al.), CoLLD against DistilHuBERT on ASR and ST both ways (CoLLD); in the
 # multilingual setting CoLLD against DistilHuBERT (ST both ways, German PR), what the students' German data buys
 # (CoLLD on the mix against CoLLD on English, both from the multilingual teacher: ST De->En, German PR) and the
-# multilingual gap (the multilingual CoLLD student against its teacher on ST De->En)
+# multilingual gap (the multilingual CoLLD student against its teacher on ST De->En and on German PR)
 TASK_CLAIMS: tuple[tuple[str, Claim], ...] = (
     ("asr", Claim(COLLD, DISTILHUBERT)), ("asr", Claim(COLLD_FBANK, COLLD)), ("asr", Claim(COLLD_DISC, COLLD)),
     ("asr", Claim(DISTILHUBERT_DISC, DISTILHUBERT)), ("asr", Claim(DISTILHUBERT_DISC_LITTLE, DISTILHUBERT_LITTLE)),
@@ -275,7 +275,7 @@ TASK_CLAIMS: tuple[tuple[str, Claim], ...] = (
     ("pr_de", Claim(COLLD_MULTILINGUAL, DISTILHUBERT_MULTILINGUAL)),
     ("st_de_en", Claim(COLLD_MULTILINGUAL, COLLD_EN_MIX_TEACHER)),
     ("pr_de", Claim(COLLD_MULTILINGUAL, COLLD_EN_MIX_TEACHER)),
-    ("st_de_en", Claim(COLLD_MULTILINGUAL, TEACHER_MIX)),
+    ("st_de_en", Claim(COLLD_MULTILINGUAL, TEACHER_MIX)), ("pr_de", Claim(COLLD_MULTILINGUAL, TEACHER_MIX)),
 )
 
 # issue 22's checks that a probe's instrument can learn at all, each ``(results.json block, bound)`` on the
