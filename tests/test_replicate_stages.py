@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from s3prl_colld.replicate import main, sweep
@@ -89,6 +90,11 @@ def test_sweep_grid_and_curves_stages_at_toy_size(tmp_path: Path, monkeypatch: p
     assert "Settings chosen on dev" in text and "PER against distillation budget" in text
     assert "| teacher (reference) | - |" in text
     assert (out / "sweep.md").is_file() and (out / "budget_curve.png").is_file()
+    # the software stack every stage ran under: one stack here, naming the stages it ran
+    (stack,) = results["environments"]
+    assert {"teacher_it1", "student colld seed 0", "probe pr teacher p0"} <= set(stack["stages"])
+    assert stack["versions"]["torch"].startswith(torch.__version__.split("+")[0])
+    assert "Software stack of every stage: python" in text
     capsys.readouterr()
     assert main(args) == 0  # everything reused
     assert "running" not in capsys.readouterr().out

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from s3prl_colld.replicate import environment
 from s3prl_colld.replicate.plan import (CLAIMS, FRONTEND_SPEED, INSTRUMENT_CHECKS, ST_DIRECTIONS, STUDENTS, TASK_CLAIMS,
                                         TEACHER, Claim)
 
@@ -82,6 +83,9 @@ def report(out: Path, results: dict[str, Any]) -> str:
                   f"(baselines). The stages took {total:.0f} min in all: {total - probes:.0f} min of corpus, "
                   f"teacher and distillation, {probes:.0f} min of probes (`stage_times` in results.json; "
                   f"measures and report not counted)."]
+    stack = environment.summary(results.get("environments") or [])
+    if stack:
+        lines += ["", stack]
     lines += probe_summary(results["rows"])
     lines += instrument_checks(results["rows"])
     if results.get("not_run"):

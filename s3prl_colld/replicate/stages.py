@@ -24,6 +24,7 @@ import yaml
 from s3prl_colld.checkpoint import latest_checkpoint, step_of, write_atomic
 from s3prl_colld.data.clean_copies import MANIFEST
 from s3prl_colld.config import CONFIG_DIR
+from s3prl_colld.replicate import environment
 from s3prl_colld.replicate.plan import TASKS, TEACHERS, Scale, Student, plan_students, teacher_corpora
 
 
@@ -97,13 +98,14 @@ class Grid:
         """The inverse of :meth:`relative`: a stored path resolved against the grid's folder."""
         return None if stored is None else self.out / stored
 
-    def _record(self, name: str, seconds: float) -> None:
+    def _record(self, name: str, seconds: float, ran_here: bool = True) -> None:
         """Keep ``seconds`` as the wall time of ``name`` in ``stage_times.json``.
 
         The file is read again under a lock (``.stage_times.lock``) and only the entries this process recorded
         are merged into it, so two processes working on one grid (say, the sweep beside a probe stage) keep each
         other's entries, and an entry removed from the file while a process runs stays removed (unless that
-        process records it itself); the file is replaced atomically."""
+        process records it itself); the file is replaced atomically. A stage that ran in this process (``ran_here``)
+        is also listed under this process's software stack in ``environments.json`` (``environment.record``)."""
         self._recorded[name] = seconds
         self.out.mkdir(parents=True, exist_ok=True)
         with exclusive(self.out / ".stage_times.lock"):
@@ -111,6 +113,8 @@ class Grid:
             self.times = {**on_disk, **self._recorded}
             text = json.dumps(self.times, indent=1, sort_keys=True).encode()
             write_atomic(self.times_path, lambda f: f.write(text))
+            if ran_here:  # the software stack the stage ran under (not a reused one's: another process ran it)
+                environment.record(self.out, name)
 
     # ---- corpora
     def corpora(self) -> None:
@@ -320,7 +324,7 @@ class Grid:
         if done.is_file():
             result = json.loads(done.read_text())
             if f"probe {folder} {name} p{seed}" not in self.times:  # a probe of a grid from before probes were timed
-                self._record(f"probe {folder} {name} p{seed}", result.get("seconds", 0.0))
+                self._record(f"probe {folder} {name} p{seed}", result.get("seconds", 0.0), ran_here=False)
             print(f"[replicate] probe {folder} {name} p{seed}: reused ({done})", flush=True)
             return result
         if self.report_only or task not in self.tasks:

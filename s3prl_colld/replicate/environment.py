@@ -1,0 +1,71 @@
+"""Which software stack ran a grid's stages (``environments.json`` in the grid's folder).
+
+The stack is part of a result: a fresh environment with other releases of the unpinned numerical packages
+retrained the reduced grid's teacher 3 test PER away from the committed one (session 15,
+``docs/results_history.md``). Every stage that runs records the versions it ran under; ``results.json`` carries
+them, and the report says when the stages of one grid ran under more than one stack.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from s3prl_colld.checkpoint import write_atomic
+
+ENVIRONMENTS_FILE = "environments.json"
+# the packages whose release can change what a stage computes (corpus synthesis, training, k-means, probes)
+PACKAGES = ("torch", "torchaudio", "numpy", "scipy", "scikit-learn", "pyroomacoustics", "soundfile", "s3prl",
+            "sentencepiece", "sacrebleu", "editdistance")
+
+
+def versions() -> dict[str, str]:
+    """``{"python": ..., package: version or "not installed", ...}`` of this process."""
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def record(out: Path, stage: str, current: dict[str, str] | None = None) -> None:
+    """Add ``stage`` to the stages run under ``current`` (default: this process's :func:`versions`) in
+    ``out/environments.json``: a list of ``{"versions": {...}, "stages": [...]}``, one entry per distinct stack.
+    The caller holds the grid's lock on the file (``Grid._record``)."""
+    current = current or versions()
+    path = out / ENVIRONMENTS_FILE
+    entries: list[dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else []
+    entry = next((e for e in entries if e["versions"] == current), None)
+    if entry is None:
+        entry = {"versions": current, "stages": []}
+        entries.append(entry)
+    if stage not in entry["stages"]:
+        entry["stages"].append(stage)
+    text = json.dumps(entries, indent=1).encode()
+    write_atomic(path, lambda f: f.write(text))
+
+
+def load(out: Path) -> list[dict[str, Any]]:
+    """The entries of ``out/environments.json`` ([] when no stage recorded one: grids from before session 15)."""
+    path = out / ENVIRONMENTS_FILE
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def summary(entries: list[dict[str, Any]]) -> str:
+    """One line for the report: the stack the stages ran under, or the packages whose versions differ between the
+    stacks when there is more than one; "" without entries."""
+    if not entries:
+        return ""
+    if len(entries) == 1:
+        v = entries[0]["versions"]
+        return "Software stack of every stage: " + ", ".join(f"{k} {v[k]}" for k in v) + f" ({ENVIRONMENTS_FILE})."
+    differ = sorted({k for e in entries for k in e["versions"] if e["versions"][k] != entries[0]["versions"].get(k)})
+    parts = [", ".join(f"{k} {e['versions'].get(k)}" for k in differ) + f" ({len(e['stages'])} stage{'s' * (len(e['stages']) != 1)})"
+             for e in entries]
+    return (f"**The stages ran under {len(entries)} software stacks**, differing in {', '.join(differ)}: "
+            + "; ".join(parts) + f" ({ENVIRONMENTS_FILE}). Rows from different stacks may not compare.")
