@@ -1,7 +1,7 @@
 """Which software stack ran a grid's stages (``environments.json`` in the grid's folder).
 
-The stack is part of a result: in session 15 a fresh environment (the unpinned numerical packages at newer
-releases than the ones the committed grid ran under, which were not recorded) retrained the reduced grid's teacher
+The stack is part of a result: in session 15 a fresh environment (its unpinned numerical packages at whatever
+releases pip chose that day; the committed grid's were not recorded) retrained the reduced grid's teacher
 1.9 test PER away from the committed one (67.0 vs 68.9, 2 probe seeds each; ``docs/results_history.md``). Every
 stage that runs records the versions it ran under; ``results.json`` carries them, and the report says when the
 stages of one grid ran under more than one stack.
