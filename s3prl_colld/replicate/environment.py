@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import platform
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,10 @@ PACKAGES = ("torch", "torchaudio", "numpy", "scipy", "scikit-learn", "pyroomacou
             "sentencepiece", "sacrebleu", "editdistance")
 
 
+@lru_cache(maxsize=1)
 def versions() -> dict[str, str]:
-    """``{"python": ..., package: version or "not installed", ...}`` of this process."""
+    """``{"python": ..., package: version or "not installed", ...}`` of this process (read once: a process's
+    stack does not change while it runs; every stage it records uses this)."""
     found = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -39,8 +42,7 @@ def record(out: Path, stage: str, current: dict[str, str] | None = None) -> None
     ``out/environments.json``: a list of ``{"versions": {...}, "stages": [...]}``, one entry per distinct stack.
     The caller holds the grid's lock on the file (``Grid._record``)."""
     current = current or versions()
-    path = out / ENVIRONMENTS_FILE
-    entries: list[dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else []
+    entries = load(out)
     entry = next((e for e in entries if e["versions"] == current), None)
     if entry is None:
         entry = {"versions": current, "stages": []}
@@ -48,7 +50,7 @@ def record(out: Path, stage: str, current: dict[str, str] | None = None) -> None
     if stage not in entry["stages"]:
         entry["stages"].append(stage)
     text = json.dumps(entries, indent=1).encode()
-    write_atomic(path, lambda f: f.write(text))
+    write_atomic(out / ENVIRONMENTS_FILE, lambda f: f.write(text))
 
 
 def load(out: Path) -> list[dict[str, Any]]:
@@ -66,7 +68,7 @@ def summary(entries: list[dict[str, Any]]) -> str:
         v = entries[0]["versions"]
         return "Software stack of every stage: " + ", ".join(f"{k} {v[k]}" for k in v) + f" ({ENVIRONMENTS_FILE})."
     differ = sorted({k for e in entries for k in e["versions"] if e["versions"][k] != entries[0]["versions"].get(k)})
-    parts = [", ".join(f"{k} {e['versions'].get(k)}" for k in differ) + f" ({len(e['stages'])} stage{'s' * (len(e['stages']) != 1)})"
-             for e in entries]
+    parts = [", ".join(f"{k} {e['versions'].get(k)}" for k in differ)
+             + f" ({len(e['stages'])} stage{'s' * (len(e['stages']) != 1)})" for e in entries]
     return (f"**The stages ran under {len(entries)} software stacks**, differing in {', '.join(differ)}: "
             + "; ".join(parts) + f" ({ENVIRONMENTS_FILE}). Rows from different stacks may not compare.")

@@ -186,7 +186,8 @@ def run_grid(grid: Grid) -> dict[str, Any]:
     # the corpus: hours and speakers per split, from its manifest (what the synthesiser recorded)
     manifest = json.loads((grid.corpus_en / "manifest.json").read_text())
     return {"scale": grid.scale_name, "rows": rows, "curves": curves, **_stage_files(grid),
-            "stage_times": grid.times, "environments": environment.load(grid.out), "pr_splits": splits, "asr_splits": asr_splits, "st_splits": list(ST_SPLITS),
+            "stage_times": grid.times, "environments": environment.load(grid.out), "pr_splits": splits,
+            "asr_splits": asr_splits, "st_splits": list(ST_SPLITS),
             **({"pr_de_splits": pr_de_splits} if any("pr_de" in r for r in rows) else {}),
             "tasks": list(grid.tasks), "not_run": missing, "samples": samples,
             "corpus": {k: _without_folder(v, grid) for k, v in manifest.items() if k != "utterances"}}
