@@ -202,8 +202,12 @@ def test_channels_last_cnn_equals_reference(mode: str) -> None:
     fast_grads = torch.autograd.grad((fast * g).sum(), list(cnn.parameters()))
     cnn.channels_last = False
     ref_grads = torch.autograd.grad((cnn(wav, lengths)[0] * g).sum(), list(cnn.parameters()))
+    # In layer_norm mode the silent half is exact zeros: LayerNorm over a zero frame divides by sqrt(eps) in the
+    # backward, layer after layer, and some gradients reach 1e14; float32 sums in another order then differ by
+    # 1e7 there (1e-7 of the tensor's scale). So the tolerance is measured against each gradient's scale.
     for a, b in zip(fast_grads, ref_grads):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+        scale = max(1.0, float(b.abs().max()))
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * scale)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
