@@ -37,6 +37,13 @@ def _block_ok(row: dict, field: str, splits: tuple[str, ...]) -> bool:
 
 def test_gpu_tiny_runs_pr_asr_st_and_reuses_every_stage(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "grid"
+    # first a partial run: ST De->En only (--st-directions), no ASR; the full run below adds the rest to it
+    assert main(["--out", str(out), "--scale", "gpu-tiny", "--tasks", "pr,st", "--st-directions", "de-en"]) == 0
+    partial = {r["key"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    assert {k for k, r in partial.items() if "st_de_en" in r} == {"teacher", "fbank", DISTILHUBERT.key, COLLD.key}
+    assert not any("st_en_de" in r or "asr" in r for r in partial.values())
+    st_runs = [p.name for p in (out / "probes" / "st").iterdir() if p.is_dir()]
+    assert any(n.endswith("_de_en-p0") for n in st_runs) and not any(n.endswith("_en_de-p0") for n in st_runs), st_runs
     assert main(["--out", str(out), "--scale", "gpu-tiny", "--tasks", "pr,asr,st"]) == 0
     results = json.loads((out / "results.json").read_text())
     rows = {r["key"]: r for r in results["rows"]}
@@ -196,3 +203,5 @@ def test_bad_tasks_are_refused(tmp_path: Path) -> None:
         main(["--out", str(tmp_path), "--scale", "tiny", "--tasks", "pr,sid"])
     with pytest.raises(SystemExit):  # the demo scale has no ASR stage
         main(["--out", str(tmp_path), "--scale", "demo", "--tasks", "pr,asr"])
+    with pytest.raises(SystemExit):  # a direction the grid does not have
+        main(["--out", str(tmp_path), "--scale", "gpu-tiny", "--tasks", "st", "--st-directions", "en-fr"])

@@ -119,6 +119,8 @@ class Scale:
     # ST runs on the English corpus (En->De) and the German one (De->En)
     st_corpus_args: tuple[str, ...] | None = None
     asr_on_st_corpus: bool = False  # ASR trains and tests on ST's English corpus instead of PR's
+    # the ST blocks probed (keys of ST_DIRECTIONS; ``--st-directions``): both by default, one for a partial run
+    st_directions: tuple[str, ...] = tuple(ST_DIRECTIONS)
 
     def default_tasks(self) -> tuple[str, ...]:
         """What ``--tasks`` is when not given: ``tasks``, else PR plus ASR / ST where the scale sets them."""

@@ -168,6 +168,8 @@ def run_grid(grid: Grid) -> dict[str, Any]:
         st_probes: dict[tuple[str, str], list[dict[str, Any] | None]] = {}
         for key, name, upstream, ckpt, probe_seed in targets:
             for field, lang in ST_DIRECTIONS.items():
+                if field not in scale.st_directions:  # --st-directions: the other direction is not probed
+                    continue
                 corpus = grid.st_corpus(lang)
                 if not (corpus / "manifest.json").is_file():
                     continue
@@ -249,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", default=None,
                    help=f"comma-separated probe tasks to run, of {','.join(TASKS)} (default: the scale's; ASR and "
                         "ST run on the students of the PR grid, each probe reused once finished)")
+    p.add_argument("--st-directions", default=None,
+                   help="comma-separated ST directions to probe with --tasks st, of "
+                        f"{','.join(d[3:].replace('_', '-') for d in ST_DIRECTIONS)} (default: both)")
     p.add_argument("--report-only", action="store_true",
                    help="run nothing new: write results.md/json from the stages that have finished (a folder "
                         "holding only a results.json, e.g. docs/results/grid_reduced, is rendered again from it)")
@@ -289,6 +294,12 @@ def main(argv: list[str] | None = None) -> int:
         if any(k not in BASELINES for k in names):
             p.error(f"--baselines {args.baselines!r}: give baseline row keys of {','.join(BASELINES)} (or none: '')")
         scale = dataclasses.replace(scale, baselines=names)
+    if args.st_directions is not None:
+        directions = tuple("st_" + d.strip().replace("-", "_") for d in args.st_directions.split(",") if d.strip())
+        if not directions or any(d not in ST_DIRECTIONS for d in directions):
+            p.error(f"--st-directions {args.st_directions!r}: give a comma-separated subset of "
+                    f"{','.join(d[3:].replace('_', '-') for d in ST_DIRECTIONS)}, e.g. de-en")
+        scale = dataclasses.replace(scale, st_directions=directions)
     if args.seeds_cap is not None:
         if args.seeds_cap < 1:
             p.error(f"--seeds-cap {args.seeds_cap}: give at least 1")

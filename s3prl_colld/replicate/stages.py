@@ -25,7 +25,7 @@ from s3prl_colld.checkpoint import latest_checkpoint, step_of, write_atomic
 from s3prl_colld.data.clean_copies import MANIFEST
 from s3prl_colld.config import CONFIG_DIR
 from s3prl_colld.replicate import environment
-from s3prl_colld.replicate.plan import TASKS, TEACHERS, Scale, Student, plan_students, teacher_corpora
+from s3prl_colld.replicate.plan import ST_DIRECTIONS, TASKS, TEACHERS, Scale, Student, plan_students, teacher_corpora
 
 
 class Grid:
@@ -142,10 +142,11 @@ class Grid:
         return teacher_corpora(plan_students(self.scale))
 
     def st_corpus_langs(self) -> list[str]:
-        """The languages whose ST corpus this grid's tasks need: English for ST (and for ASR with
-        ``Scale.asr_on_st_corpus``), German for ST."""
-        en = "st" in self.tasks or ("asr" in self.tasks and self.scale.asr_on_st_corpus)
-        return (["en"] if en else []) + (["de"] if "st" in self.tasks else [])
+        """The languages whose ST corpus this grid's tasks need: English for ST En->De (and for ASR with
+        ``Scale.asr_on_st_corpus``), German for ST De->En (of ``Scale.st_directions``)."""
+        st = [ST_DIRECTIONS[d] for d in self.scale.st_directions] if "st" in self.tasks else []
+        en = "en" in st or ("asr" in self.tasks and self.scale.asr_on_st_corpus)
+        return (["en"] if en else []) + (["de"] if "de" in st else [])
 
     def st_corpus(self, lang: str) -> Path:
         """The corpus ST trains and tests on when ``lang`` is spoken: ``corpus_st_<lang>`` when the scale gives ST
@@ -164,7 +165,7 @@ class Grid:
     def needs_german(self) -> bool:
         """Whether the German corpus is made: the scale has one, and a planned row needs the mix (its teacher or
         its data) or ST De->En runs on it (no ST corpora of its own)."""
-        st_on_it = "st" in self.tasks and self.scale.st_corpus_args is None
+        st_on_it = "de" in self.st_corpus_langs() and self.scale.st_corpus_args is None
         return self.scale.de_args is not None and (st_on_it or "mix" in self.teachers_needed)
 
     @property
