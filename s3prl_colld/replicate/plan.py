@@ -23,6 +23,11 @@ TASKS = ("pr", "asr", "st")  # the probe tasks of ``--tasks``
 ST_DIRECTIONS: dict[str, str] = {"st_en_de": "en", "st_de_en": "de"}
 
 
+def st_direction(field: str) -> str:
+    """An ST block's name as probe names, ``--st-directions`` and the report write it: ``st_en_de`` -> ``en-de``."""
+    return field[3:].replace("_", "-")
+
+
 @dataclass(frozen=True)
 class Student:
     """One row of the grid: a distillation task with its overrides, distilled ``seeds`` times.

@@ -9,7 +9,7 @@ from typing import Any
 
 from s3prl_colld.replicate import environment
 from s3prl_colld.replicate.plan import (CLAIMS, FRONTEND_SPEED, INSTRUMENT_CHECKS, ST_DIRECTIONS, STUDENTS, TASK_CLAIMS,
-                                        TEACHER, Claim)
+                                        TEACHER, Claim, st_direction)
 
 BLOCKS = ("pr", "pr_de", "asr", *ST_DIRECTIONS)  # the probe blocks of a row: {"dev": {"mean", "std", "n"}, SPLIT: ...}
 
@@ -55,7 +55,7 @@ def report(out: Path, results: dict[str, Any]) -> str:
     """
     results = upgrade(results)
     splits = results["pr_splits"]
-    directions = [d[3:].replace("_", "-") for d in ST_DIRECTIONS]  # en-de, de-en
+    directions = [st_direction(d) for d in ST_DIRECTIONS]  # en-de, de-en
     german = any("pr_de" in r for r in results["rows"])  # German PR (the multilingual rows): a column of its own
     head = ["features / student", "params (M)", "RTF (CPU)", "distil (min)",
             *[f"PR {s} PER" for s in splits], *(["PR de test PER"] if german else []), "ASR test WER",

@@ -13,12 +13,14 @@ from s3prl_colld.replicate import environment
 from s3prl_colld.replicate.measures import mean_std, measure_upstream
 from s3prl_colld.replicate.plan import (ASR_BASELINES, ASR_SPLITS, BASELINES, PR_DE_BASELINES, PR_SPLITS, SCALES,
                                         ST_BASELINE_SEEDS, ST_BASELINES, ST_DIRECTIONS, ST_SPLITS, STUDENTS, TASKS,
-                                        TEACHERS, asr_rows, plan_students, pr_de_rows, st_rows, student_order)
+                                        TEACHERS, asr_rows, plan_students, pr_de_rows, st_direction, st_rows,
+                                        student_order)
 from s3prl_colld.replicate.report import report, upgrade
 from s3prl_colld.replicate.stages import Grid, _latest, slug
 from s3prl_colld.replicate.sweep import chosen_students, run_sweep
 
 STAGES = ("sweep", "grid", "curves")  # what --stages may name, in the order they run
+DIRECTION_FIELDS = {st_direction(field): field for field in ST_DIRECTIONS}  # --st-directions: "de-en" -> "st_de_en"
 
 
 def upstream_of(task: str) -> str:
@@ -174,7 +176,7 @@ def run_grid(grid: Grid) -> dict[str, Any]:
                 if not (corpus / "manifest.json").is_file():
                     continue
                 st_probes.setdefault((key, field), []).append(grid.probe(
-                    "st", f"{name}-{field[3:].replace('_', '-')}", upstream, ckpt, probe_seed, scale.st_overrides,
+                    "st", f"{name}-{st_direction(field)}", upstream, ckpt, probe_seed, scale.st_overrides,
                     ST_SPLITS, corpus=corpus, config=scale.st_config))
         for (key, field), probes in st_probes.items():
             if key in by_key and any(p is not None for p in probes):
@@ -252,8 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"comma-separated probe tasks to run, of {','.join(TASKS)} (default: the scale's; ASR and "
                         "ST run on the students of the PR grid, each probe reused once finished)")
     p.add_argument("--st-directions", default=None,
-                   help="comma-separated ST directions to probe with --tasks st, of "
-                        f"{','.join(d[3:].replace('_', '-') for d in ST_DIRECTIONS)} (default: both)")
+                   help=f"comma-separated ST directions to probe with --tasks st, of {','.join(DIRECTION_FIELDS)} "
+                        "(default: both)")
     p.add_argument("--report-only", action="store_true",
                    help="run nothing new: write results.md/json from the stages that have finished (a folder "
                         "holding only a results.json, e.g. docs/results/grid_reduced, is rendered again from it)")
@@ -295,11 +297,11 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--baselines {args.baselines!r}: give baseline row keys of {','.join(BASELINES)} (or none: '')")
         scale = dataclasses.replace(scale, baselines=names)
     if args.st_directions is not None:
-        directions = tuple("st_" + d.strip().replace("-", "_") for d in args.st_directions.split(",") if d.strip())
-        if not directions or any(d not in ST_DIRECTIONS for d in directions):
+        directions = [d.strip() for d in args.st_directions.split(",") if d.strip()]
+        if not directions or any(d not in DIRECTION_FIELDS for d in directions):
             p.error(f"--st-directions {args.st_directions!r}: give a comma-separated subset of "
-                    f"{','.join(d[3:].replace('_', '-') for d in ST_DIRECTIONS)}, e.g. de-en")
-        scale = dataclasses.replace(scale, st_directions=directions)
+                    f"{','.join(DIRECTION_FIELDS)}, e.g. de-en")
+        scale = dataclasses.replace(scale, st_directions=tuple(DIRECTION_FIELDS[d] for d in directions))
     if args.seeds_cap is not None:
         if args.seeds_cap < 1:
             p.error(f"--seeds-cap {args.seeds_cap}: give at least 1")
