@@ -19,7 +19,7 @@ from s3prl_colld.replicate import SCALES, main, report, verdicts
 from s3prl_colld.replicate.drift import moves
 from s3prl_colld.replicate.measures import mean_std
 from s3prl_colld.replicate.stages import slug
-from s3prl_colld.replicate.plan import (ASR_BASELINES, CLAIMS, COLLD, COLLD_EN_MIX_TEACHER, COLLD_MULTILINGUAL,
+from s3prl_colld.replicate.plan import (ASR_BASELINE_SEEDS, ASR_BASELINES, CLAIMS, COLLD, COLLD_EN_MIX_TEACHER, COLLD_MULTILINGUAL,
                                         DISTILHUBERT, DISTILHUBERT_MULTILINGUAL, MULTILINGUAL, PR_DE_BASELINES,
                                         ST_BASELINE_SEEDS, ST_BASELINES, STUDENTS, TASK_CLAIMS, TEACHER, TEACHER_MIX,
                                         Student, asr_rows, plan_students, pr_de_rows, st_rows, teacher_corpora)
@@ -47,9 +47,10 @@ def test_the_multilingual_rows_name_their_data_and_teacher() -> None:
 
 def test_which_probes_the_multilingual_rows_get() -> None:
     full = plan_students(SCALES["full"])
-    # English ASR: seed 0 of each (no ASR verdict asks for a spread); the multilingual teacher as a baseline
-    assert sorted((s.key, seed) for s, seed in asr_rows(full) if s in MULTILINGUAL) == sorted((k, 0) for k in KEYS)
-    assert TEACHER_MIX.key in ASR_BASELINES
+    # English ASR: both seeds (the multilingual ASR verdicts need a spread); the multilingual teacher as a baseline
+    assert sorted((s.key, seed) for s, seed in asr_rows(full) if s in MULTILINGUAL) == sorted(
+        (k, seed) for k in KEYS for seed in (0, 1))
+    assert TEACHER_MIX.key in ASR_BASELINES and ASR_BASELINE_SEEDS == {TEACHER_MIX.key: 2}  # a spread for the gap
     # ST both ways and German PR: both seeds (their verdicts need a spread), the teacher with 2 probe seeds
     assert sorted((s.key, seed) for s, seed in st_rows(full) if s in MULTILINGUAL) == sorted(
         (k, seed) for k in KEYS for seed in (0, 1))
@@ -73,16 +74,18 @@ def test_the_multilingual_verdicts_are_declared_and_rendered() -> None:
             ("st_en_de", "colld_multilingual", "distilhubert_multilingual"),
             ("st_de_en", "colld_multilingual", "colld_en_mix_teacher"),
             ("st_de_en", "colld_multilingual", "teacher_mix"),  # the multilingual gap, on ST and on German PR
-            ("pr_de", "colld_multilingual", "teacher_mix")} <= claims
+            ("pr_de", "colld_multilingual", "teacher_mix"),
+            ("asr", "colld_multilingual", "distilhubert_multilingual"),  # English ASR of the multilingual rows
+            ("asr", "colld_multilingual", "teacher_mix")} <= claims
     assert any((c.a, c.b) == (COLLD_MULTILINGUAL, DISTILHUBERT_MULTILINGUAL) for c in CLAIMS)  # PR, every split
     bleu = lambda *v: {"test": mean_std(list(v))}  # noqa: E731
-    results = {"rows": [_row("teacher_mix", "teacher_mix", st_de_en=bleu(12.0, 13.0)),
+    results = {"rows": [_row("teacher_mix", "teacher_mix", st_de_en=bleu(12.0, 13.0), asr=bleu(39.0, 41.0)),
                         _row("colld_multilingual", COLLD_MULTILINGUAL.name, st_de_en=bleu(11.0, 12.0),
-                             st_en_de=bleu(9.0)),
+                             st_en_de=bleu(9.0), asr=bleu(44.0, 45.0)),
                         _row("distilhubert_multilingual", DISTILHUBERT_MULTILINGUAL.name, st_de_en=bleu(5.0, 5.5),
-                             st_en_de=bleu(4.0)),
+                             st_en_de=bleu(4.0), asr=bleu(50.0, 52.0)),
                         _row("colld_en_mix_teacher", COLLD_EN_MIX_TEACHER.name)],
-               "pr_splits": ["test"], "st_splits": ["test"]}
+               "pr_splits": ["test"], "st_splits": ["test"], "asr_splits": ["test"]}
     lines = verdicts(results)
     # ST De->En: CoLLD beyond the spread over DistilHuBERT; the gap to its teacher within it; En->De one seed each
     assert ("colld multilingual (en+de) 11.5 ± 0.7 vs distilhubert multilingual (en+de) 5.2 ± 0.4 BLEU de-en on test "
@@ -93,6 +96,11 @@ def test_the_multilingual_verdicts_are_declared_and_rendered() -> None:
     assert any(" PER on test " in line and line.endswith("one seed only: not tested") and "multilingual" in line
                for line in lines)
     assert not any("english-only" in line for line in lines)  # its ST block is missing: no line
+    # English ASR of the multilingual rows: WER, lower is better; the teacher at 2 probe seeds
+    assert ("colld multilingual (en+de) 44.5 ± 0.7 vs distilhubert multilingual (en+de) 51.0 ± 1.4 WER on test "
+            "(difference -6.5): colld multilingual (en+de) is better, beyond the seed spread") in lines
+    assert ("colld multilingual (en+de) 44.5 ± 0.7 vs teacher_mix 40.0 ± 1.4 WER on test (difference +4.5): "
+            "teacher_mix is better, beyond the seed spread") in lines
 
 
 def test_german_pr_has_a_column_and_verdicts(tmp_path: Path) -> None:

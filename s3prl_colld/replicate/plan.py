@@ -184,16 +184,20 @@ def teacher_corpora(students: list[Student]) -> tuple[str, ...]:
 
 # Which rows get which probe (``run.run_grid``). PR (English): every row. ASR (English): the teachers, fbank, MFCC
 # and every student at seed 0, at seeds 0 and 1 those of ``ASR_SEEDS`` (the main comparison, the rows of the
-# discriminative-loss and input-distillation verdicts). ST, both directions:
+# discriminative-loss and input-distillation verdicts, the multilingual students; the multilingual teacher 2 probe
+# seeds, ``ASR_BASELINE_SEEDS``). ST, both directions:
 # the teachers, fbank and the main students (CoLLD against DistilHuBERT) and the multilingual students, 2 seeds
 # each (their verdicts need a spread; the multilingual teacher 2 probe seeds, for the multilingual gap). German PR
 # (``pr_de``, on ``corpus_de``): both teachers and the multilingual students, where the plan has them. A teacher
 # is a row only where it exists: the multilingual one where a planned student needs it (``teacher_corpora``).
 ASR_BASELINES = (TEACHER.key, "fbank", "mfcc", TEACHER_MIX.key)
+# probe seeds (at most the scale's) of the baselines in an ASR verdict: the multilingual gap on English ASR; others: 1
+ASR_BASELINE_SEEDS: dict[str, int] = {TEACHER_MIX.key: 2}
 # other students: 1 seed; 2 for the rows of the ASR verdicts that need a spread: the discriminative loss at two
-# data sizes (DistilHuBERT's rows) and input distillation's ASR cost (the Fbank front-end against CoLLD)
+# data sizes (DistilHuBERT's rows), input distillation's ASR cost (the Fbank front-end against CoLLD) and the
+# multilingual students (CoLLD against DistilHuBERT on the mix, the gap to their teacher)
 ASR_SEEDS: dict[str, int] = {COLLD.key: 2, DISTILHUBERT.key: 2, **{s.key: 2 for s in (
-    DISTILHUBERT_DISC, DISTILHUBERT_LITTLE, DISTILHUBERT_DISC_LITTLE, COLLD_FBANK)}}
+    DISTILHUBERT_DISC, DISTILHUBERT_LITTLE, DISTILHUBERT_DISC_LITTLE, COLLD_FBANK, *MULTILINGUAL)}}
 ST_BASELINES = (TEACHER.key, "fbank", TEACHER_MIX.key)
 ST_BASELINE_SEEDS: dict[str, int] = {TEACHER_MIX.key: 2}  # probe seeds (at most the scale's); others: 1
 ST_STUDENTS: tuple[Student, ...] = (DISTILHUBERT, COLLD, *MULTILINGUAL)
@@ -272,7 +276,8 @@ FRONTEND_SPEED = Claim(COLLD_FBANK, COLLD)  # the Fbank front-end's speed and si
 # discriminative loss on ASR (Wang et al.), CoLLD against DistilHuBERT on ASR and ST both ways (CoLLD); in the
 # multilingual setting CoLLD against DistilHuBERT (ST both ways, German PR), what the students' German data buys
 # (CoLLD on the mix against CoLLD on English, both from the multilingual teacher: ST De->En, German PR) and the
-# multilingual gap (the multilingual CoLLD student against its teacher on ST De->En and on German PR)
+# multilingual gap (the multilingual CoLLD student against its teacher on ST De->En, German PR and English ASR;
+# CoLLD against DistilHuBERT on the mix on English ASR too)
 TASK_CLAIMS: tuple[tuple[str, Claim], ...] = (
     ("asr", Claim(COLLD, DISTILHUBERT)), ("asr", Claim(COLLD_FBANK, COLLD)), ("asr", Claim(COLLD_DISC, COLLD)),
     ("asr", Claim(DISTILHUBERT_DISC, DISTILHUBERT)), ("asr", Claim(DISTILHUBERT_DISC_LITTLE, DISTILHUBERT_LITTLE)),
@@ -283,6 +288,7 @@ TASK_CLAIMS: tuple[tuple[str, Claim], ...] = (
     ("st_de_en", Claim(COLLD_MULTILINGUAL, COLLD_EN_MIX_TEACHER)),
     ("pr_de", Claim(COLLD_MULTILINGUAL, COLLD_EN_MIX_TEACHER)),
     ("st_de_en", Claim(COLLD_MULTILINGUAL, TEACHER_MIX)), ("pr_de", Claim(COLLD_MULTILINGUAL, TEACHER_MIX)),
+    ("asr", Claim(COLLD_MULTILINGUAL, DISTILHUBERT_MULTILINGUAL)), ("asr", Claim(COLLD_MULTILINGUAL, TEACHER_MIX)),
 )
 
 # issue 22's checks that a probe's instrument can learn at all, each ``(results.json block, bound)`` on the

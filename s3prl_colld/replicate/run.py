@@ -11,8 +11,8 @@ from typing import Any
 
 from s3prl_colld.replicate import environment
 from s3prl_colld.replicate.measures import mean_std, measure_upstream
-from s3prl_colld.replicate.plan import (ASR_BASELINES, ASR_SPLITS, BASELINES, PR_DE_BASELINES, PR_SPLITS, SCALES,
-                                        ST_BASELINE_SEEDS, ST_BASELINES, ST_DIRECTIONS, ST_SPLITS, STUDENTS, TASKS,
+from s3prl_colld.replicate.plan import (ASR_BASELINE_SEEDS, ASR_BASELINES, ASR_SPLITS, BASELINES, PR_DE_BASELINES,
+                                        PR_SPLITS, SCALES, ST_BASELINE_SEEDS, ST_BASELINES, ST_DIRECTIONS, ST_SPLITS, STUDENTS, TASKS,
                                         TEACHERS, asr_rows, plan_students, pr_de_rows, st_direction, st_rows,
                                         student_order)
 from s3prl_colld.replicate.report import report, upgrade
@@ -148,9 +148,10 @@ def run_grid(grid: Grid) -> dict[str, Any]:
     if scale.asr_overrides is not None:  # ASR: the plan's rows (plan.ASR_BASELINES, plan.asr_rows)
         asr_probes: dict[str, list[dict[str, float] | None]] = {}
         for name, _, upstream, ckpt in baselines:
-            if name in ASR_BASELINES:
-                asr_probes[name] = [grid.probe("asr", name, upstream, ckpt, 0, scale.asr_overrides, asr_splits,
-                                               corpus=grid.asr_corpus, config=scale.asr_config)]
+            if name in ASR_BASELINES:  # at the probe seeds of plan.ASR_BASELINE_SEEDS (at most the scale's)
+                asr_probes[name] = [grid.probe("asr", name, upstream, ckpt, p, scale.asr_overrides, asr_splits,
+                                               corpus=grid.asr_corpus, config=scale.asr_config)
+                                    for p in range(min(scale.probe_seeds, ASR_BASELINE_SEEDS.get(name, 1)))]
         for student, seed in asr_rows(students):
             if seed in finals[student.name]:
                 asr_probes.setdefault(student.key, []).append(grid.probe(
