@@ -19,8 +19,8 @@ from s3prl_colld.replicate import SCALES, main, report, verdicts
 from s3prl_colld.replicate.drift import moves
 from s3prl_colld.replicate.measures import mean_std
 from s3prl_colld.replicate.stages import slug
-from s3prl_colld.replicate.plan import (ASR_BASELINE_SEEDS, ASR_BASELINES, CLAIMS, COLLD, COLLD_EN_MIX_TEACHER, COLLD_MULTILINGUAL,
-                                        DISTILHUBERT, DISTILHUBERT_MULTILINGUAL, MULTILINGUAL, PR_DE_BASELINES,
+from s3prl_colld.replicate.plan import (ASR_BASELINE_SEEDS, ASR_BASELINES, CLAIMS, COLLD, COLLD_EN_MIX_TEACHER,
+                                        COLLD_MULTILINGUAL, DISTILHUBERT, DISTILHUBERT_MULTILINGUAL, MULTILINGUAL, PR_DE_BASELINES,
                                         ST_BASELINE_SEEDS, ST_BASELINES, STUDENTS, TASK_CLAIMS, TEACHER, TEACHER_MIX,
                                         Student, asr_rows, plan_students, pr_de_rows, st_rows, teacher_corpora)
 

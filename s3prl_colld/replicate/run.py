@@ -12,9 +12,9 @@ from typing import Any
 from s3prl_colld.replicate import environment
 from s3prl_colld.replicate.measures import mean_std, measure_upstream
 from s3prl_colld.replicate.plan import (ASR_BASELINE_SEEDS, ASR_BASELINES, ASR_SPLITS, BASELINES, PR_DE_BASELINES,
-                                        PR_SPLITS, SCALES, ST_BASELINE_SEEDS, ST_BASELINES, ST_DIRECTIONS, ST_SPLITS, STUDENTS, TASKS,
-                                        TEACHERS, asr_rows, plan_students, pr_de_rows, st_direction, st_rows,
-                                        student_order)
+                                        PR_SPLITS, SCALES, ST_BASELINE_SEEDS, ST_BASELINES, ST_DIRECTIONS, ST_SPLITS,
+                                        STUDENTS, TASKS, TEACHERS, asr_rows, plan_students, pr_de_rows, st_direction,
+                                        st_rows, student_order)
 from s3prl_colld.replicate.report import report, upgrade
 from s3prl_colld.replicate.stages import Grid, _latest, slug
 from s3prl_colld.replicate.sweep import chosen_students, run_sweep
