@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import torch
 
+from s3prl_colld.checkpoint import CheckpointError
 from s3prl_colld.config import ConfigError
 from s3prl_colld.downstream.cli import resolve_config
 from s3prl_colld.downstream.convergence import STOP_CAP, STOP_PATIENCE, DevPoint, EarlyStopping, empty_rate, stop_step
@@ -197,3 +198,63 @@ def test_padded_batch_from_the_cache_equals_pad_features(synth_corpus_en: Path, 
     ref_hs, ref_lengths = pad_features(source.get(indices))
     assert hs.dtype == torch.float32 and hs.shape == ref_hs.shape and len(set(lengths.tolist())) > 1
     assert torch.equal(hs, ref_hs) and torch.equal(lengths, ref_lengths)
+
+
+# ------------------------------------------------------------------ the moving average of the weights
+def test_ema_is_the_moving_average_of_the_trained_weights_and_evaluations_use_it(synth_corpus_en: Path,
+                                                                                 tmp_path: Path) -> None:
+    decay = 0.8
+    cfg = _cfg(synth_corpus_en, tmp_path, f"config.runner.ema_decay={decay},,config.optimizer.lr=1.0e-2")
+    runner = DownstreamRunner(RunSpec("pr", "fbank"), cfg, tmp_path / "run")
+    batches = runner.train_batches()
+    expected: dict[str, torch.Tensor] = {}
+    for _ in range(4):  # e_1 = w_1, e_k = decay * e_(k-1) + (1 - decay) * w_k
+        runner.train_step([next(batches)])
+        for name, w in runner.head.named_parameters():
+            w = w.detach().clone()
+            expected[name] = w if name not in expected else decay * expected[name] + (1 - decay) * w
+    averaged = dict(runner.eval_head.named_parameters())
+    assert runner.eval_head is not runner.head and averaged.keys() == expected.keys()
+    for name, w in runner.head.named_parameters():
+        torch.testing.assert_close(averaged[name], expected[name])
+        assert not torch.equal(averaged[name], w)  # the average lags the trained weights
+
+    # a checkpoint carries both; evaluating it (-m evaluate) decodes with the average, as dev did
+    runner.expdir.mkdir(parents=True)
+    dev = runner.evaluate("dev")
+    runner.best = {"metric": "per", "value": dev["per"], "step": runner.step, "empty_rate": dev["empty_rate"],
+                   "collapsed": dev["collapsed"]}
+    ckpt = runner.save("dev-best.ckpt")
+    state = load_downstream_checkpoint(ckpt)
+    assert state["ema"] is not None and state["config"]["runner"]["ema_decay"] == decay
+    assert evaluate_checkpoint(ckpt, "dev")["per"] == pytest.approx(dev["per"])
+    loaded = DownstreamRunner(RunSpec("pr", "fbank"), cfg, tmp_path / "run", state, train=False)
+    for name, w in loaded.eval_head.named_parameters():
+        torch.testing.assert_close(w, averaged[name])
+    # without the option the trained weights decode; with it, a checkpoint trained without an average is an error
+    cfg_plain = _cfg(synth_corpus_en, tmp_path, "")
+    plain = DownstreamRunner(RunSpec("pr", "fbank"), cfg_plain, tmp_path / "plain", train=False)
+    assert plain.ema is None and plain.eval_head is plain.head
+    plain_state = {**plain.state_dict(), "config": state["config"]}
+    with pytest.raises(CheckpointError, match="ema_decay=null"):
+        DownstreamRunner(RunSpec("pr", "fbank"), cfg, tmp_path / "p2", plain_state, train=False)
+    with pytest.raises(ConfigError, match="ema_decay"):
+        resolve_config("pr", None, "config.runner.ema_decay=1.0")
+
+
+def test_ema_probe_resumes_exactly(synth_corpus_en: Path, tmp_path: Path) -> None:
+    common = ("config.runner.ema_decay=0.9,,config.optimizer.decay=constant,,config.runner.eval_step=100,,"
+              "config.runner.save_step=3")
+    full = DownstreamRunner(RunSpec("pr", "fbank"), _cfg(synth_corpus_en, tmp_path, common + ",,config.runner.total_steps=6"),
+                            tmp_path / "full")
+    full.train()
+    half = DownstreamRunner(RunSpec("pr", "fbank"), _cfg(synth_corpus_en, tmp_path, common + ",,config.runner.total_steps=3"),
+                            tmp_path / "half")
+    half.train()
+    state = load_downstream_checkpoint(tmp_path / "half" / "states-3.ckpt")
+    cfg6 = _cfg(synth_corpus_en, tmp_path, common + ",,config.runner.total_steps=6")
+    DownstreamRunner(RunSpec("pr", "fbank"), cfg6, tmp_path / "half", state).train()
+    a = load_downstream_checkpoint(tmp_path / "full" / "states-6.ckpt")["ema"]
+    b = load_downstream_checkpoint(tmp_path / "half" / "states-6.ckpt")["ema"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert int(a["n_averaged"]) == 6

@@ -7,7 +7,10 @@ batches per Adam update, s3prl's lr schedule, gradient clipping; evaluation
 on dev every ``eval_step`` (the best one is saved as ``dev-best.ckpt``);
 ``states-STEP.ckpt`` every ``save_step``. Early stopping (``runner.patience``,
 ``runner.min_delta``; ``total_steps`` is the cap) and the collapse test
-(``runner.collapse_empty_rate``) are :mod:`~s3prl_colld.downstream.convergence`'s;
+(``runner.collapse_empty_rate``) are :mod:`~s3prl_colld.downstream.convergence`'s.
+With ``runner.ema_decay`` every evaluation (dev, test, ``-m evaluate``) uses an
+exponential moving average of the featurizer's and head's weights
+(``torch.optim.swa_utils.AveragedModel``), kept in the checkpoints beside them;
 the run's updates, stop reason and dev curve go to ``training.json``. A task
 whose loss has several terms (ST with ``head.ctc_weight > 0``: ``ce``, ``ctc``)
 has each logged beside the loss (tensorboard ``TASK/train-NAME``, the progress
@@ -26,6 +29,8 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
@@ -82,6 +87,12 @@ class DownstreamRunner:
             self.task.fit_vocab(self._utterances("train"))
         self.featurizer = Featurizer(self.upstream.n_layers, spec.layer, cfg.featurizer.normalize).to(self.device)
         self.head = self.task.build_head(self.upstream.dim).to(self.device)
+        # runner.ema_decay: the averaged copy that every evaluation uses (None: the trained weights themselves)
+        self.trained = nn.ModuleDict({"featurizer": self.featurizer, "head": self.head})
+        self.ema: AveragedModel | None = None
+        if cfg.runner.ema_decay is not None:
+            self.ema = AveragedModel(self.trained,
+                                     multi_avg_fn=get_ema_multi_avg_fn(cfg.runner.ema_decay))
         self.step, self.epoch, self.pos = 0, 0, 0
         self.train_terms: dict[str, torch.Tensor] = {}  # the last update's loss terms (task.loss_terms), detached
         self.best: dict[str, Any] = {"metric": self.task.metric, "value": None, "step": None}
@@ -133,14 +144,26 @@ class DownstreamRunner:
                                                 self.cfg.runner.progress_bar)
         return self.sources[role]
 
-    def batch(self, role: str, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        """``(featurized [B, T, D], lengths [B], target texts)`` of utterances ``indices`` of ``role``."""
+    @property
+    def eval_featurizer(self) -> Featurizer:
+        """The featurizer that evaluations use: the moving average's with ``runner.ema_decay``, else the trained one."""
+        return self.featurizer if self.ema is None else self.ema.module["featurizer"]
+
+    @property
+    def eval_head(self) -> nn.Module:
+        """The head that evaluations use (see :attr:`eval_featurizer`)."""
+        return self.head if self.ema is None else self.ema.module["head"]
+
+    def batch(self, role: str, indices: list[int], featurizer: Featurizer | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """``(featurized [B, T, D], lengths [B], target texts)`` of utterances ``indices`` of ``role``, through
+        ``featurizer`` (default: the trained one)."""
         source = self.source(role)
         if isinstance(source, CachedFeatures):  # one copy from the cache into the padded batch
             hs, lengths = source.get_padded(indices)
         else:
             hs, lengths = pad_features(source.get(indices))
-        x = self.featurizer(hs.to(self.device))
+        x = (featurizer or self.featurizer)(hs.to(self.device))
         return x, lengths.to(self.device), [self._utterances(role)[i].text for i in indices]
 
     def train_batches(self) -> Iterator[list[int]]:
@@ -163,7 +186,7 @@ class DownstreamRunner:
     def state_dict(self) -> dict[str, Any]:
         return {"kind": KIND, "version": 1, "spec": asdict(self.spec), "config": to_dict(self.cfg),
                 "vocab": self.task.vocab_state(), "featurizer": self.featurizer.state_dict(),
-                "head": self.head.state_dict(),
+                "head": self.head.state_dict(), "ema": self.ema.state_dict() if self.ema is not None else None,
                 "optimizer": self.optimizer.state_dict() if self.optimizer else None,
                 "policy": self.policy.state_dict() if self.policy else None,
                 "step": self.step, "epoch": self.epoch, "pos": self.pos, "best": dict(self.best),
@@ -173,6 +196,11 @@ class DownstreamRunner:
     def _restore(self, state: dict[str, Any]) -> None:
         self.featurizer.load_state_dict(state["featurizer"])
         self.head.load_state_dict(state["head"])
+        if self.ema is not None:
+            if state.get("ema") is None:
+                raise ckpt_io.CheckpointError("config.runner.ema_decay is set but the checkpoint has no moving average "
+                                              "(it was trained without one): set config.runner.ema_decay=null")
+            self.ema.load_state_dict(state["ema"])
         if self.optimizer is not None and state.get("optimizer"):
             load_optimizer_state(self.optimizer, state["optimizer"])
         if self.policy is not None and state.get("policy"):
@@ -196,8 +224,9 @@ class DownstreamRunner:
     def evaluate(self, role: str) -> dict[str, Any]:
         """Decode ``role``'s split; returns ``{metric, ids, hyps, refs, empty_rate, collapsed}``
         (``collapsed``: at least ``runner.collapse_empty_rate`` of the hypotheses are empty)."""
-        self.featurizer.eval()
-        self.head.eval()
+        featurizer, head = self.eval_featurizer, self.eval_head
+        featurizer.eval()
+        head.eval()
         utts = self._utterances(role)
         self.source(role)
         order = self.task.eval_order(utts, self.samples(role))
@@ -205,10 +234,10 @@ class DownstreamRunner:
         hyps: list[str] = []
         for start in tqdm(range(0, len(order), bs), desc=f"decode {role}", leave=False,
                           disable=not self.cfg.runner.progress_bar):
-            x, lengths, _ = self.batch(role, order[start: start + bs])
-            hyps += self.task.decode(self.head, x, lengths)
-        self.featurizer.train()
-        self.head.train()
+            x, lengths, _ = self.batch(role, order[start: start + bs], featurizer)
+            hyps += self.task.decode(head, x, lengths)
+        featurizer.train()
+        head.train()
         refs = [self.task.reference(utts[i].text) for i in order]
         rate = empty_rate(hyps, self.task.empty_hypotheses)
         return {self.task.metric: self.task.score(hyps, refs), "ids": [utts[i].uttid for i in order],
@@ -237,8 +266,11 @@ class DownstreamRunner:
                 terms[name] = terms.get(name, 0.0) + value.detach().float() / len(batches)
         self.train_terms = terms
         self.step += 1
-        if self.policy.step(total).bad:
+        outcome = self.policy.step(total)
+        if outcome.bad:
             self.policy.count_bad(self.step)
+        if outcome.updated and self.ema is not None:
+            self.ema.update_parameters(self.trained)
         return total
 
     def better_than_best(self, value: float, collapsed: bool) -> bool:
@@ -275,7 +307,7 @@ class DownstreamRunner:
             self.save("dev-best.ckpt")
             self.task.write_predictions(self.expdir, "dev", self.task.split_name("dev"), result["ids"],
                                         result["hyps"], result["refs"])
-        weights = self.featurizer.layer_weights()  # drawn at the end of training (a plot takes about 0.4 s)
+        weights = self.eval_featurizer.layer_weights()  # drawn at the end of training (a plot takes about 0.4 s)
         (self.expdir / "layer_weights.json").write_text(json.dumps({"step": self.step, "weights": weights}))
         return self.stopper.should_stop()
 
@@ -286,7 +318,8 @@ class DownstreamRunner:
                 "metric": self.task.metric, "updates": self.step, "stop_reason": self.stop_reason,
                 "best": dict(self.best), "collapsed": bool(self.best.get("collapsed", False)),
                 "rule": {"cap": rc.total_steps, "eval_step": rc.eval_step, "patience": rc.patience,
-                         "min_delta": rc.min_delta, "collapse_empty_rate": rc.collapse_empty_rate},
+                         "min_delta": rc.min_delta, "collapse_empty_rate": rc.collapse_empty_rate,
+                         "ema_decay": rc.ema_decay},
                 "dev_curve": self.stopper.state_dict()["curve"], "seconds": seconds}
 
     def train(self) -> dict[str, Any]:
@@ -337,7 +370,7 @@ class DownstreamRunner:
             self.stop_reason = STOP_CAP
         bar.close()
         writer.close()
-        plot_layer_weights(self.featurizer.layer_weights(), self.expdir / "layer_weights.png",
+        plot_layer_weights(self.eval_featurizer.layer_weights(), self.expdir / "layer_weights.png",
                            f"{self.spec.upstream} {self.spec.task} step {self.step}")
         summary = self.training_summary(time.perf_counter() - start)
         if summary["collapsed"]:
@@ -411,7 +444,7 @@ def evaluate_checkpoint(path: Path, split: str = "test", overrides: dict[str, An
                # the training run behind the checkpoint (its training.json; None when there is none)
                "dev_collapsed": state["best"].get("collapsed"), "updates": training.get("updates"),
                "stop_reason": training.get("stop_reason"),
-               "layer_weights": runner.featurizer.layer_weights()}
+               "layer_weights": runner.eval_featurizer.layer_weights()}
     if result["collapsed"]:
         log.warning("%s on %s is collapsed: %.0f%% of the hypotheses are empty (>= %.0f%%, "
                     "config.runner.collapse_empty_rate): not a measurement of the features, do not report it",

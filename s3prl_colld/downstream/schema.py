@@ -56,6 +56,10 @@ class DownstreamRunnerConfig:
     # a decode with at least this fraction of empty hypotheses (CTC: only blanks; ST: <unk>) is collapsed:
     # flagged in the log and the result files, never reported as a number
     collapse_empty_rate: float = 0.5
+    # evaluate (dev, test) with an exponential moving average of the featurizer's and head's weights, updated after
+    # every optimizer update with this decay (torch.optim.swa_utils; e.g. 0.99: about the last 100 updates);
+    # null: the weights as trained (s3prl)
+    ema_decay: Optional[float] = None
 
     def validate(self) -> None:
         choice(self.device, ("auto", "cpu", "cuda"), "config.runner.device")
@@ -71,6 +75,8 @@ class DownstreamRunnerConfig:
             raise ConfigError(f"config.runner.min_delta must be >= 0, got {self.min_delta}")
         if not 0.0 < self.collapse_empty_rate <= 1.0:
             raise ConfigError(f"config.runner.collapse_empty_rate must be in (0, 1], got {self.collapse_empty_rate}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ConfigError(f"config.runner.ema_decay must be in (0, 1) or null (no averaging), got {self.ema_decay}")
 
 
 @dataclass
