@@ -7,10 +7,12 @@ teacher row needs its finished teacher too), it trains the grid's PR probe (the 
 (the trained weights, dev-best), a number sets ``config.runner.ema_decay`` (every evaluation, dev and test, uses
 the exponential moving average of the head's and featurizer's weights). The ``none`` probes are the grid's own
 (``probes/pr/fbank-p0``, ...), so a grid run reuses them and this reuses a grid's. Every probe is reused when it
-has finished::
+has finished. ``--students`` adds students of the grid (its chosen settings when it has a finished sweep),
+distilled from its teacher with ``--student-seeds`` seeds, one probe each (probe seed 0), as the grid probes
+them::
 
     OMP_NUM_THREADS=1 python bench/experiments/probe_ema.py --grid result/grid --rows fbank,mfcc,teacher \\
-        --decays none,0.99,0.95 --probe-seeds 3
+        --decays none,0.99,0.95 --probe-seeds 3 --students distilhubert,colld
 
 Writes ``GRID/probe_ema.json`` (per row and decay: mean, std and n of dev and each test split, and each probe's
 updates and stop reason) and prints a markdown table.
@@ -29,8 +31,10 @@ sys.path.insert(0, str(REPO))
 
 from s3prl_colld.replicate import SCALES, Grid  # noqa: E402
 from s3prl_colld.replicate.measures import mean_std  # noqa: E402
-from s3prl_colld.replicate.plan import PR_SPLITS, TEACHER  # noqa: E402
+from s3prl_colld.replicate.plan import PR_SPLITS, TEACHER, plan_students  # noqa: E402
+from s3prl_colld.replicate.run import upstream_of  # noqa: E402
 from s3prl_colld.replicate.stages import _latest  # noqa: E402
+from s3prl_colld.replicate.sweep import chosen_students  # noqa: E402
 
 UPSTREAMS = {"fbank": "fbank", "mfcc": "mfcc", TEACHER.key: "hubert_local"}
 
@@ -40,6 +44,11 @@ def probe_name(row: str, decay: str) -> str:
     return row if decay == "none" else f"{row} [ema {decay}]"
 
 
+def overrides_for(probe_overrides: str, decay: str) -> str:
+    """The grid's probe overrides, with ``config.runner.ema_decay`` unless ``decay`` is ``none``."""
+    return probe_overrides + ("" if decay == "none" else f",,config.runner.ema_decay={decay}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--grid", type=Path, required=True, help="a results grid's folder (its English corpus done)")
@@ -47,39 +56,62 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", default="fbank,mfcc", help=f"comma-separated rows, of {','.join(UPSTREAMS)}")
     p.add_argument("--decays", default="none,0.99", help="comma-separated: none (the trained weights) or an EMA decay")
     p.add_argument("--probe-seeds", type=int, default=3, help="probe seeds per row and decay (default 3)")
+    p.add_argument("--students", default="", help="comma-separated student keys of the grid (plan.STUDENTS), e.g. "
+                   "distilhubert,colld (default: none)")
+    p.add_argument("--student-seeds", type=int, default=2, help="distillation seeds per student (default 2)")
     args = p.parse_args(argv)
     rows, decays = args.rows.split(","), args.decays.split(",")
     unknown = [r for r in rows if r not in UPSTREAMS]
     if unknown:
         p.error(f"unknown row(s) {unknown}: --rows takes a comma-separated subset of {','.join(UPSTREAMS)}")
     for decay in decays:
-        if decay != "none" and not 0.0 < float(decay) < 1.0:
-            p.error(f"--decays: {decay} is not 'none' or a number in (0, 1)")
+        try:
+            ok = decay == "none" or 0.0 < float(decay) < 1.0
+        except ValueError:
+            ok = False
+        if not ok:
+            p.error(f"--decays: {decay!r} is not 'none' or a number in (0, 1)")
     scale = SCALES[args.scale]
     grid = Grid(args.grid, scale, 0, tasks=("pr",))
+    planned = {s.key: s for s in chosen_students(args.grid, plan_students(scale))}
+    keys = [k for k in args.students.split(",") if k]
+    unknown = [k for k in keys if k not in planned]
+    if unknown:
+        p.error(f"--students: unknown {unknown}; the scale's are {','.join(planned)}")
     if not (grid.corpus_en / "manifest.json").is_file():
         p.error(f"{grid.corpus_en} is not finished: run the grid's corpus stage first")
     teacher = args.grid / TEACHER.key
-    if TEACHER.key in rows and not (teacher / "DONE").is_file():
+    if (TEACHER.key in rows or keys) and not (teacher / "DONE").is_file():
         p.error(f"{teacher} is not finished: run the grid's teacher stage first, or leave {TEACHER.key} out of --rows")
     splits = [s for s in PR_SPLITS if (grid.corpus_en / s).is_dir()]
     out: dict[str, Any] = {"scale": args.scale, "splits": splits, "rows": {}}
     lines = ["| row | probe weights | dev PER | test PER | test_noisy PER | test_unseen PER | updates (stop) |",
              "|---|---|---|---|---|---|---|"]
+    # (row, decay) -> probes: a baseline's over probe seeds, a student's over distillation seeds (probe seed 0)
+    table: dict[tuple[str, str], list[dict[str, Any] | None]] = {}
     for row in rows:
         ckpt = _latest(teacher) if row == TEACHER.key else None
         for decay in decays:
-            overrides = scale.probe_overrides + ("" if decay == "none" else f",,config.runner.ema_decay={decay}")
-            probes = [grid.probe("pr", probe_name(row, decay), UPSTREAMS[row], ckpt, seed, overrides, splits)
-                      for seed in range(args.probe_seeds)]
-            done = [r for r in probes if r is not None and not r.get("collapsed")]
-            cells = {k: mean_std(r[k] for r in done) for k in ("dev", *splits)}
-            runs = [{"updates": r["updates"], "stop_reason": r["stop_reason"]} for r in done]
-            out["rows"].setdefault(row, {})[decay] = {**cells, "probes": runs}
-            weights = "trained (dev-best)" if decay == "none" else f"EMA {decay}"
-            lines.append(f"| {row} | {weights} | " + " | ".join(
-                f"{cells[k]['mean']:.1f} ± {cells[k]['std']:.1f} ({cells[k]['n']})" for k in ("dev", *splits))
-                + " | " + ", ".join(f"{r['updates']} ({r['stop_reason']})" for r in runs) + " |")
+            table[row, decay] = [grid.probe("pr", probe_name(row, decay), UPSTREAMS[row], ckpt, seed,
+                                            overrides_for(scale.probe_overrides, decay), splits)
+                                 for seed in range(args.probe_seeds)]
+    for key in keys:
+        student = planned[key]
+        for seed in range(args.student_seeds):
+            run = grid.distil(student, seed, _latest(teacher))
+            for decay in decays:
+                table.setdefault((student.name, decay), []).append(grid.probe(
+                    "pr", probe_name(f"{student.name}-s{seed}", decay), upstream_of(student.task), _latest(run), 0,
+                    overrides_for(scale.probe_overrides, decay), splits))
+    for (row, decay), probes in table.items():
+        done = [r for r in probes if r is not None and not r.get("collapsed")]
+        cells = {k: mean_std(r[k] for r in done) for k in ("dev", *splits)}
+        runs = [{"updates": r["updates"], "stop_reason": r["stop_reason"]} for r in done]
+        out["rows"].setdefault(row, {})[decay] = {**cells, "probes": runs}
+        weights = "trained (dev-best)" if decay == "none" else f"EMA {decay}"
+        lines.append(f"| {row} | {weights} | " + " | ".join(
+            f"{cells[k]['mean']:.1f} ± {cells[k]['std']:.1f} ({cells[k]['n']})" for k in ("dev", *splits))
+            + " | " + ", ".join(f"{r['updates']} ({r['stop_reason']})" for r in runs) + " |")
     (args.grid / "probe_ema.json").write_text(json.dumps(out, indent=1))
     print("\n".join(lines))
     return 0
