@@ -243,17 +243,14 @@ def test_ema_is_the_moving_average_of_the_trained_weights_and_evaluations_use_it
 
 
 def test_ema_probe_resumes_exactly(synth_corpus_en: Path, tmp_path: Path) -> None:
-    common = ("config.runner.ema_decay=0.9,,config.optimizer.decay=constant,,config.runner.eval_step=100,,"
-              "config.runner.save_step=3")
-    full = DownstreamRunner(RunSpec("pr", "fbank"), _cfg(synth_corpus_en, tmp_path, common + ",,config.runner.total_steps=6"),
-                            tmp_path / "full")
-    full.train()
-    half = DownstreamRunner(RunSpec("pr", "fbank"), _cfg(synth_corpus_en, tmp_path, common + ",,config.runner.total_steps=3"),
-                            tmp_path / "half")
-    half.train()
-    state = load_downstream_checkpoint(tmp_path / "half" / "states-3.ckpt")
-    cfg6 = _cfg(synth_corpus_en, tmp_path, common + ",,config.runner.total_steps=6")
-    DownstreamRunner(RunSpec("pr", "fbank"), cfg6, tmp_path / "half", state).train()
+    def train(folder: str, steps: int, state: dict[str, Any] | None = None) -> None:
+        cfg = _cfg(synth_corpus_en, tmp_path, "config.runner.ema_decay=0.9,,config.optimizer.decay=constant,,"
+                   f"config.runner.eval_step=100,,config.runner.save_step=3,,config.runner.total_steps={steps}")
+        DownstreamRunner(RunSpec("pr", "fbank"), cfg, tmp_path / folder, state).train()
+
+    train("full", 6)
+    train("half", 3)
+    train("half", 6, load_downstream_checkpoint(tmp_path / "half" / "states-3.ckpt"))
     a = load_downstream_checkpoint(tmp_path / "full" / "states-6.ckpt")["ema"]
     b = load_downstream_checkpoint(tmp_path / "half" / "states-6.ckpt")["ema"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -14,8 +14,9 @@ them::
     OMP_NUM_THREADS=1 python bench/experiments/probe_ema.py --grid result/grid --rows fbank,mfcc,teacher \\
         --decays none,0.99,0.95 --probe-seeds 3 --students distilhubert,colld
 
-Writes ``GRID/probe_ema.json`` (per row and decay: mean, std and n of dev and each test split, and each probe's
-updates and stop reason) and prints a markdown table.
+Writes ``GRID/probe_ema.json`` (per row and decay: a ``results.json`` PR block, mean, std and n of dev and each
+test split, and ``probes``, each probe's updates, stop reason, collapse flag, attempts and last dev values, as the
+grid's ``pr_probes``) and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -30,9 +31,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from s3prl_colld.replicate import SCALES, Grid  # noqa: E402
-from s3prl_colld.replicate.measures import mean_std  # noqa: E402
 from s3prl_colld.replicate.plan import PR_SPLITS, TEACHER, plan_students  # noqa: E402
-from s3prl_colld.replicate.run import upstream_of  # noqa: E402
+from s3prl_colld.replicate.run import block, probe_runs, upstream_of  # noqa: E402
 from s3prl_colld.replicate.stages import _latest  # noqa: E402
 from s3prl_colld.replicate.sweep import chosen_students  # noqa: E402
 
@@ -81,8 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (grid.corpus_en / "manifest.json").is_file():
         p.error(f"{grid.corpus_en} is not finished: run the grid's corpus stage first")
     teacher = args.grid / TEACHER.key
-    if (TEACHER.key in rows or keys) and not (teacher / "DONE").is_file():
-        p.error(f"{teacher} is not finished: run the grid's teacher stage first, or leave {TEACHER.key} out of --rows")
+    needs_teacher = TEACHER.key in rows or bool(keys)  # the teacher row, and every student's teacher
+    if needs_teacher and not (teacher / "DONE").is_file():
+        p.error(f"{teacher} is not finished: run the grid's teacher stage first, or leave {TEACHER.key} out of --rows "
+                "and --students empty")
+    teacher_ckpt = _latest(teacher) if needs_teacher else None
     splits = [s for s in PR_SPLITS if (grid.corpus_en / s).is_dir()]
     out: dict[str, Any] = {"scale": args.scale, "splits": splits, "rows": {}}
     lines = ["| row | probe weights | dev PER | test PER | test_noisy PER | test_unseen PER | updates (stop) |",
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     # (row, decay) -> probes: a baseline's over probe seeds, a student's over distillation seeds (probe seed 0)
     table: dict[tuple[str, str], list[dict[str, Any] | None]] = {}
     for row in rows:
-        ckpt = _latest(teacher) if row == TEACHER.key else None
+        ckpt = teacher_ckpt if row == TEACHER.key else None
         for decay in decays:
             table[row, decay] = [grid.probe("pr", probe_name(row, decay), UPSTREAMS[row], ckpt, seed,
                                             overrides_for(scale.probe_overrides, decay), splits)
@@ -98,20 +101,19 @@ def main(argv: list[str] | None = None) -> int:
     for key in keys:
         student = planned[key]
         for seed in range(args.student_seeds):
-            run = grid.distil(student, seed, _latest(teacher))
+            final = _latest(grid.distil(student, seed, teacher_ckpt))
             for decay in decays:
                 table.setdefault((student.name, decay), []).append(grid.probe(
-                    "pr", probe_name(f"{student.name}-s{seed}", decay), upstream_of(student.task), _latest(run), 0,
+                    "pr", probe_name(f"{student.name}-s{seed}", decay), upstream_of(student.task), final, 0,
                     overrides_for(scale.probe_overrides, decay), splits))
     for (row, decay), probes in table.items():
-        done = [r for r in probes if r is not None and not r.get("collapsed")]
-        cells = {k: mean_std(r[k] for r in done) for k in ("dev", *splits)}
-        runs = [{"updates": r["updates"], "stop_reason": r["stop_reason"]} for r in done]
+        cells, runs = block(probes, splits), probe_runs(probes)
         out["rows"].setdefault(row, {})[decay] = {**cells, "probes": runs}
         weights = "trained (dev-best)" if decay == "none" else f"EMA {decay}"
         lines.append(f"| {row} | {weights} | " + " | ".join(
             f"{cells[k]['mean']:.1f} ± {cells[k]['std']:.1f} ({cells[k]['n']})" for k in ("dev", *splits))
-            + " | " + ", ".join(f"{r['updates']} ({r['stop_reason']})" for r in runs) + " |")
+            + " | " + ", ".join(f"{r['updates']} ({r['stop_reason']}{', collapsed' if r['collapsed'] else ''})"
+                                for r in runs) + " |")
     (args.grid / "probe_ema.json").write_text(json.dumps(out, indent=1))
     print("\n".join(lines))
     return 0

@@ -163,7 +163,7 @@ class DownstreamRunner:
             hs, lengths = source.get_padded(indices)
         else:
             hs, lengths = pad_features(source.get(indices))
-        x = (featurizer or self.featurizer)(hs.to(self.device))
+        x = (self.featurizer if featurizer is None else featurizer)(hs.to(self.device))
         return x, lengths.to(self.device), [self._utterances(role)[i].text for i in indices]
 
     def train_batches(self) -> Iterator[list[int]]:
