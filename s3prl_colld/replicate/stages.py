@@ -324,6 +324,12 @@ class Grid:
         done = run / "DONE.json"
         if done.is_file():
             result = json.loads(done.read_text())
+            drift = probe_config_drift(task, run, overrides, config, retried=result.get("attempts", 1) > 1)
+            if drift:
+                raise SystemExit(
+                    f"[replicate] probe {folder} {name} p{seed}: {run} was trained with another config than this grid "
+                    f"asks for ({'; '.join(drift)}); it is not reused as if it were this one. Move that folder "
+                    "aside to train it again (or run the grid in a new --out).")
             if f"probe {folder} {name} p{seed}" not in self.times:  # a probe of a grid from before probes were timed
                 self._record(f"probe {folder} {name} p{seed}", result.get("seconds", 0.0), ran_here=False)
             print(f"[replicate] probe {folder} {name} p{seed}: reused ({done})", flush=True)
@@ -359,6 +365,44 @@ class Grid:
         self._record(f"probe {folder} {name} p{seed}", result["seconds"])
         print(f"[replicate] {task} {name} (probe seed {seed}): {result}", flush=True)
         return result
+
+
+# keys of a probe's config that name where it ran, not what it is (and the seed, which its folder name carries)
+PLACE_KEYS = frozenset({"data.root", "cache.dir", "runner.seed", "runner.progress_bar"})
+
+
+def probe_config_drift(task: str, run: Path, overrides: str, config: str | None = None,
+                       retried: bool = False) -> list[str]:
+    """The keys where the config a finished probe in ``run`` trained with (``run/config.yaml``) differs from the one
+    ``overrides`` and the preset ``config`` (a yaml under ``configs/downstream/``) give now, as ``"key: then -> now"``
+    lines; empty when they agree, or when ``run`` has no ``config.yaml`` (a probe from before it was written).
+
+    Keys that name the probe's place (``PLACE_KEYS``: its corpus and cache folders, the seed in its folder name)
+    are not compared, nor the learning rate of a probe that was ``retried`` after a collapse (a retry lowers it),
+    nor keys one of the two configs lacks (added to the schema since)."""
+    saved_path = run / "config.yaml"
+    if not saved_path.is_file():
+        return []
+    from s3prl_colld.config import to_dict
+    from s3prl_colld.downstream.cli import resolve_config
+
+    saved = _flatten(yaml.safe_load(saved_path.read_text()).get("config") or {})
+    wanted = _flatten(to_dict(resolve_config(task, None if config is None else str(CONFIG_DIR / "downstream" / config),
+                                             overrides.lstrip(","))))
+    skip = PLACE_KEYS | ({"optimizer.lr"} if retried else set())
+    return [f"{key}: {saved[key]!r} -> {wanted[key]!r}" for key in sorted(saved.keys() & wanted.keys())
+            if key not in skip and saved[key] != wanted[key]]
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists are values)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def model_overrides(student: Student) -> str:

@@ -1,0 +1,68 @@
+"""A grid reuses a finished probe only when it trained with the config the grid asks for now.
+
+A probe folder's name holds its row and seed, not its settings: when a scale's probe settings change (the reduced
+grid's PR probes took ``runner.ema_decay`` 0.95 in session 19), an old grid folder's probes would otherwise be
+reported as if they were the new ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from s3prl_colld.config import CONFIG_DIR, to_dict
+from s3prl_colld.runtime.cli import write_yaml_atomic
+from s3prl_colld.downstream.cli import resolve_config
+from s3prl_colld.replicate.plan import SCALES
+from s3prl_colld.replicate.stages import Grid, probe_config_drift
+
+
+def _finished_probe(run: Path, task: str, overrides: str, config: str | None = None, attempts: int = 1) -> None:
+    """A probe folder as the grid leaves it: ``config.yaml`` (as ``run_downstream.py`` writes it) and ``DONE.json``."""
+    run.mkdir(parents=True)
+    cfg = resolve_config(task, None if config is None else str(CONFIG_DIR / "downstream" / config), overrides)
+    write_yaml_atomic({"spec": {"task": task}, "config": to_dict(cfg)}, run / "config.yaml")
+    (run / "DONE.json").write_text(json.dumps({"dev": 70.0, "test": 71.0, "updates": 2000, "stop_reason": "cap",
+                                               "collapsed": False, "attempts": attempts, "dev_curve": []}))
+
+
+def test_drift_names_the_changed_key_and_ignores_where_the_probe_ran(tmp_path: Path) -> None:
+    run = tmp_path / "fbank-p0"
+    _finished_probe(run, "pr", "config.data.root=/elsewhere/corpus,,config.cache.dir=/elsewhere/cache,,"
+                               "config.runner.seed=1338,,config.data.max_train_utts=1000")
+    assert probe_config_drift("pr", run, ",,config.data.max_train_utts=1000") == []
+    assert probe_config_drift("pr", run, ",,config.data.max_train_utts=1000,,config.runner.ema_decay=0.95") == [
+        "runner.ema_decay: None -> 0.95"]
+    assert probe_config_drift("pr", run, "") == ["data.max_train_utts: 1000 -> None"]
+
+
+def test_a_retried_probe_s_lower_learning_rate_is_not_drift(tmp_path: Path) -> None:
+    run = tmp_path / "teacher-p0"
+    _finished_probe(run, "pr", "config.optimizer.lr=0.001", attempts=3)
+    assert probe_config_drift("pr", run, "", retried=True) == []
+    assert probe_config_drift("pr", run, "", retried=False) == ["optimizer.lr: 0.001 -> 0.003"]
+
+
+def test_a_probe_without_config_yaml_is_not_checked(tmp_path: Path) -> None:
+    (tmp_path / "old-p0").mkdir()
+    assert probe_config_drift("pr", tmp_path / "old-p0", ",,config.runner.ema_decay=0.95") == []
+
+
+def test_the_grid_refuses_to_reuse_a_probe_trained_with_other_settings(tmp_path: Path) -> None:
+    scale = SCALES["tiny"]
+    grid = Grid(tmp_path, scale, 0, tasks=("pr",))
+    run = tmp_path / "probes" / "pr" / "fbank-p0"
+    _finished_probe(run, "pr", scale.probe_overrides.lstrip(","))
+    reused = grid.probe("pr", "fbank", "fbank", None, 0, scale.probe_overrides, ["test"])
+    assert reused is not None and reused["test"] == 71.0
+    with pytest.raises(SystemExit, match=r"runner\.ema_decay: None -> 0\.95.*Move that folder aside"):
+        grid.probe("pr", "fbank", "fbank", None, 0, scale.probe_overrides + ",,config.runner.ema_decay=0.95", ["test"])
+
+
+def test_a_preset_probe_agrees_with_itself(tmp_path: Path) -> None:
+    run = tmp_path / "teacher-p0"
+    _finished_probe(run, "asr", "config.data.root=/x", "mini/asr.yaml")
+    assert probe_config_drift("asr", run, "", "mini/asr.yaml") == []
+    assert probe_config_drift("asr", run, ",,config.runner.total_steps=9000", "mini/asr.yaml") == [
+        "runner.total_steps: 3000 -> 9000"]
