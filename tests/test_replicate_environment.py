@@ -12,6 +12,9 @@ def test_versions_name_the_numerical_stack() -> None:
     found = environment.versions()
     assert {"python", "torch", "numpy", "scikit-learn", "pyroomacoustics"} <= set(found)
     assert found["numpy"] != "not installed" and found["numpy"][0].isdigit()
+    import torch
+
+    assert found["torch threads"] == str(torch.get_num_threads()) and found["cpu"] not in ("", None)
 
 
 def test_stages_are_grouped_by_stack_and_a_second_stack_is_reported(tmp_path: Path) -> None:

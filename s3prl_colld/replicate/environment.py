@@ -1,4 +1,5 @@
-"""Which software stack ran a grid's stages (``environments.json`` in the grid's folder).
+"""Which software stack ran a grid's stages (``environments.json`` in the grid's folder): package versions, and
+(since session 19) torch's thread count and the CPU model.
 
 The stack is part of a result: in session 15 a fresh environment (its unpinned numerical packages at whatever
 releases pip chose that day; the committed grid's were not recorded) retrained the reduced grid's teacher
@@ -26,15 +27,36 @@ PACKAGES = ("torch", "torchaudio", "numpy", "scipy", "scikit-learn", "pyroomacou
 
 @lru_cache(maxsize=1)
 def versions() -> dict[str, str]:
-    """``{"python": ..., package: version or "not installed", ...}`` of this process (read once: a process's
-    stack does not change while it runs; every stage it records uses this)."""
+    """``{"python": ..., package: version or "not installed", ..., "torch threads": N, "cpu": model}`` of this
+    process (read once: a process's stack does not change while it runs; every stage it records uses this).
+
+    The thread count and the CPU model are part of the stack: they set the order of floating-point sums, and a
+    teacher trained again at ``OMP_NUM_THREADS=2`` or on another CPU reads several PER away (README, "Tolerance
+    between machines")."""
     found = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             found[name] = "not installed"
+    import torch
+
+    found["torch threads"] = str(torch.get_num_threads())
+    found["cpu"] = cpu_model()
     return found
+
+
+def cpu_model() -> str:
+    """The CPU's model name, and whether it has AVX-512 (``/proc/cpuinfo``'s first ``model name`` and ``flags``;
+    ``platform.processor()`` elsewhere): virtual machines often name only the family, and the vector width
+    decides which kernels run."""
+    info = Path("/proc/cpuinfo")
+    if not info.is_file():
+        return platform.processor() or "unknown"
+    fields = dict(line.split(":", 1) for line in info.read_text(errors="replace").splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    avx512 = "avx512f" in fields.get("flags", "").split()
+    return f"{fields.get('model name', 'unknown')}{', AVX-512' if avx512 else ''}"
 
 
 def record(out: Path, stage: str, current: dict[str, str] | None = None) -> None:
