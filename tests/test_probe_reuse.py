@@ -66,3 +66,28 @@ def test_a_preset_probe_agrees_with_itself(tmp_path: Path) -> None:
     assert probe_config_drift("asr", run, "", "mini/asr.yaml") == []
     assert probe_config_drift("asr", run, ",,config.runner.total_steps=9000", "mini/asr.yaml") == [
         "runner.total_steps: 3000 -> 9000"]
+
+
+def _probe_ema_module():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "experiments" / "probe_ema.py"
+    spec = importlib.util.spec_from_file_location("probe_ema", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_probe_ema_names_the_grid_s_own_rule_by_the_row_and_the_other_rules_by_their_tag() -> None:
+    ema = _probe_ema_module()
+    reduced, demo = SCALES["reduced"].probe_overrides, SCALES["demo"].probe_overrides
+    assert "config.runner.ema_decay=0.95" in reduced and "ema_decay" not in demo
+    # the reduced grid's own probe averages: "none" asks for the trained weights explicitly, under its own name
+    assert ema.overrides_for(reduced, "0.95") == reduced and ema.probe_name("fbank", "0.95", reduced) == "fbank"
+    assert ema.overrides_for(reduced, "none").endswith(",,config.runner.ema_decay=null")
+    assert ema.probe_name("fbank", "none", reduced) == "fbank [trained]"
+    assert ema.overrides_for(reduced, "0.99").count("ema_decay") == 1
+    assert ema.probe_name("fbank", "0.99", reduced) == "fbank [ema 0.99]"
+    # the demo's own probe does not: "none" is its own
+    assert ema.overrides_for(demo, "none") == demo and ema.probe_name("fbank", "none", demo) == "fbank"
+    assert ema.probe_name("fbank", "0.95", demo) == "fbank [ema 0.95]"

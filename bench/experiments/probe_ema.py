@@ -5,9 +5,10 @@ On a results grid's folder whose English corpus exists (``python -m s3prl_colld.
 teacher row needs its finished teacher too), it trains the grid's PR probe (the scale's preset and probe data)
 ``--probe-seeds`` times for each row of ``--rows`` and each ``--decays`` value: ``none`` is the grid's own probe
 (the trained weights, dev-best), a number sets ``config.runner.ema_decay`` (every evaluation, dev and test, uses
-the exponential moving average of the head's and featurizer's weights). The ``none`` probes are the grid's own
-(``probes/pr/fbank-p0``, ...), so a grid run reuses them and this reuses a grid's. Every probe is reused when it
-has finished. ``--students`` adds students of the grid (its chosen settings when it has a finished sweep),
+the exponential moving average of the head's and featurizer's weights). The probes under the grid's own rule
+carry the row's name (``probes/pr/fbank-p0``, ...: on the reduced scale, EMA 0.95 since session 19; ``none`` there
+is ``fbank [trained]``), so a grid run reuses them and this reuses a grid's. Every probe is reused when it has
+finished and trained with the same config (``stages.probe_config_drift``). ``--students`` adds students of the grid (its chosen settings when it has a finished sweep),
 distilled from its teacher with ``--student-seeds`` seeds, one probe each (probe seed 0), as the grid probes
 them::
 
@@ -39,14 +40,25 @@ from s3prl_colld.replicate.sweep import chosen_students  # noqa: E402
 UPSTREAMS = {"fbank": "fbank", "mfcc": "mfcc", TEACHER.key: "hubert_local"}
 
 
-def probe_name(row: str, decay: str) -> str:
-    """The probe's name in the grid (``fbank``: the grid's own probe; ``fbank [ema 0.99]``)."""
-    return row if decay == "none" else f"{row} [ema {decay}]"
+EMA_KEY = "config.runner.ema_decay="
 
 
 def overrides_for(probe_overrides: str, decay: str) -> str:
-    """The grid's probe overrides, with ``config.runner.ema_decay`` unless ``decay`` is ``none``."""
-    return probe_overrides + ("" if decay == "none" else f",,config.runner.ema_decay={decay}")
+    """The grid's probe overrides with its own ``config.runner.ema_decay`` (if any) replaced: by ``decay``, or for
+    ``none`` by ``null`` (the trained weights; nothing added where the grid's probe has no average)."""
+    base = ",,".join(item for item in probe_overrides.split(",,") if not item.strip().startswith(EMA_KEY))
+    if decay == "none":
+        return base if base == probe_overrides else f"{base},,{EMA_KEY}null"
+    return f"{base},,{EMA_KEY}{decay}"
+
+
+def probe_name(row: str, decay: str, probe_overrides: str) -> str:
+    """The probe's name in the grid: ``row`` where the probe is the grid's own (its overrides are the scale's:
+    ``fbank``), else tagged with its rule (``fbank [ema 0.99]``, ``fbank [trained]`` on a scale whose own probe
+    averages), so a grid run and this one reuse each other's probes and never mistake one rule for the other."""
+    if overrides_for(probe_overrides, decay) == probe_overrides:
+        return row
+    return f"{row} [trained]" if decay == "none" else f"{row} [ema {decay}]"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,11 +104,12 @@ def main(argv: list[str] | None = None) -> int:
              "|---|---|---|---|---|---|---|"]
     # (row, decay) -> probes: a baseline's over probe seeds, a student's over distillation seeds (probe seed 0)
     table: dict[tuple[str, str], list[dict[str, Any] | None]] = {}
+    own = scale.probe_overrides  # the grid's own PR probe
     for row in rows:
         ckpt = teacher_ckpt if row == TEACHER.key else None
         for decay in decays:
-            table[row, decay] = [grid.probe("pr", probe_name(row, decay), UPSTREAMS[row], ckpt, seed,
-                                            overrides_for(scale.probe_overrides, decay), splits)
+            table[row, decay] = [grid.probe("pr", probe_name(row, decay, own), UPSTREAMS[row], ckpt, seed,
+                                            overrides_for(own, decay), splits)
                                  for seed in range(args.probe_seeds)]
     for key in keys:
         student = planned[key]
@@ -104,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             final = _latest(grid.distil(student, seed, teacher_ckpt))
             for decay in decays:
                 table.setdefault((student.name, decay), []).append(grid.probe(
-                    "pr", probe_name(f"{student.name}-s{seed}", decay), upstream_of(student.task), final, 0,
-                    overrides_for(scale.probe_overrides, decay), splits))
+                    "pr", probe_name(f"{student.name}-s{seed}", decay, own), upstream_of(student.task), final, 0,
+                    overrides_for(own, decay), splits))
     for (row, decay), probes in table.items():
         cells, runs = block(probes, splits), probe_runs(probes)
         out["rows"].setdefault(row, {})[decay] = {**cells, "probes": runs}
