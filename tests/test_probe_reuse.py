@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from s3prl_colld.config import CONFIG_DIR, to_dict
 from s3prl_colld.runtime.cli import write_yaml_atomic
@@ -37,16 +38,39 @@ def test_drift_names_the_changed_key_and_ignores_where_the_probe_ran(tmp_path: P
     assert probe_config_drift("pr", run, "") == ["data.max_train_utts: 1000 -> None"]
 
 
-def test_a_retried_probe_s_lower_learning_rate_is_not_drift(tmp_path: Path) -> None:
-    run = tmp_path / "teacher-p0"
-    _finished_probe(run, "pr", "config.optimizer.lr=0.001", attempts=3)
-    assert probe_config_drift("pr", run, "", retried=True) == []
-    assert probe_config_drift("pr", run, "", retried=False) == ["optimizer.lr: 0.001 -> 0.003"]
+def test_a_key_the_old_probe_s_config_lacks_takes_its_default(tmp_path: Path) -> None:
+    """A probe trained before ``runner.ema_decay`` existed (the committed grid's) saved no such key: it ran without
+    an average, and reads so, instead of the key being skipped."""
+    run = tmp_path / "fbank-p0"
+    _finished_probe(run, "pr", "config.data.max_train_utts=1000")
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    del saved["config"]["runner"]["ema_decay"]
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert probe_config_drift("pr", run, ",,config.data.max_train_utts=1000") == []
+    assert probe_config_drift("pr", run, ",,config.data.max_train_utts=1000,,config.runner.ema_decay=0.95") == [
+        "runner.ema_decay: None -> 0.95"]
 
 
 def test_a_probe_without_config_yaml_is_not_checked(tmp_path: Path) -> None:
     (tmp_path / "old-p0").mkdir()
     assert probe_config_drift("pr", tmp_path / "old-p0", ",,config.runner.ema_decay=0.95") == []
+
+
+def test_the_grid_reuses_a_preset_probe_and_a_retried_one(tmp_path: Path) -> None:
+    """Through ``Grid.probe``: an ASR probe of the mini preset agrees with itself (the preset reaches the check),
+    and a probe whose retry lowered its lr (``attempts`` in ``DONE.json``) is reused, unless the lr was set so."""
+    scale = SCALES["tiny"]
+    grid = Grid(tmp_path, scale, 0, tasks=("pr", "asr"))
+    _finished_probe(tmp_path / "probes" / "asr" / "teacher-p0", "asr", scale.asr_overrides.lstrip(","),
+                    scale.asr_config)
+    assert grid.probe("asr", "teacher", "hubert_local", None, 0, scale.asr_overrides, ["test"],
+                      config=scale.asr_config)["test"] == 71.0
+    retried = scale.probe_overrides + ",,config.optimizer.lr=0.001"  # a retry lowered the lr (its config.yaml)
+    _finished_probe(tmp_path / "probes" / "pr" / "mfcc-p0", "pr", retried.lstrip(","), attempts=3)
+    assert grid.probe("pr", "mfcc", "mfcc", None, 0, scale.probe_overrides, ["test"])["test"] == 71.0
+    _finished_probe(tmp_path / "probes" / "pr" / "fbank-p0", "pr", retried.lstrip(","), attempts=1)
+    with pytest.raises(SystemExit, match=r"optimizer\.lr: 0\.001 -> 0\.01"):
+        grid.probe("pr", "fbank", "fbank", None, 0, scale.probe_overrides, ["test"])
 
 
 def test_the_grid_refuses_to_reuse_a_probe_trained_with_other_settings(tmp_path: Path) -> None:

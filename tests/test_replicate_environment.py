@@ -32,3 +32,18 @@ def test_stages_are_grouped_by_stack_and_a_second_stack_is_reported(tmp_path: Pa
     line = environment.summary(two)
     assert "2 software stacks" in line and "differing in numpy:" in line  # only the package that differs
     assert "numpy 2.3.0 (1 stage); numpy 2.4.6 (1 stage)" in line and "scikit-learn" not in line
+
+
+def test_a_key_an_older_record_lacks_is_unknown_not_a_difference(tmp_path: Path) -> None:
+    old = {"python": "3.11.7", "numpy": "2.4.6"}  # written before the thread count was recorded
+    new = {**old, "torch threads": "1"}
+    environment.record(tmp_path, "teacher_it1", old)
+    environment.record(tmp_path, "probe pr teacher p0", new)
+    entries = environment.load(tmp_path)
+    assert len(entries) == 2  # kept apart: the old one's thread count is not known
+    assert environment.summary(entries) == (
+        "Software stack of every stage: python 3.11.7, numpy 2.4.6, torch threads 1 (environments.json).")
+    environment.record(tmp_path, "probe pr teacher p1", {**old, "torch threads": "2"})
+    line = environment.summary(environment.load(tmp_path))
+    assert "3 software stacks" in line and "differing in torch threads:" in line and "numpy" not in line
+    assert "torch threads not recorded (1 stage)" in line

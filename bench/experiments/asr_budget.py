@@ -5,8 +5,9 @@ Every ASR probe of the committed reduced grid stopped at the mini preset's 3,000
 improved. On a results grid's folder whose ASR corpus and teacher exist (``python -m s3prl_colld.replicate
 --scale reduced --tasks pr,asr``), it trains the grid's ASR probe of ``--rows`` (the preset ``mini/asr.yaml`` and
 the scale's ASR data) at each of ``--caps``: the preset's own cap is the grid's own probe (``probes/asr/teacher-p0``),
-another cap sets ``runner.total_steps`` with a dev pass every ``--eval-step`` updates (same linear decay to 0
-at the cap, same early stopping) and is named ``teacher [cap N]``. Every probe is reused when it has finished::
+another cap sets ``runner.total_steps`` with a dev pass (and a checkpoint) every ``--eval-step`` updates (the
+same linear decay to 0 at the cap; the same early-stopping rule, counted in evaluations, so 4 of 500 updates
+span 2,000) and is named ``teacher [cap N]``. Every probe is reused when it has finished::
 
     OMP_NUM_THREADS=1 python bench/experiments/asr_budget.py --grid result/grid --rows teacher --caps 3000,9000
 
@@ -25,11 +26,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from s3prl_colld.config import CONFIG_DIR, load_yaml  # noqa: E402
+from s3prl_colld.downstream.cli import resolve_config  # noqa: E402
 from s3prl_colld.downstream.metrics import error_rate  # noqa: E402
 from s3prl_colld.replicate import SCALES, Grid  # noqa: E402
 from s3prl_colld.replicate.plan import ASR_SPLITS, TEACHER  # noqa: E402
-from s3prl_colld.replicate.stages import _latest, slug  # noqa: E402
+from s3prl_colld.replicate.stages import _latest, preset_path, slug  # noqa: E402
 
 UPSTREAMS = {"fbank": "fbank", "mfcc": "mfcc", TEACHER.key: "hubert_local"}
 
@@ -64,11 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     grid = Grid(args.grid, scale, 0, tasks=("pr", "asr"))
     if not (grid.asr_corpus / "manifest.json").is_file():
         p.error(f"{grid.asr_corpus} is not finished: run the grid with --tasks pr,asr first")
-    preset_cap = int(load_yaml(CONFIG_DIR / "downstream" / scale.asr_config)["runner"]["total_steps"])
+    preset = resolve_config("asr", preset_path(scale.asr_config), scale.asr_overrides.lstrip(","))
+    preset_cap = preset.runner.total_steps
     splits = [s for s in ASR_SPLITS if (grid.asr_corpus / s).is_dir()]
     out: dict[str, Any] = {"scale": args.scale, "preset_cap": preset_cap, "splits": splits, "rows": {}}
     lines = ["| row | cap | dev WER | " + " | ".join(f"{s} WER (CER)" for s in splits) + " | updates (stop) | min |",
              "|---|---|---|" + "---|" * len(splits) + "---|---|"]
+    if TEACHER.key in rows and not (args.grid / TEACHER.key / "DONE").is_file():
+        p.error(f"{args.grid / TEACHER.key} is not finished: run the grid's teacher stage first")
     for row in rows:
         ckpt = _latest(args.grid / TEACHER.key) if row == TEACHER.key else None
         for cap in caps:

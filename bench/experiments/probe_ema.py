@@ -3,12 +3,13 @@ not a speed benchmark, `make bench` does not run it).
 
 On a results grid's folder whose English corpus exists (``python -m s3prl_colld.replicate --scale reduced``; the
 teacher row needs its finished teacher too), it trains the grid's PR probe (the scale's preset and probe data)
-``--probe-seeds`` times for each row of ``--rows`` and each ``--decays`` value: ``none`` is the grid's own probe
-(the trained weights, dev-best), a number sets ``config.runner.ema_decay`` (every evaluation, dev and test, uses
-the exponential moving average of the head's and featurizer's weights). The probes under the grid's own rule
+``--probe-seeds`` times for each row of ``--rows`` and each ``--decays`` value: ``none`` is the trained weights
+(dev-best), a number sets ``config.runner.ema_decay`` (every evaluation, dev and test, uses the exponential moving
+average of the head's and featurizer's weights). The probes under the grid's own rule
 carry the row's name (``probes/pr/fbank-p0``, ...: on the reduced scale, EMA 0.95 since session 19; ``none`` there
 is ``fbank [trained]``), so a grid run reuses them and this reuses a grid's. Every probe is reused when it has
-finished and trained with the same config (``stages.probe_config_drift``). ``--students`` adds students of the grid (its chosen settings when it has a finished sweep),
+finished and trained with the same config (``stages.probe_config_drift``). ``--students`` adds students of the
+grid (its chosen settings when it has a finished sweep),
 distilled from its teacher with ``--student-seeds`` seeds, one probe each (probe seed 0), as the grid probes
 them::
 

@@ -47,7 +47,7 @@ def versions() -> dict[str, str]:
 
 
 def cpu_model() -> str:
-    """The CPU's model name, and whether it has AVX-512 (``/proc/cpuinfo``'s first ``model name`` and ``flags``;
+    """The CPU's model name, and whether it has AVX-512 (``/proc/cpuinfo``'s ``model name`` and ``flags``;
     ``platform.processor()`` elsewhere): virtual machines often name only the family, and the vector width
     decides which kernels run."""
     info = Path("/proc/cpuinfo")
@@ -82,15 +82,18 @@ def load(out: Path) -> list[dict[str, Any]]:
 
 
 def summary(entries: list[dict[str, Any]]) -> str:
-    """One line for the report: the stack the stages ran under, or the packages whose versions differ between the
-    stacks when there is more than one; "" without entries."""
+    """One line for the report: the stack the stages ran under, or the keys whose values differ between the
+    stacks when there is more than one; "" without entries. A key an entry lacks (written before the key was
+    recorded: the thread count and CPU since session 19) is unknown there, not a difference."""
     if not entries:
         return ""
-    if len(entries) == 1:
-        v = entries[0]["versions"]
-        return "Software stack of every stage: " + ", ".join(f"{k} {v[k]}" for k in v) + f" ({ENVIRONMENTS_FILE})."
-    differ = sorted({k for e in entries for k in e["versions"] if e["versions"][k] != entries[0]["versions"].get(k)})
-    parts = [", ".join(f"{k} {e['versions'].get(k)}" for k in differ)
+    keys = list(dict.fromkeys(k for e in entries for k in e["versions"]))
+    differ = [k for k in keys if len({e["versions"][k] for e in entries if k in e["versions"]}) > 1]
+    if not differ:
+        merged = {k: next(e["versions"][k] for e in entries if k in e["versions"]) for k in keys}
+        listed = ", ".join(f"{k} {merged[k]}" for k in merged)
+        return f"Software stack of every stage: {listed} ({ENVIRONMENTS_FILE})."
+    parts = [", ".join(f"{k} {e['versions'].get(k, 'not recorded')}" for k in differ)
              + f" ({len(e['stages'])} stage{'s' * (len(e['stages']) != 1)})" for e in entries]
     return (f"**The stages ran under {len(entries)} software stacks**, differing in {', '.join(differ)}: "
             + "; ".join(parts) + f" ({ENVIRONMENTS_FILE}). Rows from different stacks may not compare.")

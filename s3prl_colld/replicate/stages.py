@@ -349,7 +349,7 @@ class Grid:
             task, upstream, run, f"config.data.root={corpus},,config.cache.dir={self.out / 'probes' / '_feature_cache'},,"
             f"config.runner.seed={1337 + seed},,config.runner.progress_bar=false" + overrides, ckpt,
             retries=DEFAULT_RETRIES[: self.scale.probe_retries],
-            config=None if config is None else str(CONFIG_DIR / "downstream" / config))
+            config=preset_path(config))
         best = load_downstream_checkpoint(run / "dev-best.ckpt")["best"]
         result: dict[str, Any] = {"dev": float(best["value"])}
         collapsed = bool(training["collapsed"])
@@ -367,8 +367,14 @@ class Grid:
         return result
 
 
-# keys of a probe's config that name where it ran, not what it is (and the seed, which its folder name carries)
-PLACE_KEYS = frozenset({"data.root", "cache.dir", "runner.seed", "runner.progress_bar"})
+# keys of a probe's config not compared on reuse: where it ran (its corpus and cache folders, the progress bar) and
+# its seed, which its folder name carries
+UNCOMPARED_KEYS = frozenset({"data.root", "cache.dir", "runner.seed", "runner.progress_bar"})
+
+
+def preset_path(config: str | None) -> str | None:
+    """A probe preset's path: ``config`` is a yaml under ``configs/downstream/`` (None: the task's default)."""
+    return None if config is None else str(CONFIG_DIR / "downstream" / config)
 
 
 def probe_config_drift(task: str, run: Path, overrides: str, config: str | None = None,
@@ -377,21 +383,22 @@ def probe_config_drift(task: str, run: Path, overrides: str, config: str | None 
     ``overrides`` and the preset ``config`` (a yaml under ``configs/downstream/``) give now, as ``"key: then -> now"``
     lines; empty when they agree, or when ``run`` has no ``config.yaml`` (a probe from before it was written).
 
-    Keys that name the probe's place (``PLACE_KEYS``: its corpus and cache folders, the seed in its folder name)
-    are not compared, nor the learning rate of a probe that was ``retried`` after a collapse (a retry lowers it),
-    nor keys one of the two configs lacks (added to the schema since)."""
+    The saved config is read through today's schema, so a key added since (``runner.ema_decay``, session 18) takes
+    its default there, as it did when the probe ran without it. ``UNCOMPARED_KEYS`` (the probe's corpus and cache
+    folders, its seed) are not compared, nor the learning rate of a probe that was ``retried`` after a collapse (a
+    retry lowers it)."""
     saved_path = run / "config.yaml"
     if not saved_path.is_file():
         return []
     from s3prl_colld.config import to_dict
     from s3prl_colld.downstream.cli import resolve_config
 
-    saved = _flatten(yaml.safe_load(saved_path.read_text()).get("config") or {})
-    wanted = _flatten(to_dict(resolve_config(task, None if config is None else str(CONFIG_DIR / "downstream" / config),
-                                             overrides.lstrip(","))))
-    skip = PLACE_KEYS | ({"optimizer.lr"} if retried else set())
-    return [f"{key}: {saved[key]!r} -> {wanted[key]!r}" for key in sorted(saved.keys() & wanted.keys())
-            if key not in skip and saved[key] != wanted[key]]
+    saved_raw = yaml.safe_load(saved_path.read_text()).get("config") or {}
+    saved = _flatten(to_dict(resolve_config(task, None, None, base=saved_raw)))
+    wanted = _flatten(to_dict(resolve_config(task, preset_path(config), overrides.lstrip(","))))
+    skip = UNCOMPARED_KEYS | ({"optimizer.lr"} if retried else set())
+    return [f"{key}: {saved.get(key)!r} -> {wanted[key]!r}" for key in sorted(wanted)
+            if key not in skip and saved.get(key) != wanted[key]]
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
