@@ -28,17 +28,10 @@ sys.path.insert(0, str(REPO))
 
 from s3prl_colld.downstream.cli import resolve_config  # noqa: E402
 from s3prl_colld.downstream.metrics import error_rate  # noqa: E402
+from s3prl_colld.downstream.task import read_ark  # noqa: E402
 from s3prl_colld.replicate import SCALES, Grid  # noqa: E402
-from s3prl_colld.replicate.plan import ASR_SPLITS, TEACHER  # noqa: E402
+from s3prl_colld.replicate.plan import ASR_SPLITS, BASELINE_UPSTREAMS as UPSTREAMS, TEACHER  # noqa: E402
 from s3prl_colld.replicate.stages import _latest, preset_path, slug  # noqa: E402
-
-UPSTREAMS = {"fbank": "fbank", "mfcc": "mfcc", TEACHER.key: "hubert_local"}
-
-
-def read_ark(path: Path) -> dict[str, str]:
-    """``utterance-id text`` lines -> ``{id: text}``."""
-    pairs = (line.rstrip("\n").partition(" ") for line in path.read_text().splitlines() if line.strip())
-    return {key: text for key, _, text in pairs}
 
 
 def cer(run: Path, split: str) -> float:

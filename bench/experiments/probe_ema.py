@@ -33,13 +33,10 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from s3prl_colld.replicate import SCALES, Grid  # noqa: E402
-from s3prl_colld.replicate.plan import PR_SPLITS, TEACHER, plan_students  # noqa: E402
+from s3prl_colld.replicate.plan import BASELINE_UPSTREAMS as UPSTREAMS, PR_SPLITS, TEACHER, plan_students  # noqa: E402
 from s3prl_colld.replicate.run import block, probe_runs, upstream_of  # noqa: E402
 from s3prl_colld.replicate.stages import _latest  # noqa: E402
 from s3prl_colld.replicate.sweep import chosen_students  # noqa: E402
-
-UPSTREAMS = {"fbank": "fbank", "mfcc": "mfcc", TEACHER.key: "hubert_local"}
-
 
 EMA_KEY = "config.runner.ema_decay="
 

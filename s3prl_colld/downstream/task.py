@@ -139,3 +139,10 @@ def write_ark(path: Path, ids: Sequence[str], texts: Sequence[str]) -> Path:
     """``UTTID TEXT`` lines, in the order given."""
     path.write_text("".join(f"{u} {t}\n" for u, t in zip(ids, texts)), encoding="utf-8")
     return path
+
+
+def read_ark(path: Path) -> dict[str, str]:
+    """:func:`write_ark`'s ``UTTID TEXT`` lines as ``{uttid: text}`` in file order (a line without a space is an
+    empty text; blank lines are skipped)."""
+    pairs = (line.partition(" ") for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return {uttid: text for uttid, _, text in pairs}

@@ -84,6 +84,8 @@ TEACHERS: dict[str, Baseline] = {"en": TEACHER, "mix": TEACHER_MIX}
 # the rows that are no distillation (``--baselines`` picks among them): the teachers, the two fixed front-ends and
 # the English teacher's shape with random weights
 BASELINES: tuple[str, ...] = (TEACHER.key, TEACHER_MIX.key, "fbank", "mfcc", "random_init")
+# the s3prl upstream of each English baseline probed by the bench experiments (the teacher's checkpoint: GRID/teacher)
+BASELINE_UPSTREAMS: dict[str, str] = {"fbank": "fbank", "mfcc": "mfcc", TEACHER.key: "hubert_local"}
 
 
 @dataclass(frozen=True)

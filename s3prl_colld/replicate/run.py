@@ -212,12 +212,10 @@ def hypotheses(run: Path, split: str = "test", n: int = 3) -> list[dict[str, str
             break
     else:
         return []
-    refs = dict(line.split(" ", 1) for line in ref.read_text().splitlines() if " " in line)
-    out = []
-    for line in hyp.read_text().splitlines()[:n]:
-        uttid, _, text = line.partition(" ")
-        out.append({"ref": refs.get(uttid, "").strip(), "hyp": text.strip()})
-    return out
+    from s3prl_colld.downstream.task import read_ark  # here: the downstream corpus code is slow to import
+
+    refs, hyps = read_ark(ref), list(read_ark(hyp).items())[:n]
+    return [{"ref": refs.get(uttid, "").strip(), "hyp": text.strip()} for uttid, text in hyps]
 
 
 def _stage_files(grid: Grid) -> dict[str, Any]:
