@@ -12,17 +12,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from s3prl_colld.config import CONFIG_DIR, to_dict
+from s3prl_colld.config import to_dict
 from s3prl_colld.runtime.cli import write_yaml_atomic
 from s3prl_colld.downstream.cli import resolve_config
 from s3prl_colld.replicate.plan import SCALES
-from s3prl_colld.replicate.stages import Grid, probe_config_drift
+from s3prl_colld.replicate.stages import Grid, preset_path, probe_config_drift
 
 
 def _finished_probe(run: Path, task: str, overrides: str, config: str | None = None, attempts: int = 1) -> None:
     """A probe folder as the grid leaves it: ``config.yaml`` (as ``run_downstream.py`` writes it) and ``DONE.json``."""
     run.mkdir(parents=True)
-    cfg = resolve_config(task, None if config is None else str(CONFIG_DIR / "downstream" / config), overrides)
+    cfg = resolve_config(task, preset_path(config), overrides)
     write_yaml_atomic({"spec": {"task": task}, "config": to_dict(cfg)}, run / "config.yaml")
     (run / "DONE.json").write_text(json.dumps({"dev": 70.0, "test": 71.0, "updates": 2000, "stop_reason": "cap",
                                                "collapsed": False, "attempts": attempts, "dev_curve": []}))
