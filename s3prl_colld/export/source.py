@@ -101,6 +101,11 @@ def load_source(path: str | Path) -> ExportSource:
         encoder.load_state_dict(weights)
         return ExportSource(encoder.eval(), "student", "conv", task, config, step, path, upstreams)
     if all(k in state for k in HUBERT_KEYS):
+        frontend = (state.get("tiny_hubert") or {}).get("frontend", "cnn")
+        if frontend != "cnn":
+            raise ExportError(f"{path} is a HuBERT with the {frontend} front-end (config.model.frontend={frontend}): "
+                              "Hugging Face's HubertModel and the ONNX graph have only the waveform CNN, so it "
+                              "cannot be exported; export a student of it, or a teacher with frontend: cnn")
         encoder = hubert_to_student(state["model_cfg"], state["task_cfg"], state["model_weight"])
         return ExportSource(encoder.eval(), "hubert", "fairseq", task, config, step, path,
                             upstreams or ["hubert_local"])

@@ -50,6 +50,9 @@ def _norm_and_conv(seq: nn.Module) -> tuple[nn.Conv1d | None, nn.Module | None]:
 
 def _copy_cnn(student_cnn: nn.Module, teacher_fx: nn.Module, skipped: list[str]) -> int:
     copied = 0
+    if not hasattr(teacher_fx, "conv_layers"):  # a teacher with the Fbank front-end (tiny_hubert.FbankExtractor)
+        skipped.append("CNN (the teacher's front-end is not a CNN)")
+        return 0
     t_layers = list(teacher_fx.conv_layers)
     if len(t_layers) != len(student_cnn.layers):
         skipped.append(f"CNN depth {len(t_layers)} -> {len(student_cnn.layers)}")

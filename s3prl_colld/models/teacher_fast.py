@@ -11,7 +11,7 @@ the model directly on the padded tensor with ``padding_mask=None`` and returns
 exactly what the reference returns (tests/test_speed.py).
 
 Only s3prl's HuBERT expert (``hubert``, ``hubert_base``, ``hubert_local``,
-...) takes the direct path; any other upstream, and any padded batch, goes
+...) and ours around it (``hubert_fbank_local``) take the direct path; any other upstream, and any padded batch, goes
 through ``S3PRLUpstream`` as before. ``use_channels_last_cnn`` and
 ``models.attention.use_fairseq_sdpa`` change how the teacher's CNN and
 attention run, not what they compute.
@@ -28,13 +28,15 @@ from torch import nn
 from s3prl_colld.models.frontends import conv_stack
 
 MIN_SAMPLES = 800  # S3PRLUpstream pads shorter batches to 0.05 s: left to the reference path
+# s3prl's HuBERT expert, and ours for the Fbank front-end (a subclass of it), by module (no import of either)
+HUBERT_EXPERT_MODULES = ("s3prl.upstream.hubert.expert", "s3prl_colld.s3prl_bridge.fbank_hubert")
 
 
 def hubert_expert(upstream: nn.Module) -> nn.Module | None:
     """s3prl's HuBERT ``UpstreamExpert`` inside an ``S3PRLUpstream``, or None."""
     expert = getattr(upstream, "upstream", None)
     cls = type(expert)
-    if cls.__name__ == "UpstreamExpert" and cls.__module__ == "s3prl.upstream.hubert.expert" \
+    if cls.__name__ == "UpstreamExpert" and cls.__module__ in HUBERT_EXPERT_MODULES \
             and hasattr(expert, "model") and hasattr(expert, "_hook_hiddens"):
         return expert
     return None

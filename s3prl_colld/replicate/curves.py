@@ -43,7 +43,7 @@ def run_curves(grid: Grid, teacher: Path, students: list[Student]) -> dict[str, 
                 if probe is not None:
                     probes.append({"seed": seed, **{k: probe.get(k) for k in ("dev", *splits, "updates", "collapsed")}})
             curves.setdefault(student.name, {})[str(steps)] = {**block(probes, splits), "runs": probes}
-    reference = [grid.probe("pr", TEACHERS["en"].key, "hubert_local", teacher, s, scale.probe_overrides, splits)
+    reference = [grid.probe("pr", TEACHERS["en"].key, scale.teacher_upstream, teacher, s, scale.probe_overrides, splits)
                  for s in range(scale.probe_seeds)]  # the grid's teacher probes: reused when the grid ran
     result = {"splits": splits, "curves": curves, "reference": {"name": TEACHERS["en"].key, **block(reference, splits)}}
     (grid.out / CURVES_FILE).write_text(json.dumps(result, indent=1))

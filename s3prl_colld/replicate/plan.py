@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from s3prl_colld.constants import FBANK_HUB_NAME
+
 PR_SPLITS = ("test", "test_noisy", "test_unseen")
 ASR_SPLITS = PR_SPLITS  # ASR is tested on the same splits, where the corpus has them
 ST_SPLITS = ("test",)
@@ -84,6 +86,7 @@ TEACHERS: dict[str, Baseline] = {"en": TEACHER, "mix": TEACHER_MIX}
 # the rows that are no distillation (``--baselines`` picks among them): the teachers, the two fixed front-ends and
 # the English teacher's shape with random weights
 BASELINES: tuple[str, ...] = (TEACHER.key, TEACHER_MIX.key, "fbank", "mfcc", "random_init")
+TEACHER_FRONTENDS = ("cnn", "fbank")  # Scale.teacher_frontend
 # the s3prl upstream of each English baseline probed by the bench experiments (the teacher's checkpoint: GRID/teacher)
 BASELINE_UPSTREAMS: dict[str, str] = {"fbank": "fbank", "mfcc": "mfcc", TEACHER.key: "hubert_local"}
 
@@ -128,6 +131,28 @@ class Scale:
     asr_on_st_corpus: bool = False  # ASR trains and tests on ST's English corpus instead of PR's
     # the ST blocks probed (keys of ST_DIRECTIONS; ``--st-directions``): both by default, one for a partial run
     st_directions: tuple[str, ...] = tuple(ST_DIRECTIONS)
+    # the teachers' front-end (``--teacher-frontend``; config.model.frontend of -u hubert_tiny): cnn (HuBERT's
+    # waveform CNN) | fbank (log-mels + 2 convs, models.tiny_hubert.FbankExtractor; loads as hubert_fbank_local)
+    teacher_frontend: str = "cnn"
+
+    @property
+    def teacher_upstream(self) -> str:
+        """The ``s3prl.hub`` name of this scale's teachers and of the ``random_init`` row (their shape)."""
+        return FBANK_HUB_NAME if self.teacher_frontend == "fbank" else "hubert_local"
+
+    def teacher_run_overrides(self, iteration: int) -> str:
+        """``-o`` text that gives teacher iteration ``iteration`` (1 or 2) this scale's front-end: its
+        ``config.model.frontend`` and, for iteration 2, the iteration-1 model's hub name (empty for the CNN: the
+        runs' configs as before the option)."""
+        if self.teacher_frontend == "cnn":
+            return ""
+        return f",,config.model.frontend={self.teacher_frontend}" + (
+            f",,config.teacher.name={self.teacher_upstream}" if iteration == 2 else "")
+
+    def student_teacher_overrides(self) -> str:
+        """``-o`` text naming this scale's teacher to a distillation run (empty for the CNN: ``hubert_local``,
+        the tasks' default)."""
+        return "" if self.teacher_frontend == "cnn" else f",,config.teacher.name={self.teacher_upstream}"
 
     def default_tasks(self) -> tuple[str, ...]:
         """What ``--tasks`` is when not given: ``tasks``, else PR plus ASR / ST where the scale sets them."""

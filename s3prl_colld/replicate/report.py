@@ -83,6 +83,10 @@ def report(out: Path, results: dict[str, Any]) -> str:
                   f"(baselines). The stages took {total:.0f} min in all: {total - probes:.0f} min of corpus, "
                   f"teacher and distillation, {probes:.0f} min of probes (`stage_times` in results.json; "
                   f"measures and report not counted)."]
+    if results.get("teacher_frontend", "cnn") != "cnn":
+        lines += ["", f"The teachers have the {results['teacher_frontend']} front-end (`--teacher-frontend "
+                      f"{results['teacher_frontend']}`, upstream `hubert_fbank_local`) instead of HuBERT's waveform CNN; "
+                      "every student is distilled from that teacher."]
     stack = environment.summary(results.get("environments") or [])
     if stack:
         lines += ["", stack]

@@ -13,7 +13,7 @@ from s3prl_colld.replicate import environment
 from s3prl_colld.replicate.measures import mean_std, measure_upstream
 from s3prl_colld.replicate.plan import (ASR_BASELINE_SEEDS, ASR_BASELINES, ASR_SPLITS, BASELINES, PR_DE_BASELINES,
                                         PR_SPLITS, SCALES, ST_BASELINE_SEEDS, ST_BASELINES, ST_DIRECTIONS, ST_SPLITS,
-                                        STUDENTS, TASKS, TEACHERS, asr_rows, plan_students, pr_de_rows, st_direction,
+                                        STUDENTS, TASKS, TEACHER_FRONTENDS, TEACHERS, asr_rows, plan_students, pr_de_rows, st_direction,
                                         st_rows, student_order)
 from s3prl_colld.replicate.report import report, upgrade
 from s3prl_colld.replicate.stages import Grid, _latest, slug
@@ -82,9 +82,10 @@ def run_grid(grid: Grid) -> dict[str, Any]:
         return block(probes, splits)
 
     rows: list[dict[str, Any]] = []
-    baselines = (*[(TEACHERS[c].key, "hubert_tiny", "hubert_local", ckpt) for c, ckpt in teachers.items() if ckpt],
+    hubert = scale.teacher_upstream  # hubert_local, or hubert_fbank_local with --teacher-frontend fbank
+    baselines = (*[(TEACHERS[c].key, "hubert_tiny", hubert, ckpt) for c, ckpt in teachers.items() if ckpt],
                  ("fbank", "baseline", "fbank", None), ("mfcc", "baseline", "mfcc", None),
-                 ("random_init", "baseline", "hubert_local", random_ckpt))
+                 ("random_init", "baseline", hubert, random_ckpt))
     if scale.baselines is not None:  # --baselines: only these rows (a partial run beside a committed grid)
         baselines = tuple(b for b in baselines if b[0] in scale.baselines)
     for name, task, upstream, ckpt in baselines:
@@ -190,7 +191,8 @@ def run_grid(grid: Grid) -> dict[str, Any]:
     missing = sorted(planned - {f"{n} seed {seed}" for n, seeds in finals.items() for seed in seeds})
     # the corpus: hours and speakers per split, from its manifest (what the synthesiser recorded)
     manifest = json.loads((grid.corpus_en / "manifest.json").read_text())
-    return {"scale": grid.scale_name, "rows": rows, "curves": curves, **_stage_files(grid),
+    return {"scale": grid.scale_name, "teacher_frontend": scale.teacher_frontend, "rows": rows, "curves": curves,
+            **_stage_files(grid),
             "stage_times": grid.times, "environments": environment.load(grid.out), "pr_splits": splits,
             "asr_splits": asr_splits, "st_splits": list(ST_SPLITS),
             **({"pr_de_splits": pr_de_splits} if any("pr_de" in r for r in rows) else {}),
@@ -273,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="at most this many distillation seeds per student (default: the scale's)")
     p.add_argument("--curve-steps", default=None, help="comma-separated step counts of the curves stage "
                                                          "(default: the scale's)")
+    p.add_argument("--teacher-frontend", choices=TEACHER_FRONTENDS, default=None,
+                   help="the teachers' front-end: cnn (HuBERT's waveform CNN, the scales' default) or fbank "
+                        "(log-mel filterbanks: docs/usage.md, 'Teachers'); every student is distilled from it")
     p.add_argument("--curve-seeds", type=int, default=None,
                    help="distillation seeds per budget of the curves stage (default: the scale's); with "
                         "--report-only, the seeds to look for")
@@ -310,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
             scale = dataclasses.replace(scale, curve_steps=tuple(int(n) for n in args.curve_steps.split(",")))
         except ValueError:
             p.error(f"--curve-steps {args.curve_steps!r}: give comma-separated step counts, e.g. 300,1200")
+    if args.teacher_frontend is not None:
+        scale = dataclasses.replace(scale, teacher_frontend=args.teacher_frontend)
     if args.curve_seeds is not None:
         if args.curve_seeds < 1:
             p.error(f"--curve-seeds {args.curve_seeds}: give at least 1")

@@ -240,15 +240,18 @@ class Grid:
         final checkpoint; ``None`` with ``report_only`` when it has not finished."""
         name, data = TEACHERS[corpus].key, self.pretrain_data_of(corpus)
         it1 = self.out / f"{name}_it1"
+        check_teacher_frontend(it1, self.scale.teacher_frontend)
         if not self.stage(f"{name}_it1", it1 / "DONE", lambda: (
-                pretrain("hubert_tiny", it1, data + self.scale.teacher_overrides), (it1 / "DONE").touch())):
+                pretrain("hubert_tiny", it1, data + self.scale.teacher_overrides + self.scale.teacher_run_overrides(1)),
+                (it1 / "DONE").touch())):
             return None
         if self.scale.teacher_iter2_overrides is None:
             return _latest(it1)
         it2 = self.out / name
+        check_teacher_frontend(it2, self.scale.teacher_frontend)
         if not self.stage(f"{name}_it2", it2 / "DONE", lambda: (
                 pretrain("hubert_tiny", it2, f"{data},,config.teacher.ckpt={_latest(it1)}"
-                         + self.scale.teacher_iter2_overrides,
+                         + self.scale.teacher_iter2_overrides + self.scale.teacher_run_overrides(2),
                          runner_yaml=CONFIG_DIR / "pretrain" / "hubert_tiny" / "iter2.yaml"),
                 (it2 / "DONE").touch())):
             return None
@@ -261,7 +264,8 @@ class Grid:
         self.stage("fbank_frontend", run / "DONE", lambda: (
             pretrain("input_distill", run, f"{self.pretrain_data},,config.teacher.ckpt={teacher},,"
                      f"config.runner.total_steps={self.scale.frontend_steps},,"
-                     f"config.runner.save_step={self.scale.frontend_steps},,config.data.batch_size={self.scale.student_batch}"),
+                     f"config.runner.save_step={self.scale.frontend_steps},,config.data.batch_size={self.scale.student_batch}"
+                     + self.scale.student_teacher_overrides()),
             (run / "DONE").touch()))
         return _latest(run)
 
@@ -284,7 +288,8 @@ class Grid:
         save = max(1, steps // 4) if student.curve and seed == 0 and self.scale.curves and not budget else steps
         overrides = (f"{self.pretrain_data_of(student.corpus, student.data_every)},,config.teacher.ckpt={teacher},,"
                      f"config.runner.seed={1337 + seed},,config.runner.total_steps={steps},,config.runner.save_step={save},,"
-                     f"config.runner.max_keep=8,,config.data.batch_size={self.scale.student_batch}")
+                     f"config.runner.max_keep=8,,config.data.batch_size={self.scale.student_batch}"
+                     + self.scale.student_teacher_overrides())
         if student.needs_frontend:
             overrides += f",,config.init.frontend_ckpt={self.frontend(teacher)}"
         if student.overrides:
@@ -437,6 +442,20 @@ def slug(name: str) -> str:
 def _check(rc: int, what: str) -> None:
     if rc != 0:
         raise SystemExit(f"[replicate] {what} failed (exit code {rc})")
+
+
+def check_teacher_frontend(run: Path, frontend: str) -> None:
+    """Refuse to reuse (or resume) a teacher run whose saved config has another ``model.frontend`` than the
+    grid's (``--teacher-frontend``): the run folders are named alike for both front-ends."""
+    saved = run / "config.yaml"
+    if not saved.is_file():
+        return
+    config = yaml.safe_load(saved.read_text()) or {}
+    model = (config.get("config", config) or {}).get("model") or {}
+    have = model.get("frontend", "cnn")
+    if have != frontend:
+        raise SystemExit(f"[replicate] {run} is a teacher with the {have} front-end, and this grid asks for "
+                         f"{frontend} (--teacher-frontend): give another --out, or --teacher-frontend {have}")
 
 
 def _latest(run: Path) -> Path:

@@ -13,7 +13,9 @@ them without importing the tasks (torch models, sklearn, scipy):
 - ``HUBERT_NAMES``: tasks whose checkpoints are s3prl HuBERT checkpoints
   (``hubert_checkpoint = True``: the keys s3prl's ``hubert_local`` reads); their
   entries load s3prl's own HuBERT expert: ``dicehubert_local`` (``-u dicehubert``);
-  ``hubert_local`` itself is s3prl's.
+  ``hubert_local`` itself is s3prl's. ``hubert_fbank_local`` (``-u hubert_tiny`` with
+  ``config.model.frontend=fbank``) loads ``s3prl_bridge.fbank_hubert.UpstreamExpert``,
+  s3prl's HuBERT expert around a model whose CNN is an Fbank front-end.
 
 ``register()`` runs by itself once ``s3prl.hub`` is imported (``s3prl_colld.hook``,
 started by the package's ``.pth`` file or by ``import s3prl_colld``), so s3prl's
@@ -38,7 +40,7 @@ STUDENT_NAMES: dict[str, tuple[str, ...]] = {
     "colld_distiller": ("colld_local", "colld_small"),
 }
 HUBERT_NAMES: dict[str, tuple[str, ...]] = {
-    "hubert_tiny": ("hubert_local",),
+    "hubert_tiny": ("hubert_local", "hubert_fbank_local"),
     "dicehubert": ("dicehubert_local",),
 }
 
@@ -59,6 +61,10 @@ def _entry(name: str, hubert: bool = False) -> Callable[..., object]:
         # before any loader sees the file: s3prl's HubertExpert unpickles it fully when the environment says so
         # (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD); check_trusted loads it with weights_only=True whatever it says
         check_trusted(ckpt, f"upstream {name}: checkpoint")
+        if name == "hubert_fbank_local":
+            from s3prl_colld.s3prl_bridge.fbank_hubert import UpstreamExpert as FbankHubertExpert
+
+            return FbankHubertExpert(str(ckpt), **kwargs)
         if hubert:
             from s3prl.upstream.hubert.expert import UpstreamExpert as HubertExpert
 

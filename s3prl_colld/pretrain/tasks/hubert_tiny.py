@@ -18,7 +18,9 @@ instead of hours.
 
 The checkpoint also carries ``task_cfg, model_cfg, model_weight,
 dictionaries_symbols``, so ``S3PRLUpstream("hubert_local", path_or_url=CKPT)``
-loads the model, ``final_proj`` and unit embeddings included.
+loads the model, ``final_proj`` and unit embeddings included; with the Fbank
+front-end (``config.model.frontend=fbank``) the name is ``hubert_fbank_local``
+(the checkpoint's ``export.upstreams`` says which).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from s3prl_colld.data.bucket import crop_spans, pad_batch
 from s3prl_colld.data.clean_copies import align_clean, clean_copies
 from s3prl_colld.data.units import UnitLabeler, UnitQuantizer, num_frames
 from s3prl_colld.s3prl_bridge.teacher import Teacher, TeacherConfig
-from s3prl_colld.models.tiny_hubert import TinyHubertConfig, build_hubert, hubert_local_keys
+from s3prl_colld.models.tiny_hubert import TinyHubertConfig, build_hubert, hub_names, hubert_local_keys
 from s3prl_colld.pretrain.schema import TaskConfig
 from s3prl_colld.pretrain.task import PretrainTask, register
 from s3prl_colld.pretrain.unit_targets import (MIN_UNIT_SEC, LayerFeatures, UnitsConfig, load_units, prepare_units, resolve_denoise,
@@ -145,7 +147,7 @@ def copy_matching(dst: nn.Module, src: nn.Module, prefixes: tuple[str, ...] | No
     return copied, skipped
 
 
-@register("hubert_tiny", upstreams=("hubert_local",))
+@register("hubert_tiny", upstreams=("hubert_local", "hubert_fbank_local"))
 class HubertTinyTask(PretrainTask):
     """Masked prediction of k-means units (of MFCCs, or of a unit teacher's layer) with s3prl's ``HubertModel``."""
 
@@ -264,6 +266,15 @@ class HubertTinyTask(PretrainTask):
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return hubert_local_keys(self.hubert, self.cfg.model, self.n_units)
+
+    def export_section(self) -> dict[str, Any]:
+        """As the base class's, but the Fbank front-end's checkpoints name only ``hubert_fbank_local``: s3prl's
+        ``hubert_local`` (or ``dicehubert_local``) cannot build that model (``check_upstream_checkpoint`` then
+        says which name loads the file)."""
+        section = super().export_section()
+        if self.cfg.model.frontend != "cnn":
+            section["upstreams"] = hub_names(self.cfg.model)
+        return section
 
 
 def write_random_init_checkpoint(cfg: HubertTinyConfig, n_units: int, path: Path, seed: int = 0) -> Path:
