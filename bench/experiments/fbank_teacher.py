@@ -39,7 +39,7 @@ from s3prl_colld.replicate.stages import probe_config_drift, slug  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from asr_budget import cer  # noqa: E402
 
-ROW = "teacher [fbank front-end]"
+ROW = TEACHER.key  # the grid's own teacher probes (--teacher-frontend fbank): reused both ways
 
 
 def link(src: Path, dst: Path) -> None:
