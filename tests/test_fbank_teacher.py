@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from s3prl_colld.checkpoint import CheckpointError, latest_checkpoint, load
+from s3prl_colld.config import ConfigError
 from s3prl_colld.data.units import num_frames
 from s3prl_colld.models.tiny_hubert import FbankExtractor, TinyHubertConfig, build_hubert, load_tiny_hubert
 from s3prl_colld.pretrain.cli import main as pretrain_main
@@ -75,7 +76,10 @@ def test_hubert_fbank_local_gives_the_models_own_hidden_states(fbank_teacher: Pa
 def test_the_teachers_fast_path_matches_s3prls(fbank_teacher: Path) -> None:
     from s3prl_colld.s3prl_bridge.teacher import Teacher, TeacherConfig
 
+    from s3prl_colld.models.teacher_fast import hubert_expert
+
     teacher = Teacher(TeacherConfig(name="hubert_fbank_local", ckpt=str(latest_checkpoint(fbank_teacher))))
+    assert hubert_expert(teacher.upstream) is not None  # the direct path is open to it (else both runs are s3prl's)
     wav, lengths = torch.randn(2, 20_000) * 0.1, torch.tensor([20_000, 20_000])
     teacher.set_kernels(direct=True)
     with torch.no_grad():
@@ -87,6 +91,8 @@ def test_the_teachers_fast_path_matches_s3prls(fbank_teacher: Path) -> None:
     for a, b in zip(fast.hidden, slow.hidden):
         torch.testing.assert_close(a, b)
     assert fast.frontend is not None and fast.frontend.shape[-1] == 128  # the front-end's output width
+    with pytest.raises(ConfigError, match="runs in fp32 only"):
+        Teacher(TeacherConfig(name="hubert_fbank_local", ckpt=str(latest_checkpoint(fbank_teacher)), precision="bf16"))
 
 
 def test_hubert_local_and_export_refuse_it_by_name(fbank_teacher: Path) -> None:
@@ -117,3 +123,8 @@ def test_iteration_2_from_an_fbank_teacher(fbank_teacher: Path, synth_corpus_en:
     units = list((tmp_path / "units").glob("units-*.pt"))
     assert units and load(units[0])["quantizer"]["n_clusters"] == 20  # k-means of the fbank teacher's layer 2
     assert state["export"]["upstreams"] == ["hubert_fbank_local"]
+
+
+def test_a_cnn_teacher_names_hubert_local_only(teacher_run: Path) -> None:
+    """The task registers both names; a checkpoint names the one that builds its front-end."""
+    assert load(latest_checkpoint(teacher_run))["export"]["upstreams"] == ["hubert_local"]

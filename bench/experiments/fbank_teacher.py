@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         ref_grid = Grid(args.reference, scale, 0, tasks=("pr", "asr"))
         ref_ckpt = sorted((args.reference / TEACHER.key).glob("states-*.ckpt"),
                           key=lambda c: int(c.stem.split("-")[1]))[-1]
-        out["reference_teacher"]["asr"] = asr_entry(ref_grid, TEACHER.key, "hubert_local", ref_ckpt, splits)
+        out["reference_teacher"]["asr"] = asr_entry(ref_grid, TEACHER.key, rows[TEACHER.key]["upstream"], ref_ckpt,
+                                                    splits)
         out["asr"] = asr_entry(grid, ROW, FBANK_HUB_NAME, teacher, splits)
         for s in ("dev", *splits):
             ref, here = out["reference_teacher"]["asr"], out["asr"]

@@ -48,7 +48,8 @@ HUBERT_NAMES: dict[str, tuple[str, ...]] = {
 def _entry(name: str, hubert: bool = False) -> Callable[..., object]:
     """The hubconf entry of ``name``: our student expert, or, with ``hubert``, s3prl's own HuBERT expert (for our
     ``HubertModel`` checkpoints: they carry the keys s3prl's ``hubert_local`` reads)."""
-    made_by = "run_pretrain.py -u dicehubert" if hubert else "run_pretrain.py"
+    made_by = ("run_pretrain.py -u hubert_tiny -o config.model.frontend=fbank" if name == "hubert_fbank_local"
+               else "run_pretrain.py -u dicehubert" if hubert else "run_pretrain.py")
 
     def entry(ckpt: str | None = None, model_config: str | None = None, refresh: bool = False, **kwargs: object) -> object:
         from s3prl_colld.checkpoint import CheckpointError, check_trusted
@@ -74,7 +75,8 @@ def _entry(name: str, hubert: bool = False) -> Callable[..., object]:
         return UpstreamExpert(ckpt, **kwargs)
 
     entry.__name__ = name
-    kind = "HuBERT-objective student" if hubert else "student"
+    kind = ("tiny HuBERT with the Fbank front-end" if name == "hubert_fbank_local"
+            else "HuBERT-objective student" if hubert else "student")
     entry.__doc__ = f"s3prl-colld {kind} upstream {name!r} (ckpt: a states-STEP.ckpt)."
     return entry
 

@@ -28,6 +28,7 @@ from torch import nn
 from s3prl_colld.config import ConfigError, choice
 from s3prl_colld.models.frontends import normalize_waveform
 from s3prl_colld.models.teacher_fast import direct_hidden_states
+from s3prl_colld.models.tiny_hubert import FbankExtractor
 from s3prl_colld.s3prl_bridge.frozen import FrozenS3PRLUpstream
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,11 @@ class Teacher(FrozenS3PRLUpstream):
         super().__init__(cfg.name, cfg.ckpt, "config.teacher.ckpt", "config.teacher.name=")
         self.cfg = cfg
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.precision]
+        if self.dtype != torch.float32 and isinstance(self.frontend_module, FbankExtractor):
+            # its mel filterbank and log would run in half precision (fp16: the power spectrum overflows)
+            raise ConfigError(f"config.teacher.precision={cfg.precision}: the teacher {cfg.name} has the Fbank "
+                              "front-end (config.model.frontend=fbank), which runs in fp32 only; set "
+                              "config.teacher.precision=fp32")
         self.upstream.to(self.dtype)
         self.num_layers = self.num_hidden - 1  # transformer layers (hidden_states also has h_0)
         self.normalizes_waveform = expert_normalizes_waveform(getattr(self.upstream, "upstream", self.upstream))

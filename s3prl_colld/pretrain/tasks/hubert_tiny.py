@@ -36,7 +36,7 @@ from torch import nn
 
 from s3prl_colld.checkpoint import save_atomic
 from s3prl_colld.config import ConfigError, choice
-from s3prl_colld.constants import FRAME_STRIDE, SAMPLE_RATE
+from s3prl_colld.constants import FBANK_HUB_NAME, FRAME_STRIDE, SAMPLE_RATE
 from s3prl_colld.data.audio import load_audio
 from s3prl_colld.data.audio_dataset import AudioDataset
 from s3prl_colld.data.bucket import crop_spans, pad_batch
@@ -274,11 +274,14 @@ class HubertTinyTask(PretrainTask):
         section = super().export_section()
         if self.cfg.model.frontend != "cnn":
             section["upstreams"] = hub_names(self.cfg.model)
+        else:  # the task's names but the Fbank front-end's (hubert_tiny registers both)
+            section["upstreams"] = [n for n in section["upstreams"] if n != FBANK_HUB_NAME]
         return section
 
 
 def write_random_init_checkpoint(cfg: HubertTinyConfig, n_units: int, path: Path, seed: int = 0) -> Path:
-    """A ``hubert_local``-loadable checkpoint of an untrained teacher of the same shape (a probe baseline)."""
+    """A checkpoint of an untrained teacher of the same shape (a probe baseline), loadable by the name of its
+    front-end (``hubert_local``, or ``hubert_fbank_local``)."""
     torch.manual_seed(seed)
     model = build_hubert(cfg.model, n_units)
     return save_atomic(hubert_local_keys(model, cfg.model, n_units), path)
