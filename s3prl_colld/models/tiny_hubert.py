@@ -24,10 +24,10 @@ from s3prl.upstream.hubert.hubert_model import HubertConfig, HubertModel, Hubert
 from torch import nn
 
 from s3prl_colld.config import ConfigError, choice
-from s3prl_colld.constants import FBANK_HUB_NAME, SAMPLE_RATE
+from s3prl_colld.constants import HUBERT_HUB_NAMES, SAMPLE_RATE
 from s3prl_colld.models.frontends import FbankConfig, FbankFrontend
 
-FRONTENDS = ("cnn", "fbank")
+FRONTENDS = tuple(HUBERT_HUB_NAMES)  # cnn, fbank
 
 
 def _tiny_cnn() -> list[list[int]]:
@@ -119,7 +119,7 @@ def with_frontend(model: HubertModel, frontend: str, width: int, fbank_hidden: i
 def hub_names(cfg: TinyHubertConfig) -> list[str]:
     """The ``s3prl.hub`` names that load a checkpoint of this model: ``hubert_local`` (s3prl's) for the CNN,
     ``hubert_fbank_local`` (ours) for the Fbank front-end."""
-    return [FBANK_HUB_NAME] if cfg.frontend == "fbank" else ["hubert_local"]
+    return [HUBERT_HUB_NAMES[cfg.frontend]]
 
 
 def load_tiny_hubert(path: str | Path) -> tuple[HubertModel, HubertPretrainingConfig]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from s3prl_colld.constants import FBANK_HUB_NAME
+from s3prl_colld.constants import HUBERT_HUB_NAMES
 
 PR_SPLITS = ("test", "test_noisy", "test_unseen")
 ASR_SPLITS = PR_SPLITS  # ASR is tested on the same splits, where the corpus has them
@@ -86,7 +86,7 @@ TEACHERS: dict[str, Baseline] = {"en": TEACHER, "mix": TEACHER_MIX}
 # the rows that are no distillation (``--baselines`` picks among them): the teachers, the two fixed front-ends and
 # the English teacher's shape with random weights
 BASELINES: tuple[str, ...] = (TEACHER.key, TEACHER_MIX.key, "fbank", "mfcc", "random_init")
-TEACHER_FRONTENDS = ("cnn", "fbank")  # Scale.teacher_frontend
+TEACHER_FRONTENDS = tuple(HUBERT_HUB_NAMES)  # Scale.teacher_frontend: cnn, fbank
 # the s3prl upstream of each English baseline probed by the bench experiments (the teacher's checkpoint: GRID/teacher)
 BASELINE_UPSTREAMS: dict[str, str] = {"fbank": "fbank", "mfcc": "mfcc", TEACHER.key: "hubert_local"}
 
@@ -138,7 +138,7 @@ class Scale:
     @property
     def teacher_upstream(self) -> str:
         """The ``s3prl.hub`` name of this scale's teachers and of the ``random_init`` row (their shape)."""
-        return FBANK_HUB_NAME if self.teacher_frontend == "fbank" else "hubert_local"
+        return HUBERT_HUB_NAMES[self.teacher_frontend]
 
     def teacher_run_overrides(self, iteration: int) -> str:
         """``-o`` text that gives teacher iteration ``iteration`` (1 or 2) this scale's front-end: its

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from s3prl_colld.constants import HUBERT_HUB_NAMES
 from s3prl_colld.replicate import environment
 from s3prl_colld.replicate.plan import (CLAIMS, FRONTEND_SPEED, INSTRUMENT_CHECKS, ST_DIRECTIONS, STUDENTS, TASK_CLAIMS,
                                         TEACHER, Claim, st_direction)
@@ -85,7 +86,7 @@ def report(out: Path, results: dict[str, Any]) -> str:
                   f"measures and report not counted)."]
     if results.get("teacher_frontend", "cnn") != "cnn":
         lines += ["", f"The teachers have the {results['teacher_frontend']} front-end (`--teacher-frontend "
-                      f"{results['teacher_frontend']}`, upstream `hubert_fbank_local`) instead of HuBERT's waveform CNN; "
+                      f"{results['teacher_frontend']}`, upstream `{HUBERT_HUB_NAMES[results['teacher_frontend']]}`) instead of HuBERT's waveform CNN; "
                       "every student is distilled from that teacher."]
     stack = environment.summary(results.get("environments") or [])
     if stack:
