@@ -37,17 +37,10 @@ from s3prl_colld.replicate.run import block, probe_runs  # noqa: E402
 from s3prl_colld.replicate.stages import probe_config_drift, slug  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _reference import link_corpus  # noqa: E402
 from asr_budget import cer  # noqa: E402
 
 ROW = TEACHER.key  # the grid's own teacher probes (--teacher-frontend fbank): reused both ways
-
-
-def link(src: Path, dst: Path) -> None:
-    """``dst`` -> ``src`` (a finished corpus of the reference), made once."""
-    if not (src / "manifest.json").is_file():
-        raise SystemExit(f"{src} is not a finished corpus: run the reference grid's corpus stage first")
-    if not dst.exists():
-        dst.symlink_to(src.resolve(), target_is_directory=True)
 
 
 def asr_entry(grid: Grid, name: str, upstream: str, ckpt: Path, splits: list[str]) -> dict[str, Any]:
@@ -83,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         if drift:
             p.error(f"{args.reference}'s teacher probe p{seed} ran another probe than this scale's ({'; '.join(drift)})")
     args.out.mkdir(parents=True, exist_ok=True)
-    link(args.reference / "corpus_en", args.out / "corpus_en")
+    link_corpus(args.reference / "corpus_en", args.out / "corpus_en")
     fbank_scale = dataclasses.replace(scale, teacher_frontend="fbank")  # the grid's --teacher-frontend fbank
     grid = Grid(args.out, fbank_scale, 0, tasks=("pr", "asr") if "asr" in tasks else ("pr",))
     teacher = grid.teacher("en")
@@ -104,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"{out['pr'][s]['mean']:.1f} ± {out['pr'][s]['std']:.1f} | "
                              f"{fbank[s]['mean']:.1f} ± {fbank[s]['std']:.1f} |")
     if "asr" in tasks:
-        link(args.reference / "corpus_st_en", args.out / "corpus_st_en")
+        link_corpus(args.reference / "corpus_st_en", args.out / "corpus_st_en")
         splits = [s for s in ASR_SPLITS if (grid.asr_corpus / s).is_dir()]
         ref_grid = Grid(args.reference, scale, 0, tasks=("pr", "asr"))
         ref_ckpt = sorted((args.reference / TEACHER.key).glob("states-*.ckpt"),

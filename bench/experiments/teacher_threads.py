@@ -30,6 +30,9 @@ from s3prl_colld.replicate.plan import PR_SPLITS, TEACHER  # noqa: E402
 from s3prl_colld.replicate.run import block, probe_runs  # noqa: E402
 from s3prl_colld.replicate.stages import probe_config_drift  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _reference import link_corpus  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,13 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = {row["key"]: row for row in reference["rows"]}
     if TEACHER.key not in rows or "fbank" not in rows:
         p.error(f"{args.reference}/results.json has no {TEACHER.key} or fbank row")
-    corpus = (args.reference / "corpus_en").resolve()
-    if not (corpus / "manifest.json").is_file():
-        p.error(f"{corpus} is not a finished corpus")
-    args.out.mkdir(parents=True, exist_ok=True)
-    link = args.out / "corpus_en"
-    if not link.exists():
-        link.symlink_to(corpus, target_is_directory=True)
+    link_corpus(args.reference / "corpus_en", args.out / "corpus_en")
     scale = SCALES[args.scale]
     for seed in range(scale.probe_seeds):  # the reference's teacher row must be this grid's probe, rule for rule
         drift = probe_config_drift("pr", args.reference / "probes" / "pr" / f"{TEACHER.key}-p{seed}",
