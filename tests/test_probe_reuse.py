@@ -19,11 +19,13 @@ from s3prl_colld.replicate.plan import SCALES
 from s3prl_colld.replicate.stages import Grid, preset_path, probe_config_drift
 
 
-def _finished_probe(run: Path, task: str, overrides: str, config: str | None = None, attempts: int = 1) -> None:
+def _finished_probe(run: Path, task: str, overrides: str, config: str | None = None, attempts: int = 1,
+                    upstream: str | None = None) -> None:
     """A probe folder as the grid leaves it: ``config.yaml`` (as ``run_downstream.py`` writes it) and ``DONE.json``."""
     run.mkdir(parents=True)
     cfg = resolve_config(task, preset_path(config), overrides)
-    write_yaml_atomic({"spec": {"task": task}, "config": to_dict(cfg)}, run / "config.yaml")
+    spec = {"task": task, **({"upstream": upstream} if upstream else {})}
+    write_yaml_atomic({"spec": spec, "config": to_dict(cfg)}, run / "config.yaml")
     (run / "DONE.json").write_text(json.dumps({"dev": 70.0, "test": 71.0, "updates": 2000, "stop_reason": "cap",
                                                "collapsed": False, "attempts": attempts, "dev_curve": []}))
 
@@ -82,6 +84,19 @@ def test_the_grid_refuses_to_reuse_a_probe_trained_with_other_settings(tmp_path:
     assert reused is not None and reused["test"] == 71.0
     with pytest.raises(SystemExit, match=r"runner\.ema_decay: None -> 0\.95.*Move that folder aside"):
         grid.probe("pr", "fbank", "fbank", None, 0, scale.probe_overrides + ",,config.runner.ema_decay=0.95", ["test"])
+
+
+def test_the_grid_refuses_a_probe_of_another_upstream(tmp_path: Path) -> None:
+    """A teacher probe of the CNN teacher (``hubert_local``) in a folder the Fbank-front-end teacher's grid asks for
+    (``hubert_fbank_local``; the folder is named by the row): refused, naming both; the same upstream is reused."""
+    scale = SCALES["tiny"]
+    grid = Grid(tmp_path, scale, 0, tasks=("pr",))
+    _finished_probe(tmp_path / "probes" / "pr" / "teacher-p0", "pr", scale.probe_overrides.lstrip(","),
+                    upstream="hubert_local")
+    assert grid.probe("pr", "teacher", "hubert_local", None, 0, scale.probe_overrides, ["test"])["test"] == 71.0
+    with pytest.raises(SystemExit, match=r"upstream: 'hubert_local' -> 'hubert_fbank_local'"):
+        grid.probe("pr", "teacher", "hubert_fbank_local", None, 0, scale.probe_overrides, ["test"])
+    assert probe_config_drift("pr", tmp_path / "probes" / "pr" / "teacher-p0", scale.probe_overrides) == []
 
 
 def test_a_preset_probe_agrees_with_itself(tmp_path: Path) -> None:

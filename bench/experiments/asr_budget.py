@@ -18,6 +18,7 @@ hypotheses, updates, stop reason, the dev curve, the featurizer's layer weights,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ from s3prl_colld.downstream.cli import resolve_config  # noqa: E402
 from s3prl_colld.downstream.metrics import error_rate  # noqa: E402
 from s3prl_colld.downstream.task import read_ark  # noqa: E402
 from s3prl_colld.replicate import SCALES, Grid  # noqa: E402
-from s3prl_colld.replicate.plan import ASR_SPLITS, BASELINE_UPSTREAMS as UPSTREAMS, TEACHER  # noqa: E402
+from s3prl_colld.replicate.plan import TEACHER_FRONTENDS, ASR_SPLITS, BASELINE_UPSTREAMS as UPSTREAMS, TEACHER  # noqa: E402
 from s3prl_colld.replicate.stages import _latest, preset_path, slug  # noqa: E402
 
 
@@ -45,10 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grid", type=Path, required=True, help="a results grid's folder (its ASR corpus and teacher done)")
     p.add_argument("--scale", default="reduced", choices=sorted(SCALES), help="the grid's scale (its ASR preset)")
     p.add_argument("--rows", default=TEACHER.key, help=f"comma-separated rows, of {','.join(UPSTREAMS)}")
+    p.add_argument("--teacher-frontend", choices=TEACHER_FRONTENDS, default="cnn",
+                   help="the grid's teacher front-end (its --teacher-frontend; default cnn): names the teacher's hub")
     p.add_argument("--caps", default="3000,9000", help="comma-separated update caps (the preset's: the grid's probe)")
     p.add_argument("--eval-step", type=int, default=500, help="updates between dev passes under another cap")
     args = p.parse_args(argv)
-    scale = SCALES[args.scale]
+    scale = dataclasses.replace(SCALES[args.scale], teacher_frontend=args.teacher_frontend)
+    upstreams = {**UPSTREAMS, TEACHER.key: scale.teacher_upstream}  # the teacher's hub name by its front-end
     if scale.asr_overrides is None or scale.asr_config is None:
         p.error(f"the {args.scale} scale has no mini ASR stage")
     rows, caps = args.rows.split(","), [int(c) for c in args.caps.split(",")]
@@ -74,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                 name = f"{row} [cap {cap}]"
                 extra = (f",,config.runner.total_steps={cap},,config.runner.eval_step={args.eval_step},,"
                          f"config.runner.save_step={args.eval_step}")
-            result = grid.probe("asr", name, UPSTREAMS[row], ckpt, 0, scale.asr_overrides + extra, splits,
+            result = grid.probe("asr", name, upstreams[row], ckpt, 0, scale.asr_overrides + extra, splits,
                                 corpus=grid.asr_corpus, config=scale.asr_config)
             run = args.grid / "probes" / "asr" / f"{slug(name)}-p0"
             weights = json.loads((run / "layer_weights.json").read_text())["weights"]

@@ -24,6 +24,7 @@ grid's ``pr_probes``) and prints a markdown table.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -33,7 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from s3prl_colld.replicate import SCALES, Grid  # noqa: E402
-from s3prl_colld.replicate.plan import BASELINE_UPSTREAMS as UPSTREAMS, PR_SPLITS, TEACHER, plan_students  # noqa: E402
+from s3prl_colld.replicate.plan import TEACHER_FRONTENDS, BASELINE_UPSTREAMS as UPSTREAMS, PR_SPLITS, TEACHER, plan_students  # noqa: E402
 from s3prl_colld.replicate.run import block, probe_runs, upstream_of  # noqa: E402
 from s3prl_colld.replicate.stages import _latest  # noqa: E402
 from s3prl_colld.replicate.sweep import chosen_students  # noqa: E402
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grid", type=Path, required=True, help="a results grid's folder (its English corpus done)")
     p.add_argument("--scale", default="reduced", choices=sorted(SCALES), help="the grid's scale (its probe preset)")
     p.add_argument("--rows", default="fbank,mfcc", help=f"comma-separated rows, of {','.join(UPSTREAMS)}")
+    p.add_argument("--teacher-frontend", choices=TEACHER_FRONTENDS, default="cnn",
+                   help="the grid's teacher front-end (its --teacher-frontend; default cnn): names the teacher's hub")
     p.add_argument("--decays", default="none,0.99", help="comma-separated: none (the trained weights) or an EMA decay")
     p.add_argument("--probe-seeds", type=int, default=3, help="probe seeds per row and decay (default 3)")
     p.add_argument("--students", default="", help="comma-separated student keys of the grid (plan.STUDENTS), e.g. "
@@ -81,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             ok = False
         if not ok:
             p.error(f"--decays: {decay!r} is not 'none' or a number in (0, 1)")
-    scale = SCALES[args.scale]
+    scale = dataclasses.replace(SCALES[args.scale], teacher_frontend=args.teacher_frontend)
+    upstreams = {**UPSTREAMS, TEACHER.key: scale.teacher_upstream}  # the teacher's hub name by its front-end
     grid = Grid(args.grid, scale, 0, tasks=("pr",))
     planned = {s.key: s for s in chosen_students(args.grid, plan_students(scale))}
     keys = [k for k in args.students.split(",") if k]
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         ckpt = teacher_ckpt if row == TEACHER.key else None
         for decay in decays:
-            table[row, decay] = [grid.probe("pr", probe_name(row, decay, own), UPSTREAMS[row], ckpt, seed,
+            table[row, decay] = [grid.probe("pr", probe_name(row, decay, own), upstreams[row], ckpt, seed,
                                             overrides_for(own, decay), splits)
                                  for seed in range(args.probe_seeds)]
     for key in keys:

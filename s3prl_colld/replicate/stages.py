@@ -329,7 +329,8 @@ class Grid:
         done = run / "DONE.json"
         if done.is_file():
             result = json.loads(done.read_text())
-            drift = probe_config_drift(task, run, overrides, config, retried=result.get("attempts", 1) > 1)
+            drift = probe_config_drift(task, run, overrides, config, retried=result.get("attempts", 1) > 1,
+                                       upstream=upstream)
             if drift:
                 raise SystemExit(
                     f"[replicate] probe {folder} {name} p{seed}: {run} was trained with another config than this grid "
@@ -383,10 +384,13 @@ def preset_path(config: str | None) -> str | None:
 
 
 def probe_config_drift(task: str, run: Path, overrides: str, config: str | None = None,
-                       retried: bool = False) -> list[str]:
+                       retried: bool = False, upstream: str | None = None) -> list[str]:
     """The keys where the config a finished probe in ``run`` trained with (``run/config.yaml``) differs from the one
     ``overrides`` and the preset ``config`` (a yaml under ``configs/downstream/``) give now, as ``"key: then -> now"``
     lines; empty when they agree, or when ``run`` has no ``config.yaml`` (a probe from before it was written).
+    With ``upstream`` (an ``s3prl.hub`` name), the upstream the probe read (``spec.upstream`` of its
+    ``config.yaml``) is compared too, as the line ``"upstream: then -> now"``: a teacher probe of ``hubert_local``
+    is not the one of ``hubert_fbank_local`` (the probe's folder is named by its row, not by its upstream).
 
     The saved config is read through today's schema, so a key added since (``runner.ema_decay``, session 18) takes
     its default there, as it did when the probe ran without it. ``UNCOMPARED_KEYS`` (the probe's corpus and cache
@@ -398,12 +402,16 @@ def probe_config_drift(task: str, run: Path, overrides: str, config: str | None 
     from s3prl_colld.config import to_dict
     from s3prl_colld.downstream.cli import resolve_config
 
-    saved_raw = yaml.safe_load(saved_path.read_text()).get("config") or {}
-    saved = _flatten(to_dict(resolve_config(task, None, None, base=saved_raw)))
+    saved_yaml = yaml.safe_load(saved_path.read_text()) or {}
+    saved = _flatten(to_dict(resolve_config(task, None, None, base=saved_yaml.get("config") or {})))
     wanted = _flatten(to_dict(resolve_config(task, preset_path(config), overrides.lstrip(","))))
     skip = UNCOMPARED_KEYS | ({"optimizer.lr"} if retried else set())
-    return [f"{key}: {saved.get(key)!r} -> {wanted[key]!r}" for key in sorted(wanted)
-            if key not in skip and saved.get(key) != wanted[key]]
+    drift = [f"{key}: {saved.get(key)!r} -> {wanted[key]!r}" for key in sorted(wanted)
+             if key not in skip and saved.get(key) != wanted[key]]
+    then = (saved_yaml.get("spec") or {}).get("upstream")
+    if upstream is not None and then is not None and then != upstream:
+        drift.insert(0, f"upstream: {then!r} -> {upstream!r}")
+    return drift
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
